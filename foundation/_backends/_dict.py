@@ -1,0 +1,153 @@
+"""``DictBackend``: the default in-process registry storage.
+
+``whereis`` is the bound ``get`` of a plain dict, so a lookup costs what a dict lookup
+costs; metadata and the reverse index (pid -> keys) live in separate dicts that only
+writes touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import AlreadyRegistered
+from ..abc import Keys, MatchSpec, RegistryBackend, matches
+
+if TYPE_CHECKING:
+    from .._ref import ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class DictBackendStatistics:
+    """A snapshot of a ``DictBackend``."""
+
+    keys: str
+    entries: int
+    distinct_keys: int
+    owners: int
+
+
+class DictBackend(RegistryBackend):
+    """Registry entries in Python dicts (unique or duplicate keys)."""
+
+    def __init__(self) -> None:
+        self.keys: Keys = "unique"
+        self._refs: dict[Hashable, ActorRef] = {}
+        self._meta: dict[Hashable, Any] = {}
+        self._dups: dict[Hashable, dict[ActorRef, Any]] = {}
+        self._by_ref: dict[ActorRef, set[Hashable]] = {}
+        self._entries = 0
+        self.whereis = self._refs.get  # type: ignore[method-assign, assignment]
+
+    def bind(self, keys: Keys) -> None:
+        if self._entries:
+            raise RuntimeError("cannot change the key mode of a non-empty backend")
+        self.keys = keys
+
+    def whereis(self, key: Hashable) -> ActorRef | None:  # replaced per instance
+        return self._refs.get(key)
+
+    def _index(self, key: Hashable, ref: ActorRef) -> None:
+        keys = self._by_ref.get(ref)
+        if keys is None:
+            self._by_ref[ref] = {key}
+        else:
+            keys.add(key)
+        self._entries += 1
+
+    def _unindex(self, key: Hashable, ref: ActorRef) -> None:
+        keys = self._by_ref.get(ref)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_ref[ref]
+        self._entries -= 1
+
+    def register(self, key: Hashable, ref: ActorRef, meta: Any) -> None:
+        if self.keys == "unique":
+            owner = self._refs.get(key)
+            if owner is not None:
+                raise AlreadyRegistered(key, owner)
+            self._refs[key] = ref
+            self._meta[key] = meta
+        else:
+            entries = self._dups.setdefault(key, {})
+            if ref in entries:
+                entries[ref] = meta
+                return
+            entries[ref] = meta
+        self._index(key, ref)
+
+    def lookup_or_register(self, key: Hashable, ref: ActorRef, meta: Any) -> tuple[ActorRef, bool]:
+        if self.keys != "unique":
+            raise TypeError("lookup_or_register needs a registry with unique keys")
+        owner = self._refs.get(key)
+        if owner is not None:
+            return owner, False
+        self.register(key, ref, meta)
+        return ref, True
+
+    def unregister(self, key: Hashable, ref: ActorRef) -> bool:
+        if self.keys == "unique":
+            if self._refs.get(key) != ref:
+                return False
+            del self._refs[key]
+            del self._meta[key]
+        else:
+            entries = self._dups.get(key)
+            if entries is None or ref not in entries:
+                return False
+            del entries[ref]
+            if not entries:
+                del self._dups[key]
+        self._unindex(key, ref)
+        return True
+
+    def unregister_ref(self, ref: ActorRef) -> list[Hashable]:
+        keys = list(self._by_ref.get(ref, ()))
+        for key in keys:
+            self.unregister(key, ref)
+        return keys
+
+    def lookup(self, key: Hashable) -> list[tuple[ActorRef, Any]]:
+        if self.keys == "unique":
+            ref = self._refs.get(key)
+            return [] if ref is None else [(ref, self._meta[key])]
+        return list(self._dups.get(key, {}).items())
+
+    def keys_of(self, ref: ActorRef) -> list[Hashable]:
+        return list(self._by_ref.get(ref, ()))
+
+    def update_meta(self, key: Hashable, ref: ActorRef, meta: Any) -> bool:
+        if self.keys == "unique":
+            if self._refs.get(key) != ref:
+                return False
+            self._meta[key] = meta
+            return True
+        entries = self._dups.get(key)
+        if entries is None or ref not in entries:
+            return False
+        entries[ref] = meta
+        return True
+
+    def select(self, spec: MatchSpec) -> list[tuple[Hashable, ActorRef, Any]]:
+        out: list[tuple[Hashable, ActorRef, Any]] = []
+        if self.keys == "unique":
+            meta = self._meta
+            for key, ref in self._refs.items():
+                if matches(spec, key, ref, meta[key]):
+                    out.append((key, ref, meta[key]))
+        else:
+            for key, entries in self._dups.items():
+                for ref, m in entries.items():
+                    if matches(spec, key, ref, m):
+                        out.append((key, ref, m))
+        return out
+
+    def count(self) -> int:
+        return self._entries
+
+    def statistics(self) -> DictBackendStatistics:
+        distinct = len(self._refs) if self.keys == "unique" else len(self._dups)
+        return DictBackendStatistics(self.keys, self._entries, distinct, len(self._by_ref))
