@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import foundation
-from foundation import Actor, Caller, Down, Exit, Runtime, telemetry
+from foundation import Actor, Caller, Down, Exit, telemetry
 
 
 class Worker(Actor):
