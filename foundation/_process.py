@@ -97,7 +97,7 @@ class Process:
             self.mailbox: Mailbox = Mailbox(self, rt._new_future)
         else:
             self.mailbox = BoundedMailbox(self, rt._new_future, mailbox_size, overflow)
-        self.ref: ActorRef = ActorRef._create(pid, self)
+        self.ref: ActorRef = type.__call__(ActorRef, pid, self)
 
     def __repr__(self) -> str:
         return f"<Process {self.pid!r} {self.actor.__class__.__qualname__}>"

@@ -35,6 +35,7 @@ log = logging.getLogger("foundation")
 T = TypeVar("T")
 
 _TIMED_OUT = object()
+_new = type.__call__  # builds a no-public-constructor object without the metaclass hop
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +226,7 @@ class Runtime:
         actor = actor_cls()
         proc = P.Process(
             self,
-            Pid._create(self.node, next(self._serial)),
+            _new(Pid, self.node, next(self._serial)),
             actor,
             name,
             parent,
