@@ -11,7 +11,6 @@ from ._actor import Actor as Actor
 from ._backends._dict import DictBackend as DictBackend
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
-from ._clock import VirtualClock as VirtualClock
 from ._context import current_runtime as current_runtime
 from ._context import current_time as current_time
 from ._context import self_ref as self_ref
@@ -81,7 +80,6 @@ __all__ = (
     "StartError",
     "TimerRef",
     "ValueTooLarge",
-    "VirtualClock",
     "current_runtime",
     "current_time",
     "run",

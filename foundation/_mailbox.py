@@ -116,12 +116,14 @@ class BoundedMailbox(Mailbox):
     - ``"fail"``: the sender gets ``MailboxFull``.
     """
 
-    __slots__ = ("_room_waiters", "_user_count")
+    # ``capacity`` and ``overflow`` are class attributes of the unbounded Mailbox (no
+    # per-actor cost); a bounded one needs its own slots to hold them.
+    __slots__ = ("_room_waiters", "_user_count", "capacity", "overflow")
 
     def __init__(self, owner: Any, new_future: Any, capacity: int, overflow: str) -> None:
         super().__init__(owner, new_future)
-        self.capacity = capacity  # type: ignore[misc]
-        self.overflow = overflow  # type: ignore[misc]
+        self.capacity = capacity
+        self.overflow = overflow
         self._room_waiters: deque[Any] = deque()
         self._user_count = 0
 

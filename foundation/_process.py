@@ -151,7 +151,10 @@ async def serve(proc: Process) -> None:
                     elif cls is KernelInfo:
                         await actor.handle_info(item.msg)
                     else:
-                        # System: a stop request, or the exit of a trapping actor's parent.
+                        # System: a stop request, the exit of a trapping actor's parent,
+                        # or a kill that the task's cancellation has not reached yet.
+                        if item.kind == "kill":
+                            raise _Killed
                         reason = item.reason
                         raise _Stop
                     budget -= 1
@@ -160,6 +163,8 @@ async def serve(proc: Process) -> None:
                         await proc.rt._backend.checkpoint()
         except _Stop:
             pass
+        except _Killed:
+            raise
         except Exception as exc:
             reason = exc
             log.error(
@@ -172,7 +177,7 @@ async def serve(proc: Process) -> None:
         except Exception as exc:
             log.error("terminate of %r raised %r", proc.pid, exc, exc_info=exc)
             reason = exc
-    except proc.rt._backend.cancelled_exc:
+    except (proc.rt._backend.cancelled_exc, _Killed):
         # Only the kernel cancels an actor task: a kill, or the runtime's teardown.
         reason = proc.kill_reason if proc.kill_reason is not None else "killed"
     finish(proc, reason)
@@ -180,6 +185,10 @@ async def serve(proc: Process) -> None:
 
 class _Stop(Exception):
     """Internal: leaves the receive loop on a System message."""
+
+
+class _Killed(Exception):
+    """Internal: leaves the receive loop on a kill, without ``terminate``."""
 
 
 def _defer(proc: Process, caller: Caller) -> None:
@@ -285,6 +294,10 @@ def kill(target: Process, reason: Any) -> None:
     target.kill_reason = reason
     if target.state == STARTING:
         return  # init runs in the spawner's task; spawn checks kill_reason when it returns
+    # The cancellation reaches the task at its next suspension only. Until then (a
+    # signal to itself, or a task the loop has already resumed) it must not take one
+    # more message: this envelope, first in the queue, ends the receive loop.
+    target.mailbox.put_system(System("kill", reason), first=True)
     target.rt._backend.cancel(target.cancel_handle)
 
 

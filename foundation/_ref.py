@@ -145,10 +145,13 @@ class ActorRef(metaclass=_NoPublicConstructor):
         Raises:
             ActorDead: the actor was not alive (``"noproc"``).
             CallTimeout: it did not exit within ``timeout``; it is then killed.
+            RuntimeClosed: the actor's runtime has stopped.
         """
         check_timeout(timeout)
         proc = self._proc
         if proc is None or proc.state == _DEAD:
+            if proc is not None and proc.rt._closed:
+                raise RuntimeClosed(f"the runtime of {self.pid} has stopped")
             raise ActorDead(self.pid, "noproc")
         rt = proc.rt
         fut = rt._new_future()
@@ -168,6 +171,8 @@ class ActorRef(metaclass=_NoPublicConstructor):
         """Send the untrappable ``"kill"`` exit signal: the actor exits with ``"killed"``."""
         proc = self._proc
         if proc is not None:
+            if proc.rt._closed:
+                raise RuntimeClosed(f"the runtime of {self.pid} has stopped")
             proc.rt.exit(self, "kill")
 
 

@@ -45,11 +45,19 @@ class Event:
 
     async def wait(self, timeout: float | None = None) -> None:
         """Return once set; ``TimeoutError`` after ``timeout`` runtime seconds."""
+        check_timeout(timeout)
         if self._set:
             return
         fut = current_runtime()._new_future()
         self._waiters.append(fut)
-        await _wait(fut, timeout, "Event.wait")
+        try:
+            await _wait(fut, timeout, "Event.wait")
+        except BaseException:
+            # Timed out or cancelled: forget the future, or an Event waited on with a
+            # timeout in a loop would keep one dead future per wait until set().
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
 
     def statistics(self) -> EventStatistics:
         return EventStatistics(is_set=self._set, waiting=sum(not f.done() for f in self._waiters))
@@ -122,6 +130,7 @@ class Barrier:
         self._broken = False
 
     async def wait(self, timeout: float | None = None) -> int:
+        check_timeout(timeout)  # before arriving: a refused call must not count as a party
         if self._broken:
             raise BrokenBarrier("the barrier is broken; call reset() to reuse it")
         index = len(self._waiters)
@@ -135,7 +144,6 @@ class Barrier:
         rt = current_runtime()
         fut = rt._new_future()
         self._waiters.append(fut)
-        check_timeout(timeout)
         try:
             ok = await rt._wait_with_timeout(fut, timeout)
         except BaseException:
@@ -183,6 +191,7 @@ async def wait_for(
     The condition is evaluated at once and then only when something relevant happened
     (an actor spawned or exited, a registry changed, ...): no polling.
     """
+    check_timeout(timeout)
     value = condition()
     if value:
         return value
@@ -192,7 +201,13 @@ async def wait_for(
     def check(_event: Any, _m: Any, _md: Any) -> None:
         if fut.done():
             return
-        result = condition()
+        try:
+            result = condition()
+        except Exception as exc:
+            # Fail the wait now; escaping into telemetry would detach this handler and
+            # leave the waiter to a misleading TimeoutError.
+            fut.set_exception(exc)
+            return
         if result:
             fut.set_result(result)
 

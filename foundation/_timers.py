@@ -61,7 +61,11 @@ class Timers:
         self._fifos: dict[float, deque[tuple[float, Any, Callable[[Any], None], Any]]] = {}
         self._wake_fut: Any = None
         self._target: float | None = None
+        # Futures of ``Runtime.wait_idle`` callers on an autojump clock: the driver
+        # resolves them when it finds the scheduler idle, before it jumps the clock.
+        self.idle_waiters: list[Any] = []
         self.closed = False
+        self.fired = 0
 
     def add(self, delay: float, fn: Callable[[Any], None], arg: Any) -> list[Any]:
         """Schedule ``fn(arg)`` after ``delay`` seconds of the runtime clock."""
@@ -111,6 +115,27 @@ class Timers:
             self._cancelled = 0
         return True
 
+    def wait_idle(self) -> Any:
+        """A future the driver resolves once no task is runnable (autojump clocks only).
+
+        Two spinning idle detectors (the driver waiting to jump, a ``wait_idle`` caller)
+        would each see the other as runnable forever, so on an autojump clock the
+        driver is the only one that spins; idle waiters are served before any jump.
+        """
+        fut = self.backend.new_future()
+        if self.closed:
+            fut.set_result(None)
+            return fut
+        self.idle_waiters.append(fut)
+        self.wake()
+        return fut
+
+    def _release_idle_waiters(self) -> None:
+        waiters, self.idle_waiters = self.idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
     def wake(self) -> None:
         """Make the driver re-read the heap and the clock."""
         fut = self._wake_fut
@@ -138,6 +163,7 @@ class Timers:
         return nxt
 
     def _call(self, fn: Callable[[Any], None], arg: Any) -> None:
+        self.fired += 1
         try:
             fn(arg)
         except Exception:
@@ -168,30 +194,53 @@ class Timers:
         """The driver loop (a kernel task of the runtime)."""
         clock = self.clock
         backend = self.backend
-        while not self.closed:
-            nxt = self._fire_due()
-            fut = backend.new_future()
-            self._wake_fut = fut
-            if not clock.virtual:
-                self._target = nxt
-                delay = None if nxt is None else nxt - clock.now()
-                await backend.wait_future_until(fut, delay)
-            elif nxt is None or not clock.autojump:
-                self._target = None
-                await fut
-            else:
-                self._target = nxt
-                if await self._idle_or_woken(fut):
-                    clock._jump_to(nxt)
-            self._wake_fut = None
+        try:
+            while not self.closed:
+                nxt = self._fire_due()
+                fut = backend.new_future()
+                self._wake_fut = fut
+                if not clock.virtual:
+                    self._target = nxt
+                    delay = None if nxt is None else nxt - clock.now()
+                    await backend.wait_future_until(fut, delay)
+                elif not clock.autojump or (nxt is None and not self.idle_waiters):
+                    self._target = None
+                    await fut
+                else:
+                    self._target = nxt
+                    if await self._idle_or_woken(fut) and nxt is not None:
+                        # Timers may have been cancelled (or calls answered) while the
+                        # driver waited for idleness: jump to the next *live* deadline,
+                        # and not at all if something became due and ran meanwhile.
+                        fired = self.fired
+                        live = self._fire_due()
+                        if live is not None and self.fired == fired:
+                            clock._jump_to(live)
+                self._wake_fut = None
+        finally:
+            self._release_idle_waiters()
 
     async def _idle_or_woken(self, fut: Any) -> bool:
         """Yield until the scheduler is idle (True) or the driver is woken (False).
 
-        Two consecutive idle observations are required: the checkpoint in between lets
-        the loop poll I/O once, so a ready socket is not mistaken for idleness.
+        Idle ``wait_idle`` callers are released first, and then it returns False: the
+        clock jumps only when nobody waits for the runtime to settle at this time.
         """
         backend = self.backend
+        if backend.name == "trio":
+            await wait_all_blocked(backend)
+            if self.idle_waiters:
+                self._release_idle_waiters()
+                return False
+            threshold = self.clock.autojump_threshold
+            if threshold > 0:
+                await wait_all_blocked(backend, threshold)
+                if self.idle_waiters:
+                    self._release_idle_waiters()
+                    return False
+            return not fut.done()
+        # Two consecutive idle observations are required: the checkpoint in between
+        # lets the loop poll I/O once, so a ready socket is not mistaken for idleness.
         idle_seen = 0
         while not fut.done():
             await backend.checkpoint()
@@ -200,6 +249,9 @@ class Timers:
             if backend.scheduler_idle():
                 idle_seen += 1
                 if idle_seen >= 2:
+                    if self.idle_waiters:
+                        self._release_idle_waiters()
+                        return False
                     threshold = self.clock.autojump_threshold
                     if threshold > 0:
                         await backend.wait_future_until(fut, threshold)
@@ -212,3 +264,22 @@ class Timers:
             else:
                 idle_seen = 0
         return False
+
+
+async def wait_all_blocked(backend: Any, cushion: float = 0.0) -> None:
+    """Return once no other task is runnable (for ``cushion`` real seconds, on trio).
+
+    On asyncio the ready queue is read between checkpoints: it holds the rest of the
+    running batch too. trio's ``tasks_runnable`` does not count the rest of the running
+    batch (and trio shuffles batches), so polling it mistakes a busy loop for an idle
+    one; trio's own idle detection runs between batches and is used instead.
+    """
+    if backend.name == "trio":
+        from trio.testing import wait_all_tasks_blocked
+
+        await wait_all_tasks_blocked(cushion)
+        return
+    idle = 0
+    while idle < 2:
+        await backend.checkpoint()
+        idle = idle + 1 if backend.scheduler_idle() else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,7 +43,13 @@ class Backend:
         proc.cancel_handle = self.loop.create_task(serve(proc))
 
     def cancel(self, handle: Any) -> None:
-        handle.cancel()
+        # A task cancelled before its first step gets CancelledError thrown in at its
+        # first line, outside serve's try: no exit protocol, no Down, no unregistration.
+        # Its first step is already queued, so cancel it right after that step instead.
+        if inspect.getcoroutinestate(handle.get_coro()) == inspect.CORO_CREATED:
+            self.loop.call_soon(handle.cancel)
+        else:
+            handle.cancel()
 
     def scheduler_idle(self) -> bool:
         ready = self._ready

@@ -31,9 +31,17 @@ class TrioFuture:
         self._settle(outcome.Error(exc))
 
     def result(self) -> Any:
-        if self._outcome is None:
+        """The value (or raise the error), as often as asked, like ``asyncio.Future``.
+
+        ``Outcome.unwrap`` works once only, and ``await`` has usually spent it already.
+        """
+        result = self._outcome
+        if result is None:
             raise RuntimeError("future is not done")
-        return self._outcome.unwrap()
+        if isinstance(result, outcome.Value):
+            return result.value
+        assert isinstance(result, outcome.Error)
+        raise result.error
 
     def _settle(self, result: outcome.Outcome[Any]) -> None:
         if self._outcome is not None:
