@@ -4,8 +4,6 @@ Actors with mailboxes, links, monitors and Erlang exit semantics; timers on an
 injectable clock; a pluggable registry; event-driven synchronisation and telemetry.
 """
 
-from contextlib import suppress
-
 from . import telemetry as telemetry
 from ._actor import Actor as Actor
 from ._backends._dict import DictBackend as DictBackend
@@ -14,6 +12,7 @@ from ._clock import MonotonicClock as MonotonicClock
 from ._context import current_runtime as current_runtime
 from ._context import current_time as current_time
 from ._context import self_ref as self_ref
+from ._entry import run as run
 from ._exceptions import ActorDead as ActorDead
 from ._exceptions import AlreadyRegistered as AlreadyRegistered
 from ._exceptions import BrokenBarrier as BrokenBarrier
@@ -32,13 +31,13 @@ from ._messages import Exit as Exit
 from ._messages import NoReply as NoReply
 from ._pid import MonitorRef as MonitorRef
 from ._pid import Pid as Pid
+from ._public import fixup_module_metadata
 from ._ref import ActorRef as ActorRef
 from ._ref import Caller as Caller
 from ._ref import Monitor as Monitor
 from ._registry import Registry as Registry
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
-from ._runtime import run as run
 from ._sync import Barrier as Barrier
 from ._sync import CountDownLatch as CountDownLatch
 from ._sync import Event as Event
@@ -89,14 +88,4 @@ __all__ = (
 )
 
 
-def _fixup_module_metadata() -> None:
-    """Show public paths (``foundation.Actor``) in reprs and docs, as trio does."""
-    for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("foundation._"):
-            with suppress(AttributeError, TypeError):
-                obj.__module__ = __name__
-
-
-_fixup_module_metadata()
-del _fixup_module_metadata
+fixup_module_metadata(__name__, globals())

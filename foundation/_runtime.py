@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,13 +18,14 @@ import anyio
 import sniffio
 
 from . import _process as P
+from . import _timers as T_
 from ._actor import Actor
 from ._clock import Clock, MonotonicClock
 from ._context import current_process_var, current_runtime_var
 from ._exceptions import RuntimeClosed, StartError
 from ._loop import load_backend
 from ._mailbox import OVERFLOW_POLICIES
-from ._messages import Info, System
+from ._messages import System
 from ._pid import MonitorRef, Pid
 from ._ref import ActorRef, Monitor, check_timeout
 from ._registry import Registry
@@ -34,7 +35,6 @@ from ._timers import TimerRef, Timers, wait_all_blocked
 log = logging.getLogger("foundation")
 T = TypeVar("T")
 
-_TIMED_OUT = object()
 _new = type.__call__  # builds a no-public-constructor object without the metaclass hop
 
 
@@ -387,20 +387,20 @@ class Runtime:
         """Deliver ``msg`` to ``ref``'s ``handle_info`` after ``delay`` runtime seconds."""
         check_timeout(delay, "delay")
         self._check_open()
-        return TimerRef(self._timers, self._timers.add(delay, _deliver_info, (ref, msg)))
+        return TimerRef(self._timers, self._timers.add(delay, T_.deliver_info, (ref, msg)))
 
     def cast_after(self, delay: float, ref: ActorRef, msg: Any) -> TimerRef:
         """Deliver ``msg`` to ``ref``'s ``handle_cast`` after ``delay`` runtime seconds."""
         check_timeout(delay, "delay")
         self._check_open()
-        return TimerRef(self._timers, self._timers.add(delay, _deliver_cast, (ref, msg)))
+        return TimerRef(self._timers, self._timers.add(delay, T_.deliver_cast, (ref, msg)))
 
     async def sleep(self, delay: float) -> None:
         """Sleep ``delay`` seconds of the runtime clock (instant on a ``VirtualClock``)."""
         if delay < 0:
             raise ValueError(f"delay must be >= 0, got: {delay!r}")
         fut = self._new_future()
-        self._timers.add(delay, _resolve_none, fut)
+        self._timers.add(delay, T_.resolve_none, fut)
         await fut
 
     async def _wait_with_timeout(self, fut: Any, timeout: float | None) -> bool:
@@ -410,13 +410,13 @@ class Runtime:
             return True
         if fut.done():
             return True
-        entry = self._timers.add(timeout, _time_out, fut)
+        entry = self._timers.add(timeout, T_.time_out, fut)
         try:
             result = await fut
         finally:
             if entry[2] is not None:
                 self._timers.cancel(entry)
-        return result is not _TIMED_OUT
+        return result is not T_.TIMED_OUT
 
     async def wait_idle(self) -> None:
         """Return once no task is runnable: every actor waits on its mailbox or a timer."""
@@ -499,50 +499,3 @@ class Runtime:
             timers_pending=self._timers.pending() if self._timers is not None else 0,
             dropped_to_dead=self._dropped,
         )
-
-
-def _deliver_info(arg: tuple[ActorRef, Any]) -> None:
-    ref, msg = arg
-    proc = ref._proc
-    if proc is not None and not proc.mailbox.closed:
-        proc.mailbox.put(Info(msg))
-
-
-def _deliver_cast(arg: tuple[ActorRef, Any]) -> None:
-    ref, msg = arg
-    proc = ref._proc
-    if proc is not None and not proc.mailbox.closed:
-        proc.mailbox.put(msg)
-
-
-def _resolve_none(fut: Any) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _time_out(fut: Any) -> None:
-    if not fut.done():
-        fut.set_result(_TIMED_OUT)
-
-
-def run(
-    main: Callable[..., Awaitable[T]],
-    *args: Any,
-    backend: str = "asyncio",
-    clock: Clock | None = None,
-    **runtime_options: Any,
-) -> T:
-    """Run ``main(*args)`` inside a fresh ``Runtime`` on ``backend``; return its result."""
-
-    async def _entry() -> T:
-        async with Runtime(clock=clock, **runtime_options):
-            return await main(*args)
-
-    try:
-        return anyio.run(_entry, backend=backend)
-    except LookupError as exc:
-        raise RuntimeError(
-            f"unknown backend {backend!r}: use 'asyncio' or 'trio' "
-            "(install trio with: pip install trio)"
-        ) from exc
-

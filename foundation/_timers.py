@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._messages import Info
+
 log = logging.getLogger("foundation")
 
 _COMPACT_MIN = 4096
@@ -283,3 +285,31 @@ async def wait_all_blocked(backend: Any, cushion: float = 0.0) -> None:
     while idle < 2:
         await backend.checkpoint()
         idle = idle + 1 if backend.scheduler_idle() else 0
+
+
+# -- timer callbacks of the runtime --------------------------------------------------
+
+TIMED_OUT = object()
+
+def deliver_info(arg: tuple[Any, Any]) -> None:
+    ref, msg = arg
+    proc = ref._proc
+    if proc is not None and not proc.mailbox.closed:
+        proc.mailbox.put(Info(msg))
+
+
+def deliver_cast(arg: tuple[Any, Any]) -> None:
+    ref, msg = arg
+    proc = ref._proc
+    if proc is not None and not proc.mailbox.closed:
+        proc.mailbox.put(msg)
+
+
+def resolve_none(fut: Any) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def time_out(fut: Any) -> None:
+    if not fut.done():
+        fut.set_result(TIMED_OUT)

@@ -5,8 +5,7 @@ Kernel events (all under ``("foundation", ...)``): ``actor.spawn``, ``actor.exit
 ``registry.unregister``, ``loop.blocked`` (measurement ``duration``).
 """
 
-from contextlib import suppress
-
+from ._public import fixup_module_metadata
 from ._telemetry import Capture as Capture
 from ._telemetry import TelemetryEvent as TelemetryEvent
 from ._telemetry import attach as attach
@@ -17,14 +16,4 @@ from ._telemetry import emit as emit
 __all__ = ("Capture", "TelemetryEvent", "attach", "capture", "detach", "emit")
 
 
-def _fixup_module_metadata() -> None:
-    """Show public paths (``foundation.telemetry.Capture``) in reprs and docs, as trio does."""
-    for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("foundation._"):
-            with suppress(AttributeError, TypeError):
-                obj.__module__ = __name__
-
-
-_fixup_module_metadata()
-del _fixup_module_metadata
+fixup_module_metadata(__name__, globals())

@@ -4,9 +4,8 @@ No helper sleeps: each waits on a message, a monitor, a telemetry event or the r
 clock (instant under ``VirtualClock``).
 """
 
-from contextlib import suppress
-
 from .._clock import VirtualClock as VirtualClock
+from .._public import fixup_module_metadata
 from ._helpers import assert_down as assert_down
 from ._helpers import until as until
 from ._helpers import wait_for_event as wait_for_event
@@ -27,15 +26,4 @@ __all__ = (
 )
 
 
-def _fixup_module_metadata() -> None:
-    """Show public paths (``foundation.testing.Probe``) in reprs and docs, as trio does."""
-    for name in __all__:
-        obj = globals()[name]
-        module = getattr(obj, "__module__", "")
-        if module.startswith(("foundation._", f"{__name__}._")):
-            with suppress(AttributeError, TypeError):
-                obj.__module__ = __name__
-
-
-_fixup_module_metadata()
-del _fixup_module_metadata
+fixup_module_metadata(__name__, globals())
