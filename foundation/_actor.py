@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._messages import Exit
 from ._pid import MonitorRef, Pid
-from ._ref import ActorRef, Caller, check_timeout
+from ._ref import ActorRef, Caller
 from ._timers import TimerRef
 
 if TYPE_CHECKING:
@@ -141,7 +141,6 @@ class Actor:
 
     def cast_after(self, delay: float, msg: Any) -> TimerRef:
         """Deliver ``msg`` to this actor's ``handle_cast`` after ``delay`` seconds."""
-        check_timeout(delay, "delay")
         return self._proc.rt.cast_after(delay, self._proc.ref, msg)
 
     def stop(self, reason: Any = "normal") -> None:

@@ -56,21 +56,8 @@ class Info:
 class System:
     """Envelope of a kernel request to the actor loop: stop, or a parent's exit."""
 
-    __slots__ = ("kind", "reason", "waiter")
+    __slots__ = ("kind", "reason")
 
-    def __init__(self, kind: str, reason: Any, waiter: Any = None) -> None:
+    def __init__(self, kind: str, reason: Any) -> None:
         self.kind = kind
         self.reason = reason
-        self.waiter = waiter
-
-
-def is_normal(reason: Any) -> bool:
-    """Whether ``reason`` is a clean exit that links do not propagate as a crash."""
-    return bool(reason == "normal")
-
-
-def is_shutdown(reason: Any) -> bool:
-    """Whether ``reason`` is ``"shutdown"`` or ``("shutdown", term)``."""
-    if isinstance(reason, tuple):
-        return len(reason) == 2 and bool(reason[0] == "shutdown")
-    return bool(reason == "shutdown")

@@ -164,7 +164,9 @@ class ActorRef(metaclass=_NoPublicConstructor):
             return
         done = await rt._wait_with_timeout(fut, timeout)
         if not done:
-            rt._kill(proc, "killed")
+            from ._process import kill
+
+            kill(proc, "killed")
             raise CallTimeout(self.pid, timeout)
 
     def kill(self) -> None:

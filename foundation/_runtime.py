@@ -30,7 +30,7 @@ from ._pid import MonitorRef, Pid
 from ._ref import ActorRef, Monitor, check_timeout
 from ._registry import Registry
 from ._telemetry import Telemetry
-from ._timers import TimerRef, Timers, wait_all_blocked
+from ._timers import TimerRef, Timers
 
 log = logging.getLogger("foundation")
 T = TypeVar("T")
@@ -436,7 +436,7 @@ class Runtime:
             return
         self._idle_waiters = []
         try:
-            await wait_all_blocked(self._backend)
+            await self._backend.wait_all_blocked()
         finally:
             waiters, self._idle_waiters = self._idle_waiters, None
             for fut in waiters:
@@ -448,9 +448,6 @@ class Runtime:
         return await anyio.to_thread.run_sync(fn, *args)
 
     # -- kernel callbacks -----------------------------------------------------------------
-    def _kill(self, proc: P.Process, reason: Any) -> None:
-        P.kill(proc, reason)
-
     def _on_exit(self, proc: P.Process, reason: Any) -> None:
         self._exited += 1
         if isinstance(reason, BaseException):

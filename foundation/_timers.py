@@ -223,68 +223,23 @@ class Timers:
             self._release_idle_waiters()
 
     async def _idle_or_woken(self, fut: Any) -> bool:
-        """Yield until the scheduler is idle (True) or the driver is woken (False).
+        """Wait until no other task is runnable; True when the clock may jump.
 
         Idle ``wait_idle`` callers are released first, and then it returns False: the
-        clock jumps only when nobody waits for the runtime to settle at this time.
+        clock jumps only when nobody waits for the runtime to settle at this time, and
+        not when the driver was woken (a new timer, a manual advance) meanwhile.
         """
-        backend = self.backend
-        if backend.name == "trio":
-            await wait_all_blocked(backend)
+        await self.backend.wait_all_blocked()
+        if self.idle_waiters:
+            self._release_idle_waiters()
+            return False
+        threshold = self.clock.autojump_threshold
+        if threshold > 0 and not fut.done():
+            await self.backend.wait_all_blocked(threshold)
             if self.idle_waiters:
                 self._release_idle_waiters()
                 return False
-            threshold = self.clock.autojump_threshold
-            if threshold > 0:
-                await wait_all_blocked(backend, threshold)
-                if self.idle_waiters:
-                    self._release_idle_waiters()
-                    return False
-            return not fut.done()
-        # Two consecutive idle observations are required: the checkpoint in between
-        # lets the loop poll I/O once, so a ready socket is not mistaken for idleness.
-        idle_seen = 0
-        while not fut.done():
-            await backend.checkpoint()
-            if fut.done():
-                return False
-            if backend.scheduler_idle():
-                idle_seen += 1
-                if idle_seen >= 2:
-                    if self.idle_waiters:
-                        self._release_idle_waiters()
-                        return False
-                    threshold = self.clock.autojump_threshold
-                    if threshold > 0:
-                        await backend.wait_future_until(fut, threshold)
-                        if fut.done():
-                            return False
-                        if not backend.scheduler_idle():
-                            idle_seen = 0
-                            continue
-                    return True
-            else:
-                idle_seen = 0
-        return False
-
-
-async def wait_all_blocked(backend: Any, cushion: float = 0.0) -> None:
-    """Return once no other task is runnable (for ``cushion`` real seconds, on trio).
-
-    On asyncio the ready queue is read between checkpoints: it holds the rest of the
-    running batch too. trio's ``tasks_runnable`` does not count the rest of the running
-    batch (and trio shuffles batches), so polling it mistakes a busy loop for an idle
-    one; trio's own idle detection runs between batches and is used instead.
-    """
-    if backend.name == "trio":
-        from trio.testing import wait_all_tasks_blocked
-
-        await wait_all_tasks_blocked(cushion)
-        return
-    idle = 0
-    while idle < 2:
-        await backend.checkpoint()
-        idle = idle + 1 if backend.scheduler_idle() else 0
+        return not fut.done()
 
 
 # -- timer callbacks of the runtime --------------------------------------------------

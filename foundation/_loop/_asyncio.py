@@ -51,9 +51,24 @@ class Backend:
         else:
             handle.cancel()
 
-    def scheduler_idle(self) -> bool:
+    def _ready_empty(self) -> bool:
         ready = self._ready
         return ready is None or not ready
+
+    async def wait_all_blocked(self, cushion: float = 0.0) -> None:
+        # The ready queue is read between checkpoints (it holds the rest of the running
+        # batch too). Two idle readings in a row: the checkpoint between them lets the
+        # loop poll I/O once, so a ready socket is not mistaken for idleness.
+        while True:
+            idle = 0
+            while idle < 2:
+                await _checkpoint()
+                idle = idle + 1 if self._ready_empty() else 0
+            if cushion <= 0:
+                return
+            await self.wait_future_until(self.new_future(), cushion)
+            if self._ready_empty():
+                return
 
     async def wait_future_until(self, fut: Any, delay: float | None) -> None:
         if delay is None:

@@ -46,8 +46,9 @@ class KernelBackend(Protocol):
 
     def checkpoint(self) -> Awaitable[None]: ...
 
-    def scheduler_idle(self) -> bool:
-        """True when no task but the caller is ready to run."""
+    async def wait_all_blocked(self, cushion: float = 0.0) -> None:
+        """Return once no other task is runnable, and has stayed so ``cushion`` real
+        seconds (the idleness test of ``wait_idle`` and the autojump clock)."""
         ...
 
     async def wait_future_until(self, fut: KernelFuture, delay: float | None) -> None:

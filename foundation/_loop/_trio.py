@@ -10,6 +10,7 @@ from typing import Any
 import outcome
 import trio
 import trio.lowlevel as tl
+from trio.testing import wait_all_tasks_blocked
 
 
 class TrioFuture:
@@ -105,8 +106,11 @@ class Backend:
     def cancel(self, handle: Any) -> None:
         handle.cancel()
 
-    def scheduler_idle(self) -> bool:
-        return tl.current_statistics().tasks_runnable == 0
+    async def wait_all_blocked(self, cushion: float = 0.0) -> None:
+        # trio's tasks_runnable leaves out the rest of the running batch (and trio
+        # shuffles batches), so polling it mistakes a busy loop for an idle one; trio's
+        # own detector runs between batches.
+        await wait_all_tasks_blocked(cushion)
 
     async def wait_future_until(self, fut: Any, delay: float | None) -> None:
         deadline = math.inf if delay is None else trio.current_time() + max(delay, 0.0)

@@ -418,7 +418,7 @@ async def test_a_call_from_outside_any_actor_times_out_at_exactly_the_virtual_de
     runtime: Runtime, clock: VirtualClock
 ) -> None:
     slow, _ = await spawn_recorder(runtime)
-    await runtime.sleep(1.5)
+    await runtime.sleep(1.5)  # allow-sleep: runtime clock (virtual)
     with pytest.raises(CallTimeout) as info:
         await slow.call(("defer", None), timeout=2.0)
     assert clock.now() == 3.5

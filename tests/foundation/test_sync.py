@@ -122,11 +122,11 @@ async def test_a_latch_opens_when_the_count_reaches_zero(
         assert (stats.count, stats.waiting) == (3, 2)
         assert_frozen(stats)
         latch.count_down()
-        await runtime.sleep(1)
+        await runtime.sleep(1)  # allow-sleep: runtime clock (virtual)
         latch.count_down()
         await runtime.wait_idle()
         assert opened_at == [] and latch.count == 1
-        await runtime.sleep(1)
+        await runtime.sleep(1)  # allow-sleep: runtime clock (virtual)
         latch.count_down()
     assert opened_at == [2, 2]
     assert (latch.statistics().count, latch.statistics().waiting) == (0, 0)
@@ -297,7 +297,7 @@ async def test_wait_for_wakes_on_telemetry_as_actors_spawn(
 
     async def spawner() -> None:
         for _ in range(5):
-            await runtime.sleep(1)
+            await runtime.sleep(1)  # allow-sleep: runtime clock (virtual)
             await runtime.spawn(Idle)
 
     async with anyio.create_task_group() as tg:
@@ -359,7 +359,7 @@ async def test_a_condition_that_raises_fails_wait_for_at_once(
         return False
 
     async def spawner() -> None:
-        await runtime.sleep(1)
+        await runtime.sleep(1)  # allow-sleep: runtime clock (virtual)
         await runtime.spawn(Idle)
 
     async with anyio.create_task_group() as tg:

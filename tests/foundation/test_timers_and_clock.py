@@ -65,7 +65,7 @@ async def test_send_after_delivers_at_exactly_the_virtual_deadline(
     ref, log = await spawn_clocked(runtime)
     timer = runtime.send_after(2.5, ref, "hello")
     assert timer.pending and timer.remaining() == 2.5
-    await runtime.sleep(10)
+    await runtime.sleep(10)  # allow-sleep: runtime clock (virtual)
     assert log == [("hello", 2.5)]
     assert not timer.pending and timer.remaining() == 0.0
     assert clock.now() == 10.0
@@ -76,11 +76,11 @@ async def test_cancelling_a_timer_before_it_fires_prevents_delivery_and_returns_
 ) -> None:
     ref, log = await spawn_clocked(runtime)
     timer = runtime.send_after(3, ref, "never")
-    await runtime.sleep(1)
+    await runtime.sleep(1)  # allow-sleep: runtime clock (virtual)
     assert timer.cancel() is True
     assert not timer.pending
     assert timer.cancel() is False  # a second cancel finds nothing to cancel
-    await runtime.sleep(10)
+    await runtime.sleep(10)  # allow-sleep: runtime clock (virtual)
     assert log == []
     assert runtime.statistics().timers_pending == 0
 
@@ -90,7 +90,7 @@ async def test_cancelling_a_timer_after_it_fired_returns_false(
 ) -> None:
     ref, log = await spawn_clocked(runtime)
     timer = runtime.send_after(1, ref, "fired")
-    await runtime.sleep(2)
+    await runtime.sleep(2)  # allow-sleep: runtime clock (virtual)
     assert log == [("fired", 1.0)]
     assert timer.cancel() is False
 
@@ -103,7 +103,7 @@ async def test_an_actor_schedules_messages_to_itself_with_send_after_and_cast_af
     await ref.call(("cast_after", (2.0, "poke")))
     await ref.call(("send_after", (7.0, "cancelled")))
     assert await ref.call(("cancel", 2)) is True
-    await runtime.sleep(10)
+    await runtime.sleep(10)  # allow-sleep: runtime clock (virtual)
     assert log == [("tick", 1.0), (("cast", "poke"), 2.0), ("tick", 2.5), ("tick", 4.0)]
 
 
@@ -130,9 +130,9 @@ async def test_a_virtual_clock_without_autojump_moves_only_when_advanced() -> No
 async def test_runtime_sleep_returns_at_exactly_the_virtual_deadline(
     runtime: Runtime, clock: VirtualClock
 ) -> None:
-    await runtime.sleep(5)
+    await runtime.sleep(5)  # allow-sleep: runtime clock (virtual)
     assert clock.now() == 5.0
-    await runtime.sleep(0.25)
+    await runtime.sleep(0.25)  # allow-sleep: runtime clock (virtual)
     assert clock.now() == 5.25
 
 
@@ -154,7 +154,7 @@ async def test_many_timers_fire_in_deadline_order_and_ties_in_creation_order(
     delays = [rng.choice([0.5, 1.0, 1.25, 2.0, 3.5, 8.0]) for _ in range(60)]
     for i, delay in enumerate(delays):
         runtime.send_after(delay, ref, ("timer", i))
-    await runtime.sleep(10)
+    await runtime.sleep(10)  # allow-sleep: runtime clock (virtual)
     expected = sorted(((("timer", i), d) for i, d in enumerate(delays)), key=lambda e: e[1])
     assert log == expected  # sorted() is stable: ties stay in creation order
 
