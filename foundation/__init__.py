@@ -4,6 +4,7 @@ Actors with mailboxes, links, monitors and Erlang exit semantics; timers on an
 injectable clock; a pluggable registry; event-driven synchronisation and telemetry.
 """
 
+from . import lowlevel as lowlevel
 from . import telemetry as telemetry
 from ._actor import Actor as Actor
 from ._backends._dict import DictBackend as DictBackend
@@ -29,6 +30,7 @@ from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._messages import Down as Down
 from ._messages import Exit as Exit
 from ._messages import NoReply as NoReply
+from ._namecall import call as call
 from ._pid import MonitorRef as MonitorRef
 from ._pid import Pid as Pid
 from ._public import fixup_module_metadata
@@ -79,8 +81,10 @@ __all__ = (
     "StartError",
     "TimerRef",
     "ValueTooLarge",
+    "call",
     "current_runtime",
     "current_time",
+    "lowlevel",
     "run",
     "self_ref",
     "telemetry",

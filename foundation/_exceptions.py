@@ -6,7 +6,10 @@
 ``ActorDead``
     A call (or ``stop``) addressed an actor that is not alive: it had already exited
     (``reason == "noproc"``) or it exited while the call was in flight (``reason`` is
-    its exit reason). Compare ``CallTimeout``: the actor is alive but did not reply.
+    its exit reason). ``handled`` tells whether a handler may have seen the request:
+    False when the actor died before taking it from its mailbox, so resending it to a
+    new incarnation cannot run it twice. Compare ``CallTimeout``: the actor is alive
+    but did not reply.
 
 ``CallTimeout``
     The actor was alive but did not reply within the caller's timeout. The reply, if it
@@ -51,19 +54,20 @@ class FoundationError(Exception):
 class ActorDead(FoundationError):
     """The target actor is not alive (``reason`` is ``"noproc"`` or its exit reason)."""
 
-    def __init__(self, pid: Any, reason: Any) -> None:
+    def __init__(self, pid: Any, reason: Any, *, handled: bool = True) -> None:
         self.pid = pid
         self.reason = reason
+        self.handled = handled
         super().__init__(f"actor {pid} is not alive (reason: {reason!r})")
 
 
 class CallTimeout(FoundationError, TimeoutError):
     """The target actor was alive but did not reply within the timeout."""
 
-    def __init__(self, pid: Any, timeout: float) -> None:
+    def __init__(self, pid: Any, timeout: float, detail: str = "got no reply") -> None:
         self.pid = pid
         self.timeout = timeout
-        super().__init__(f"call to {pid} got no reply within {timeout} s")
+        super().__init__(f"call to {pid} {detail} within {timeout} s")
 
 
 class StartError(FoundationError):

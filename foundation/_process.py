@@ -219,7 +219,7 @@ def finish(proc: Process, reason: Any) -> None:
         proc.current_call = None
     for item in leftovers:
         if item.__class__ is Caller:
-            item._fail(ActorDead(pid, reason))
+            item._fail(ActorDead(pid, reason, handled=False))
     if proc.deferred:
         for caller in proc.deferred:
             caller._fail(ActorDead(pid, reason))
@@ -264,8 +264,9 @@ def exit_signal(
     - ``"kill"`` sent explicitly (not through a link) cannot be trapped: the target
       exits with ``"killed"``.
     - A trapping target receives ``Exit(from, reason)`` in ``handle_info``; when the
-      signal is its parent's exit through the link, it terminates with that reason, as
-      a gen_server does.
+      signal comes from its parent (the parent's exit through the link, or ``exit/2``
+      sent by the parent, as a supervisor shuts a child down), it terminates with that
+      reason, as a gen_server does with ``{'EXIT', Parent, Reason}``.
     - Otherwise ``"normal"`` is ignored and any other reason kills the target with the
       same reason (``terminate`` does not run).
     """
@@ -277,7 +278,7 @@ def exit_signal(
         kill(target, "killed")
         return
     if target.actor.trap_exits:
-        if link and sender is not None and sender is target.parent:
+        if sender is not None and sender is target.parent:
             target.mailbox.put_system(System("parent_exit", reason))
         else:
             target.mailbox.put_system(KernelInfo(Exit(from_pid, reason)))  # type: ignore[arg-type]
@@ -363,3 +364,19 @@ def demonitor(watcher: Process, mref: MonitorRef, flush: bool) -> bool:
             q.clear()
             q.extend(keep)
     return removed
+
+
+def process_info(proc: Process | None) -> dict[str, Any] | None:
+    """``Runtime.info``: a live process described as ``erlang:process_info`` does."""
+    if proc is None or proc.state == DEAD:
+        return None
+    return {
+        "pid": proc.pid,
+        "name": proc.name,
+        "actor": proc.actor.__class__.__qualname__,
+        "state": ("starting", "running", "exiting", "dead")[proc.state],
+        "trap_exits": bool(proc.actor.trap_exits),
+        "links": sorted(p.pid for p in proc.links or ()),
+        "monitored_by": len(proc.monitors or ()),
+        "mailbox": proc.mailbox.statistics(),
+    }

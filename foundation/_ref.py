@@ -121,7 +121,7 @@ class ActorRef(metaclass=_NoPublicConstructor):
         if proc is None or proc.state == _DEAD:
             if proc is not None and proc.rt._closed:
                 raise RuntimeClosed(f"the runtime of {self.pid} has stopped")
-            raise ActorDead(self.pid, "noproc")
+            raise ActorDead(self.pid, "noproc", handled=False)
         if timeout is not None and not timeout > 0:
             check_timeout(timeout)
         rt = proc.rt
@@ -132,7 +132,7 @@ class ActorRef(metaclass=_NoPublicConstructor):
         if mb.capacity is not None and mb.overflow == "block":
             await mb.wait_for_room()  # type: ignore[attr-defined]
             if proc.state == _DEAD:
-                raise ActorDead(self.pid, proc.reason)
+                raise ActorDead(self.pid, proc.reason, handled=False)
         mb.put(caller)
         if timeout is not None:
             caller._timeout = timeout

@@ -8,6 +8,7 @@ groups, capabilities).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable
 from typing import Any
 
@@ -41,6 +42,7 @@ class Registry:
         if not isinstance(backend, RegistryBackend):
             raise TypeError(f"backend must be a RegistryBackend or a name, got: {backend!r}")
         backend.bind(keys)
+        self._waiters: dict[Hashable, list[Any]] | None = None
         self.keys = keys
         self.name = name
         self.backend = backend
@@ -85,6 +87,28 @@ class Registry:
         elif self not in regs:
             regs.append(self)
 
+    def _add_waiter(self, key: Hashable, fut: Any) -> None:
+        """Resolve ``fut`` at the next registration of ``key`` (calls by name across a
+        restart wait on it)."""
+        if self._waiters is None:
+            self._waiters = {}
+        self._waiters.setdefault(key, []).append(fut)
+
+    def _remove_waiter(self, key: Hashable, fut: Any) -> None:
+        waiters = self._waiters
+        if waiters is not None and key in waiters:
+            with contextlib.suppress(ValueError):
+                waiters[key].remove(fut)
+            if not waiters[key]:
+                del waiters[key]
+
+    def _wake(self, key: Hashable) -> None:
+        waiters = self._waiters
+        if waiters is not None and key in waiters:
+            for fut in waiters.pop(key):
+                if not fut.done():
+                    fut.set_result(None)
+
     def _emit(self, ref: ActorRef, what: str, key: Hashable) -> None:
         proc = ref._proc
         if proc is not None and proc.rt.telemetry.active:
@@ -105,6 +129,8 @@ class Registry:
         self.backend.register(key, ref, meta)
         self._track(ref)
         self._emit(ref, "register", key)
+        if self._waiters:
+            self._wake(key)
 
     def lookup_or_register(
         self, key: Hashable, ref: ActorRef, meta: Any = None
@@ -116,6 +142,8 @@ class Registry:
         if created:
             self._track(ref)
             self._emit(ref, "register", key)
+            if self._waiters:
+                self._wake(key)
         return owner, created
 
     def unregister(self, key: Hashable, ref: ActorRef) -> bool:

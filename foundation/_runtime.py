@@ -26,6 +26,7 @@ from ._exceptions import RuntimeClosed, StartError
 from ._loop import load_backend
 from ._mailbox import OVERFLOW_POLICIES
 from ._messages import System
+from ._namecall import call_by_name, split_name
 from ._pid import MonitorRef, Pid
 from ._ref import ActorRef, Monitor, check_timeout
 from ._registry import Registry
@@ -276,13 +277,10 @@ class Runtime:
         return proc.ref
 
     def _register_name(self, name: Any, proc: P.Process) -> None:
-        if isinstance(name, tuple) and len(name) == 3 and name[0] == "via":
-            _, registry, key = name
-            if not isinstance(registry, Registry):
-                raise TypeError(f"a via name is ('via', Registry, key), got: {name!r}")
-            registry.register(key, proc.ref)
-        else:
-            self.registry.register(name, proc.ref)
+        registry, key = split_name(self, name)
+        if not isinstance(registry, Registry):
+            raise TypeError(f"a via name is ('via', Registry, key), got: {name!r}")
+        registry.register(key, proc.ref)
 
     # -- lookup -------------------------------------------------------------------------
     def whereis(self, name: Any) -> ActorRef | None:
@@ -290,6 +288,22 @@ class Runtime:
         if isinstance(name, tuple) and len(name) == 3 and name[0] == "via":
             return name[1].whereis(name[2])  # type: ignore[no-any-return]
         return self.registry.whereis(name)
+
+    async def call(self, target: Any, request: Any, timeout: float | None = 5.0) -> Any:
+        """Call an actor by ref (as ``ref.call``) or by registered name.
+
+        A call by name waits, until ``timeout``, for an actor to be registered under
+        the name (a supervisor restarting it), and resends the request if the old
+        incarnation died before taking it; a call by ref fails at once (``noproc``).
+        """
+        if isinstance(target, ActorRef):
+            return await target.call(request, timeout)
+        return await call_by_name(self, target, request, timeout)
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the runtime's loop from any thread (a bridge's hook)."""
+        self._check_open()
+        self._backend.call_soon_threadsafe(fn, *args)
 
     def ref_of(self, pid: Pid) -> ActorRef:
         """The ref of ``pid`` (a detached, dead ref if no such actor lives here)."""
@@ -302,19 +316,7 @@ class Runtime:
 
     def info(self, ref: ActorRef) -> dict[str, Any] | None:
         """Introspection of a live actor (as ``erlang:process_info``), None if dead."""
-        proc = ref._proc
-        if proc is None or proc.state == P.DEAD:
-            return None
-        return {
-            "pid": proc.pid,
-            "name": proc.name,
-            "actor": proc.actor.__class__.__qualname__,
-            "state": ("starting", "running", "exiting", "dead")[proc.state],
-            "trap_exits": bool(proc.actor.trap_exits),
-            "links": sorted(p.pid for p in proc.links or ()),
-            "monitored_by": len(proc.monitors or ()),
-            "mailbox": proc.mailbox.statistics(),
-        }
+        return P.process_info(ref._proc)
 
     # -- signals, links, monitors ---------------------------------------------------------
     def exit(self, ref: ActorRef, reason: Any) -> None:

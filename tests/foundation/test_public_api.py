@@ -11,6 +11,7 @@ import pytest
 
 import foundation
 import foundation.codec
+import foundation.lowlevel
 import foundation.telemetry
 import foundation.testing
 from foundation import Actor, ActorRef, Caller, Monitor, MonitorRef, Pid, Runtime
@@ -20,6 +21,7 @@ PUBLIC_NAMESPACES: tuple[ModuleType, ...] = (
     foundation.testing,
     foundation.telemetry,
     foundation.codec,
+    foundation.lowlevel,
 )
 NO_PUBLIC_CONSTRUCTOR = (Pid, ActorRef, MonitorRef, Caller, Monitor)
 
