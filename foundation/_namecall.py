@@ -35,7 +35,7 @@ async def call_by_name(rt: Runtime, name: Any, request: Any, timeout: float | No
     while True:
         remaining = None if deadline is None else deadline - rt.clock.now()
         if remaining is not None and remaining <= 0:
-            raise CallTimeout(name, timeout, "found no actor registered under that name")
+            raise CallTimeout(name, timeout or 0.0, "found no actor registered under that name")
         ref: ActorRef | None = registry.whereis(key)
         if ref is None:
             await _wait_registered(rt, registry, key, remaining)
