@@ -1,0 +1,287 @@
+"""``DynamicSupervisor``: many children started on demand, usually of one spec.
+
+    sup = await DynamicSupervisor.start(max_children=1000, name="workers")
+    for job in jobs:
+        await DynamicSupervisor.start_child("workers", child_spec(Worker, job))
+
+Children are peers: restarts are ``one_for_one``, intensity is counted over all of them
+(3 in 5 s by default, as Elixir), spec ids are ignored (many children share a spec),
+and at shutdown every child is signalled at once and waited for until its own
+``shutdown`` deadline, as Elixir's ``DynamicSupervisor`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from foundation import Actor, ActorRef, Exit, current_runtime
+
+from ._child import (
+    Child,
+    ChildCounts,
+    ChildInfo,
+    SupervisorStatistics,
+    check_flags,
+    emit,
+    restore,
+    start_child_process,
+    take_snapshot,
+)
+from ._exceptions import ChildNotFound, InvalidSupervisorFlags, MaxChildren, StartChildError
+from ._intensity import RestartWindow
+from ._shutdown import shutdown_all, shutdown_child
+from ._spec import ChildSpec, as_child_spec, should_restart
+
+log = logging.getLogger("supervision")
+
+
+class _Req:
+    __slots__ = ("arg", "op")
+
+    def __init__(self, op: str, arg: Any = None) -> None:
+        self.op = op
+        self.arg = arg
+
+
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _TryAgain:
+    __slots__ = ("child", "reason")
+
+    def __init__(self, child: Child, reason: Any) -> None:
+        self.child = child
+        self.reason = reason
+
+
+async def _call(sup: Any, op: str, arg: Any, timeout: float | None) -> Any:
+    result = await current_runtime().call(sup, _Req(op, arg), timeout)
+    if result.__class__ is _Failed:
+        raise result.exc
+    return result
+
+
+class DynamicSupervisor(Actor):
+    """A one_for_one supervisor of children added at run time.
+
+    Args (of ``init``):
+        max_children: refuse ``start_child`` beyond this many live children (None:
+            no limit).
+        max_restarts / max_seconds: restart intensity (default 3 in 5 s).
+    """
+
+    _is_supervisor = True
+
+    async def init(
+        self,
+        *,
+        max_children: int | None = None,
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+    ) -> None:
+        check_flags("one_for_one", max_restarts, max_seconds, "never")
+        if max_children is not None and (
+            not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 0
+        ):
+            raise InvalidSupervisorFlags(
+                "invalid_max_children",
+                f"max_children must be an int >= 0 or None, got: {max_children!r}",
+            )
+        self.trap_exits = True
+        self.max_children = max_children
+        self._window = RestartWindow(max_restarts, max_seconds)
+        self._restarts_total = 0
+        self._children: dict[Child, None] = {}  # insertion-ordered set
+        self._by_pid: dict[Any, Child] = {}
+        self._stopping = False
+
+    # -- client API --------------------------------------------------------------------
+    @classmethod
+    async def start(
+        cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
+    ) -> ActorRef:
+        """Spawn a dynamic supervisor (``link=True`` links it to the calling actor)."""
+        ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
+        return ref
+
+    @classmethod
+    def child_spec(
+        cls, *args: Any, id: Any = None, restart: str = "permanent", **kwargs: Any
+    ) -> ChildSpec:
+        """A spec that starts this dynamic supervisor as a child of another."""
+        if id is None:
+            id = kwargs.get("name") or cls.__qualname__
+        return ChildSpec(
+            id,
+            (cls, args, kwargs),
+            restart=restart,  # type: ignore[arg-type]
+            shutdown="infinity",
+            type="supervisor",
+        )
+
+    @staticmethod
+    async def start_child(sup: Any, spec: Any, timeout: float | None = None) -> ActorRef | None:
+        """Start one more child from ``spec``.
+
+        Raises:
+            MaxChildren: the supervisor is full.
+            StartChildError: the child failed to start.
+        """
+        return await _call(sup, "start_child", as_child_spec(spec), timeout)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def terminate_child(sup: Any, ref: ActorRef, timeout: float | None = None) -> None:
+        """Stop the child ``ref`` (``ChildNotFound`` if it is not a child); its spec goes."""
+        await _call(sup, "terminate_child", ref, timeout)
+
+    @staticmethod
+    async def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
+        return await _call(sup, "which_children", None, timeout)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def count_children(sup: Any, timeout: float | None = 5.0) -> ChildCounts:
+        return await _call(sup, "count_children", None, timeout)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def statistics(sup: Any, timeout: float | None = 5.0) -> SupervisorStatistics:
+        return await _call(sup, "statistics", None, timeout)  # type: ignore[no-any-return]
+
+    # -- requests ----------------------------------------------------------------------
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        if request.__class__ is not _Req:
+            raise TypeError(f"{type(self).__qualname__} got an unknown call {request!r}")
+        op, arg = request.op, request.arg
+        if op == "start_child":
+            if self.max_children is not None and len(self._by_pid) >= self.max_children:
+                return _Failed(MaxChildren(self.max_children))
+            child = Child(arg)
+            try:
+                ref = await self._start(child)
+            except StartChildError as exc:
+                return _Failed(exc)
+            if ref is not None:
+                self._children[child] = None
+            return ref
+        if op == "terminate_child":
+            found = self._by_pid.pop(arg.pid, None) if isinstance(arg, ActorRef) else None
+            if found is None:
+                return _Failed(ChildNotFound(arg))
+            del self._children[found]
+            found.ref = None
+            reason = await shutdown_child(self, arg, found.spec.shutdown)
+            emit(self, ("child", "shutdown"), {}, id=found.spec.id, pid=arg.pid, reason=reason)
+            return None
+        if op == "which_children":
+            return [c.info() for c in self._children]
+        counts = self._counts()
+        if op == "count_children":
+            return counts
+        if op == "statistics":
+            w = self._window
+            return SupervisorStatistics(
+                "one_for_one",
+                w.max_restarts,
+                w.max_seconds,
+                w.count(self.runtime.clock.now()),
+                self._restarts_total,
+                counts.specs,
+                counts.active,
+                counts.supervisors,
+                counts.workers,
+            )
+        raise TypeError(f"unknown dynamic supervisor request {op!r}")
+
+    def _counts(self) -> ChildCounts:
+        n = len(self._children)
+        sups = sum(1 for c in self._children if c.spec.type == "supervisor")
+        active = sum(1 for c in self._children if c.ref is not None)
+        return ChildCounts(n, active, sups, n - sups)
+
+    # -- exits and restarts --------------------------------------------------------------
+    async def handle_info(self, msg: Any) -> None:
+        if msg.__class__ is Exit:
+            child = self._by_pid.pop(msg.pid, None)
+            if child is not None:
+                await self._exited(child, msg.reason)
+        elif msg.__class__ is _TryAgain and msg.child in self._children and not self._stopping:
+            await self._restart(msg.child, msg.reason)
+
+    async def _exited(self, child: Child, reason: Any) -> None:
+        old = child.ref
+        assert old is not None
+        child.ref = None
+        child.status = "undefined"
+        emit(self, ("child", "exit"), {}, id=child.spec.id, pid=old.pid, reason=reason)
+        if self._stopping:
+            return
+        if not should_restart(child.spec.restart, reason):
+            del self._children[child]
+            return
+        take_snapshot(child, old)
+        await self._restart(child, reason)
+
+    async def _restart(self, child: Child, reason: Any) -> None:
+        if not self._window.add(self.runtime.clock.now()):
+            w = self._window
+            log.error(
+                "dynamic supervisor %r reached its restart intensity (%d restarts in "
+                "%s s); shutting down",
+                self.pid,
+                w.max_restarts,
+                w.max_seconds,
+            )
+            emit(
+                self,
+                ("supervisor", "shutdown"),
+                {"restarts": w.max_restarts},
+                reason="reached_max_restart_intensity",
+                child=child.spec.id,
+            )
+            self._stopping = True
+            self.stop("shutdown")
+            return
+        self._restarts_total += 1
+        try:
+            ref = await self._start(child, reason)
+        except StartChildError as exc:
+            child.status = "restarting"
+            self.ref.send(_TryAgain(child, exc.reason))
+            return
+        if ref is None:
+            del self._children[child]
+
+    async def _start(self, child: Child, restart_reason: Any = None) -> ActorRef | None:
+        ref = await start_child_process(self, child.spec)
+        if ref is None:
+            return None
+        child.ref = ref
+        child.status = "running"
+        self._by_pid[ref.pid] = child
+        restore(child, ref)
+        if restart_reason is None:
+            emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
+        else:
+            child.restarts += 1
+            emit(
+                self,
+                ("child", "restart"),
+                {"restarts": child.restarts},
+                id=child.spec.id,
+                pid=ref.pid,
+                reason=restart_reason,
+            )
+        return ref
+
+    async def terminate(self, reason: Any) -> None:
+        """Signal every child at once; kill each one still alive at its deadline."""
+        self._stopping = True
+        if not hasattr(self, "_children"):
+            return
+        running = [(c.ref, c.spec.shutdown) for c in self._children if c.ref is not None]
+        self._by_pid.clear()
+        await shutdown_all(self, running)

@@ -1,0 +1,495 @@
+"""``Supervisor``: keeps a list of children alive, restarting them by a strategy.
+
+A counter that crashes comes back at 0::
+
+    class Counter(Actor):
+        async def init(self):
+            self.value = 0
+
+        async def handle_call(self, request, caller):
+            if request == "incr":
+                self.value += 1
+                return self.value
+            raise ValueError(request)          # any other request crashes it
+
+    sup = await Supervisor.start([child_spec(Counter, name="counter")])
+    await call("counter", "incr")              # 1
+    with pytest.raises(ActorDead):
+        await call("counter", "boom")          # crashes; the supervisor restarts it
+    await call("counter", "incr")              # 1 again: a fresh incarnation
+
+Children (``ChildSpec``) start in list order and stop in reverse order. When one exits
+its ``restart`` type decides: ``permanent`` always, ``transient`` after an abnormal
+exit, ``temporary`` never. The strategy decides who restarts with it:
+
+- ``one_for_one`` (default): only the child that exited;
+- ``one_for_all``: every child is stopped (reverse order) and all restart (in order);
+- ``rest_for_one``: the children started after it stop and restart with it.
+
+Intensity: more than ``max_restarts`` (default 3) restarts within ``max_seconds``
+(default 5) — Elixir's defaults; Erlang uses 1 in 5 — and the supervisor stops its
+children in reverse order and exits with ``"shutdown"``, which its own supervisor sees
+as a child exit. A failed restart is retried by a message to itself, so other requests
+get in between; each retry counts as a restart.
+
+``auto_shutdown``: ``"never"`` (default), ``"any_significant"`` or
+``"all_significant"``: the supervisor exits ``"shutdown"`` once any / all of its
+``significant`` children exited by themselves and are not restarted.
+
+State hand-over (opt-in): an actor defining ``snapshot()`` has it called after it
+exited through ``terminate`` (stopped or crashed, not killed); the next incarnation's
+``restore(state)`` receives the value before its first message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from foundation import Actor, ActorRef, Exit, current_runtime
+
+from ._child import (
+    Child,
+    ChildCounts,
+    ChildInfo,
+    SupervisorStatistics,
+    check_flags,
+    emit,
+    restore,
+    start_child_process,
+    take_snapshot,
+)
+from ._exceptions import (
+    ChildAlreadyPresent,
+    ChildAlreadyStarted,
+    ChildNotFound,
+    ChildRunning,
+    StartChildError,
+)
+from ._intensity import RestartWindow
+from ._shutdown import shutdown_child
+from ._spec import ChildSpec, as_child_spec, check_child_specs, check_significant, should_restart
+
+log = logging.getLogger("supervision")
+
+
+class _Req:
+    """A request of the supervisor's client API."""
+
+    __slots__ = ("arg", "op")
+
+    def __init__(self, op: str, arg: Any = None) -> None:
+        self.op = op
+        self.arg = arg
+
+
+class _TryAgain:
+    """A restart that failed, retried through the mailbox (``try_again_restart``)."""
+
+    __slots__ = ("child", "reason")
+
+    def __init__(self, child: Child, reason: Any) -> None:
+        self.child = child
+        self.reason = reason
+
+
+class Supervisor(Actor):
+    """An OTP supervisor (see the module docstring); subclass it and call
+    ``await super().init(children, ...)`` for a module-based supervisor.
+
+    Args (of ``init``):
+        children: ``ChildSpec``s (or Actor subclasses, or ``(ActorCls, *args)``).
+        strategy: ``"one_for_one"``, ``"one_for_all"`` or ``"rest_for_one"``.
+        max_restarts: restarts allowed within ``max_seconds`` (default 3).
+        max_seconds: the sliding intensity window on the runtime clock (default 5).
+        auto_shutdown: ``"never"``, ``"any_significant"`` or ``"all_significant"``.
+    """
+
+    _is_supervisor = True
+
+    async def init(
+        self,
+        children: Iterable[Any] = (),
+        *,
+        strategy: str = "one_for_one",
+        max_restarts: int = 3,
+        max_seconds: float = 5.0,
+        auto_shutdown: str = "never",
+    ) -> None:
+        check_flags(strategy, max_restarts, max_seconds, auto_shutdown)
+        specs = check_child_specs(children, auto_shutdown)
+        self.trap_exits = True
+        self.strategy = strategy
+        self.auto_shutdown = auto_shutdown
+        self._window = RestartWindow(max_restarts, max_seconds)
+        self._restarts_total = 0
+        self._children: list[Child] = []
+        self._by_id: dict[Any, Child] = {}
+        self._by_pid: dict[Any, Child] = {}
+        self._stopping = False
+        for spec in specs:
+            child = self._add(spec)
+            try:
+                await self._start(child)
+            except StartChildError:
+                # Roll back: the children already started stop in reverse order.
+                await self._terminate_all()
+                raise
+
+    # -- client API (Elixir's Supervisor functions) -------------------------------------
+    @classmethod
+    async def start(
+        cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
+    ) -> ActorRef:
+        """Spawn this supervisor (``link=True`` links it to the calling actor).
+
+        Raises:
+            InvalidChildSpec / InvalidSupervisorFlags: before anything starts.
+            StartError: a child failed to start; ``__cause__`` is the
+                ``StartChildError`` and the children already started were stopped.
+        """
+        if cls is Supervisor:
+            check_flags(
+                kwargs.get("strategy", "one_for_one"),
+                kwargs.get("max_restarts", 3),
+                kwargs.get("max_seconds", 5.0),
+                kwargs.get("auto_shutdown", "never"),
+            )
+            check_child_specs(
+                args[0] if args else kwargs.get("children", ()),
+                kwargs.get("auto_shutdown", "never"),
+            )
+        ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
+        return ref
+
+    @classmethod
+    def child_spec(
+        cls,
+        *args: Any,
+        id: Any = None,
+        restart: str = "permanent",
+        shutdown: Any = "infinity",
+        significant: bool = False,
+        **kwargs: Any,
+    ) -> ChildSpec:
+        """A spec that starts this supervisor as a child (a subtree)."""
+        if id is None:
+            id = kwargs.get("name") or cls.__qualname__
+        return ChildSpec(
+            id,
+            (cls, args, kwargs),
+            restart=restart,  # type: ignore[arg-type]
+            shutdown=shutdown,
+            type="supervisor",
+            significant=significant,
+        )
+
+    @staticmethod
+    async def start_child(sup: Any, spec: Any, timeout: float | None = None) -> ActorRef | None:
+        """Add ``spec`` at the end of the children and start it.
+
+        Raises:
+            ChildAlreadyStarted / ChildAlreadyPresent: the id is taken.
+            StartChildError: it failed to start (its spec is not kept).
+        """
+        return await _call(sup, "start_child", as_child_spec(spec), timeout)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def terminate_child(sup: Any, child_id: Any, timeout: float | None = None) -> None:
+        """Stop a child (its spec stays, unless temporary); it is not restarted."""
+        await _call(sup, "terminate_child", child_id, timeout)
+
+    @staticmethod
+    async def restart_child(
+        sup: Any, child_id: Any, timeout: float | None = None
+    ) -> ActorRef | None:
+        """Start again a child that was terminated (``ChildRunning`` if it runs)."""
+        return await _call(sup, "restart_child", child_id, timeout)  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def delete_child(sup: Any, child_id: Any, timeout: float | None = None) -> None:
+        """Forget the spec of a child that is not running."""
+        await _call(sup, "delete_child", child_id, timeout)
+
+    @staticmethod
+    async def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
+        """The children in start order: id, ref, status, type, restart, restarts."""
+        result: list[ChildInfo] = await _call(sup, "which_children", None, timeout)
+        return result
+
+    @staticmethod
+    async def count_children(sup: Any, timeout: float | None = 5.0) -> ChildCounts:
+        """How many specs, live children, supervisors and workers."""
+        result: ChildCounts = await _call(sup, "count_children", None, timeout)
+        return result
+
+    @staticmethod
+    async def statistics(sup: Any, timeout: float | None = 5.0) -> SupervisorStatistics:
+        """Counts plus restarts inside the intensity window and in total."""
+        result: SupervisorStatistics = await _call(sup, "statistics", None, timeout)
+        return result
+
+    # -- requests ----------------------------------------------------------------------
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        if request.__class__ is not _Req:
+            raise TypeError(f"{type(self).__qualname__} got an unknown call {request!r}")
+        try:
+            return await self._request(request.op, request.arg)
+        except _Reply as reply:
+            return _Failed(reply.exc)
+
+    async def _request(self, op: str, arg: Any) -> Any:
+        if op == "which_children":
+            return [c.info() for c in self._children]
+        if op == "count_children":
+            return self._counts()
+        if op == "statistics":
+            counts = self._counts()
+            window = self._window
+            return SupervisorStatistics(
+                self.strategy,
+                window.max_restarts,
+                window.max_seconds,
+                window.count(self.runtime.clock.now()),
+                self._restarts_total,
+                counts.specs,
+                counts.active,
+                counts.supervisors,
+                counts.workers,
+            )
+        if op == "start_child":
+            return await self._start_new(arg)
+        child = self._by_id.get(arg)
+        if child is None:
+            raise _Reply(ChildNotFound(arg))
+        if op == "terminate_child":
+            if child.ref is not None:
+                await self._terminate(child)
+            child.status = "undefined"
+            if child.spec.restart == "temporary":
+                self._remove(child)
+            return None
+        if op == "restart_child":
+            if child.status != "undefined":
+                raise _Reply(ChildRunning(arg, child.status))
+            ref = await self._start_or_reply(child)
+            return ref
+        if op == "delete_child":
+            if child.status != "undefined":
+                raise _Reply(ChildRunning(arg, child.status))
+            self._remove(child)
+            return None
+        raise TypeError(f"unknown supervisor request {op!r}")
+
+    async def _start_new(self, spec: ChildSpec) -> ActorRef | None:
+        existing = self._by_id.get(spec.id)
+        if existing is not None:
+            if existing.ref is not None:
+                raise _Reply(ChildAlreadyStarted(spec.id, existing.ref))
+            raise _Reply(ChildAlreadyPresent(spec.id))
+        try:
+            check_significant(spec, self.auto_shutdown)
+        except Exception as exc:
+            raise _Reply(exc) from None
+        child = self._add(spec)
+        try:
+            return await self._start(child)
+        except StartChildError as exc:
+            self._remove(child)
+            raise _Reply(exc) from None
+
+    async def _start_or_reply(self, child: Child) -> ActorRef | None:
+        try:
+            return await self._start(child)
+        except StartChildError as exc:
+            raise _Reply(exc) from None
+
+    # -- child exits -------------------------------------------------------------------
+    async def handle_info(self, msg: Any) -> None:
+        if msg.__class__ is Exit:
+            child = self._by_pid.pop(msg.pid, None)
+            if child is not None:  # else: a child already shut down, or a stranger
+                await self._child_exited(child, msg.reason)
+        elif (
+            msg.__class__ is _TryAgain
+            and msg.child in self._children
+            and msg.child.ref is None
+            and not self._stopping
+        ):
+            await self._restart(msg.child, msg.reason)
+
+    async def _child_exited(self, child: Child, reason: Any) -> None:
+        old = child.ref
+        assert old is not None
+        child.ref = None
+        child.status = "undefined"
+        emit(self, ("child", "exit"), {}, id=child.spec.id, pid=old.pid, reason=reason)
+        if self._stopping:
+            return
+        if should_restart(child.spec.restart, reason):
+            take_snapshot(child, old)
+            await self._restart(child, reason)
+            return
+        if child.spec.restart == "temporary":
+            self._remove(child)
+        if child.spec.significant and self._auto_shutdown_due():
+            log.info(
+                "supervisor %r shuts down: significant child %r exited (%s)",
+                self.pid,
+                child.spec.id,
+                self.auto_shutdown,
+            )
+            emit(self, ("supervisor", "shutdown"), {}, reason="auto_shutdown", child=child.spec.id)
+            self._give_up()
+
+    def _auto_shutdown_due(self) -> bool:
+        if self.auto_shutdown == "any_significant":
+            return True
+        if self.auto_shutdown == "all_significant":
+            return not any(c.spec.significant and c.ref is not None for c in self._children)
+        return False
+
+    async def _restart(self, child: Child, reason: Any) -> None:
+        """Restart ``child`` and, per the strategy, its siblings; give up past intensity."""
+        if not self._window.add(self.runtime.clock.now()):
+            window = self._window
+            log.error(
+                "supervisor %r reached its restart intensity (%d restarts in %s s); child "
+                "%r exited with %r; shutting down",
+                self.pid,
+                window.max_restarts,
+                window.max_seconds,
+                child.spec.id,
+                reason,
+            )
+            emit(
+                self,
+                ("supervisor", "shutdown"),
+                {"restarts": window.max_restarts},
+                reason="reached_max_restart_intensity",
+                child=child.spec.id,
+            )
+            self._give_up()
+            return
+        self._restarts_total += 1
+        if self.strategy == "one_for_one":
+            group = [child]
+        elif self.strategy == "one_for_all":
+            group = list(self._children)
+        else:
+            group = self._children[self._children.index(child) :]
+        for other in reversed(group):
+            if other.ref is not None:
+                old = other.ref
+                await self._terminate(other)
+                take_snapshot(other, old)
+        for other in group:
+            if other is not child and other.spec.restart == "temporary":
+                self._remove(other)  # Erlang drops temporary siblings stopped for a restart
+        for other in group:
+            if other not in self._children:
+                continue
+            try:
+                ref = await self._start(other, restart_reason=reason)
+            except StartChildError as exc:
+                log.error(
+                    "supervisor %r could not restart child %r: %r; retrying",
+                    self.pid,
+                    other.spec.id,
+                    exc.reason,
+                )
+                other.status = "restarting"
+                self.ref.send(_TryAgain(other, exc.reason))
+                return
+            if ref is None and other.spec.restart == "temporary":
+                self._remove(other)
+
+    def _give_up(self) -> None:
+        self._stopping = True
+        self.stop("shutdown")
+
+    # -- starting and stopping children ------------------------------------------------
+    def _add(self, spec: ChildSpec) -> Child:
+        child = Child(spec)
+        self._children.append(child)
+        self._by_id[spec.id] = child
+        return child
+
+    def _remove(self, child: Child) -> None:
+        if child in self._children:
+            self._children.remove(child)
+        self._by_id.pop(child.spec.id, None)
+
+    async def _start(self, child: Child, restart_reason: Any = None) -> ActorRef | None:
+        ref = await start_child_process(self, child.spec)
+        if ref is None:
+            child.status = "undefined"
+            return None
+        child.ref = ref
+        child.status = "running"
+        self._by_pid[ref.pid] = child
+        restore(child, ref)
+        if restart_reason is None and child.restarts == 0:
+            emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
+        else:
+            child.restarts += 1
+            emit(
+                self,
+                ("child", "restart"),
+                {"restarts": child.restarts},
+                id=child.spec.id,
+                pid=ref.pid,
+                reason=restart_reason,
+            )
+        return ref
+
+    async def _terminate(self, child: Child) -> None:
+        ref = child.ref
+        assert ref is not None
+        self._by_pid.pop(ref.pid, None)
+        child.ref = None
+        child.status = "undefined"
+        reason = await shutdown_child(self, ref, child.spec.shutdown)
+        emit(self, ("child", "shutdown"), {}, id=child.spec.id, pid=ref.pid, reason=reason)
+
+    async def _terminate_all(self) -> None:
+        for child in reversed(self._children):
+            if child.ref is not None:
+                await self._terminate(child)
+
+    async def terminate(self, reason: Any) -> None:
+        """Stop every child in reverse start order before the supervisor exits."""
+        self._stopping = True
+        if hasattr(self, "_children"):
+            await self._terminate_all()
+
+    def _counts(self) -> ChildCounts:
+        children = self._children
+        active = sum(1 for c in children if c.ref is not None and c.ref.is_alive)
+        sups = sum(1 for c in children if c.spec.type == "supervisor")
+        return ChildCounts(len(children), active, sups, len(children) - sups)
+
+
+class _Reply(Exception):
+    """Internal: a client error, answered to the caller instead of crashing."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Failed:
+    """The reply carrying a client error; the calling side raises it."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _call(sup: Any, op: str, arg: Any, timeout: float | None) -> Any:
+    """Call a supervisor (by ref or name) and raise the error it answered with."""
+    result = await current_runtime().call(sup, _Req(op, arg), timeout)
+    if result.__class__ is _Failed:
+        raise result.exc
+    return result
