@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -61,3 +63,21 @@ def run_memory_probe(impl: str, n: int, timeout: float = 120.0) -> float:
         return float(json.loads(last)["bytes_per_actor"])
     except (IndexError, KeyError, ValueError) as exc:
         raise ProbeError(f"memory probe {impl!r} printed no result: {proc.stdout!r}") from exc
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }

@@ -1,6 +1,7 @@
-"""Side-by-side kernel benchmarks: ours vs the minimal actor, raw asyncio and peers.
+"""Side-by-side benchmarks: ours vs the minimal actor, raw asyncio and peers.
 
     python -m benchmarks.compare kernel [--short] [--check] [--json PATH]
+    python -m benchmarks.compare supervision [--short] [--check] [--json PATH]
 
 Every figure is taken in this one process run (memory in fresh child interpreters, see
 ``benchmarks._memprobe``), each best of R repetitions interleaved across
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from . import _baselines, _peers
-from ._common import run_memory_probe
+from ._common import machine_info, run_memory_probe
+from ._report import render as _render
 
 # --------------------------------------------------------------------------- targets
 # DESIGN.md §6. Ratios are ours / reference (for registry: ours_ns / dict_ns). A check
@@ -333,105 +332,6 @@ def _judge(strict: bool, tolerant: bool) -> str:
 # --------------------------------------------------------------------------- output
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit.endswith("/s"):
-        if value >= 1e6:
-            return f"{value / 1e6:.2f} M/s"
-        if value >= 1e3:
-            return f"{value / 1e3:.1f} k/s"
-        return f"{value:.0f} /s"
-    if unit == "bytes/actor":
-        return f"{value / 1024:.2f} KiB" if value >= 1024 else f"{value:.0f} B"
-    if unit == "ns/lookup":
-        return f"{value:.1f} ns"
-    return f"{value:.3g}"
-
-
-def _bound_text(c: Check) -> str:
-    if c.bound is None:
-        return ""
-    tol = float(TARGETS["tolerance"])
-    if c.kind == "min_ratio":
-        return f">= {c.bound:g}x (fail < {c.bound * (1 - tol):.3g})"
-    if c.kind == "max_ratio":
-        return f"<= {c.bound:g}x (fail > {c.bound * (1 + tol):.3g})"
-    return f"<= {c.bound:.0f} B (fail > {c.bound * (1 + tol):.0f})"
-
-
-def _render(metrics: list[Metric], checks: list[Check], console: Console, title: str) -> None:
-    table = Table(title=title, show_lines=False)
-    table.add_column("metric")
-    for col in COLUMNS:
-        table.add_column(COLUMN_TITLES[col], justify="right")
-    table.add_column("check", justify="left")
-    table.add_column("ratio", justify="right")
-    table.add_column("floor", justify="left")
-    table.add_column("result", justify="left")
-    style = {"pass": "green", "pass~": "yellow", "FAIL": "bold red", "ERROR": "bold red"}
-    for m in metrics:
-        mine = [c for c in checks if c.metric == m.name]
-        first = True
-        for c in mine:
-            cells = [f"{m.name} ({m.unit})" if first else ""]
-            for col in COLUMNS:
-                cells.append(_cell(m, col) if first else "")
-            if c.value is None:
-                value = "n/a"
-            elif c.kind == "max_abs":
-                value = _fmt(c.value, m.unit)
-            else:
-                value = f"{c.value:.3g}x"
-            res = c.result
-            cells += [
-                c.label,
-                value,
-                _bound_text(c),
-                f"[{style[res]}]{res}[/]" if res in style else res,
-            ]
-            table.add_row(*cells, end_section=c is mine[-1])
-            first = False
-    console.print(table)
-    shown: set[str] = set()
-    for m in metrics:
-        if m.note:
-            console.print(f"  [dim]{m.name}: {m.note}[/dim]")
-        for col, why in {**m.missing, **m.errors}.items():
-            if why in shown:
-                console.print(f"  [yellow]{m.name}/{col}: n/a (as above)[/yellow]")
-                continue
-            shown.add(why)
-            console.print(f"  [yellow]{m.name}/{col}: {why}[/yellow]")
-
-
-def _cell(m: Metric, col: str) -> str:
-    v = m.values.get(col)
-    if v is None:
-        if col in m.errors:
-            return "error"
-        return "n/a"
-    return _fmt(v, m.unit)
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-    }
-
-
 # --------------------------------------------------------------------------- entry
 
 
@@ -475,6 +375,9 @@ def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: C
         checks,
         console,
         f"kernel benchmarks ({mode}, tolerance {TARGETS['tolerance']:.0%}, {total:.1f} s)",
+        COLUMNS,
+        COLUMN_TITLES,
+        float(TARGETS["tolerance"]),
     )
     failed = [c for c in checks if c.result in {"FAIL", "ERROR"}]
     if json_path:
@@ -525,6 +428,12 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 1 if a ratio misses its floor beyond the tolerance",
     )
     k.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    s = sub.add_parser("supervision", help="supervisor restarts vs plain spawns; pykka bridge")
+    s.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
+    s.add_argument(
+        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
+    )
+    s.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return p
 
 
@@ -540,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=170)  # CI logs: keep the table on one line per row
     if args.suite == "kernel":
         return run_kernel(args.short, args.check, args.json, console)
+    if args.suite == "supervision":
+        from ._suite_supervision import run_supervision
+
+        return run_supervision(args.short, args.check, args.json, console)
     return 2  # pragma: no cover - argparse rejects unknown suites
 
 

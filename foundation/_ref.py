@@ -238,6 +238,17 @@ class Caller(metaclass=_NoPublicConstructor):
         fut.set_result(value)
         return True
 
+    def fail(self, exc: BaseException) -> bool:
+        """Answer the call with an exception: ``call`` raises ``exc`` in the caller
+        (a bridge relaying a foreign actor's error); False if the caller stopped waiting."""
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"fail() takes an exception, got: {exc!r}")
+        fut = self._fut
+        if fut.done():
+            return False
+        fut.set_exception(exc)
+        return True
+
     def _fail(self, exc: BaseException) -> None:
         fut = self._fut
         if not fut.done():
@@ -275,6 +286,8 @@ class Monitor(metaclass=_NoPublicConstructor):
         if self._down is not None:
             return self._down
         if not await self._rt._wait_with_timeout(self._fut, timeout):
+            # The timer resolved the future: a later wait (a kill, then wait) needs a new one.
+            self._fut = self._rt._new_future()
             raise TimeoutError(f"no Down for monitor {self.ref!r} within {timeout} s")
         return self._down
 

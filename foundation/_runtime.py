@@ -22,6 +22,7 @@ from . import _timers as T_
 from ._actor import Actor
 from ._clock import Clock, MonotonicClock
 from ._context import current_process_var, current_runtime_var
+from ._events import KernelEvents
 from ._exceptions import RuntimeClosed, StartError
 from ._loop import load_backend
 from ._mailbox import OVERFLOW_POLICIES
@@ -51,7 +52,7 @@ class RuntimeStatistics:
     dropped_to_dead: int
 
 
-class Runtime:
+class Runtime(KernelEvents):
     """One actor world per OS process (tests make one each).
 
     Args:
@@ -302,8 +303,13 @@ class Runtime:
         return await call_by_name(self, target, request, timeout)
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Schedule ``fn(*args)`` on the runtime's loop from any thread (a bridge's hook)."""
-        self._check_open()
+        """Schedule ``fn(*args)`` on the runtime's loop from any thread (a bridge's hook).
+
+        Allowed while the runtime shuts down (actors still run ``terminate`` then);
+        refused with ``RuntimeClosed`` once it has stopped.
+        """
+        if not self._started or self._closed:
+            self._check_open()
         self._backend.call_soon_threadsafe(fn, *args)
 
     def ref_of(self, pid: Pid) -> ActorRef:
@@ -468,27 +474,6 @@ class Runtime:
             )
         if self._all_exited is not None and not self._procs and not self._all_exited.done():
             self._all_exited.set_result(None)
-
-    def _on_send_to_dead(self, proc: P.Process) -> None:
-        if self._closed:
-            raise RuntimeClosed(f"the runtime of {proc.pid} has stopped; its refs cannot be used")
-        self._dropped += 1
-
-    def _on_overflow(self, proc: P.Process, policy: Any) -> None:
-        if self.telemetry.active:
-            self.telemetry.emit(
-                ("foundation", "mailbox", "overflow"),
-                {"length": len(proc.mailbox)},
-                {"pid": proc.pid, "name": proc.name, "policy": policy},
-            )
-
-    def _on_call_timeout(self, proc: P.Process, caller: Any) -> None:
-        if self.telemetry.active:
-            self.telemetry.emit(
-                ("foundation", "call", "timeout"),
-                {"timeout": caller._timeout},
-                {"pid": proc.pid, "name": proc.name, "caller": caller.pid},
-            )
 
     def statistics(self) -> RuntimeStatistics:
         return RuntimeStatistics(

@@ -2,7 +2,7 @@
 # One idempotent bootstrap for development and CI.
 #
 #   scripts/dev.sh demo           run the demo
-#   scripts/dev.sh test [ARGS]    ruff, mypy, pytest -q [ARGS], then the benchmark check
+#   scripts/dev.sh test [ARGS]    ruff, mypy, pytest -q [ARGS], then the benchmark checks
 #
 # Creates .venv (python3.11, else python3 >= 3.11) when it is missing, and reinstalls the
 # project (pip install -e '.[test]') only when pyproject.toml changed since the last
@@ -75,6 +75,8 @@ run_tests() {
     if [[ -f benchmarks/compare.py ]]; then
         step "python -m benchmarks.compare kernel --short --check"
         "$VENV/bin/python" -m benchmarks.compare kernel --short --check
+        step "python -m benchmarks.compare supervision --short --check"
+        "$VENV/bin/python" -m benchmarks.compare supervision --short --check
     fi
 }
 

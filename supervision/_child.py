@@ -110,8 +110,9 @@ async def start_child_process(sup: Actor, spec: ChildSpec) -> ActorRef | None:
     try:
         if isinstance(start, tuple):
             cls, args, kwargs = start
-            return await sup.spawn_link(cls, *args, **kwargs)
-        ref = await start()
+            spawned: ActorRef = await sup.runtime.spawn(cls, *args, link=True, **kwargs)
+            return spawned
+        ref: Any = await start()
     except StartError as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         raise StartChildError(spec.id, exc.reason) from cause
@@ -131,11 +132,13 @@ async def start_child_process(sup: Actor, spec: ChildSpec) -> ActorRef | None:
 def take_snapshot(child: Child, old: ActorRef) -> None:
     """Keep ``snapshot()`` of an incarnation that exited through ``terminate``."""
     child.handover = None
-    if not lowlevel.exited_through_terminate(old):
-        return
     actor = lowlevel.actor_instance(old)
+    if not hasattr(type(actor), "snapshot"):
+        return  # the common case: no hand-over (one class attribute lookup)
     snapshot = getattr(actor, "snapshot", None)
     if snapshot is None or not callable(snapshot):
+        return
+    if not lowlevel.exited_through_terminate(old):
         return
     try:
         child.handover = (snapshot(),)

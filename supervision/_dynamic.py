@@ -66,6 +66,18 @@ async def _call(sup: Any, op: str, arg: Any, timeout: float | None) -> Any:
     return result
 
 
+def _check_flags(max_children: Any, max_restarts: Any, max_seconds: Any) -> None:
+    """Validate a dynamic supervisor's flags (``start`` and ``init`` share it)."""
+    check_flags("one_for_one", max_restarts, max_seconds, "never")
+    if max_children is not None and (
+        not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 0
+    ):
+        raise InvalidSupervisorFlags(
+            "invalid_max_children",
+            f"max_children must be an int >= 0 or None, got: {max_children!r}",
+        )
+
+
 class DynamicSupervisor(Actor):
     """A one_for_one supervisor of children added at run time.
 
@@ -84,14 +96,7 @@ class DynamicSupervisor(Actor):
         max_restarts: int = 3,
         max_seconds: float = 5.0,
     ) -> None:
-        check_flags("one_for_one", max_restarts, max_seconds, "never")
-        if max_children is not None and (
-            not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 0
-        ):
-            raise InvalidSupervisorFlags(
-                "invalid_max_children",
-                f"max_children must be an int >= 0 or None, got: {max_children!r}",
-            )
+        _check_flags(max_children, max_restarts, max_seconds)
         self.trap_exits = True
         self.max_children = max_children
         self._window = RestartWindow(max_restarts, max_seconds)
@@ -105,7 +110,17 @@ class DynamicSupervisor(Actor):
     async def start(
         cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
     ) -> ActorRef:
-        """Spawn a dynamic supervisor (``link=True`` links it to the calling actor)."""
+        """Spawn a dynamic supervisor (``link=True`` links it to the calling actor).
+
+        Raises:
+            InvalidSupervisorFlags: before anything starts, as ``Supervisor.start``.
+        """
+        if cls is DynamicSupervisor:
+            _check_flags(
+                kwargs.get("max_children"),
+                kwargs.get("max_restarts", 3),
+                kwargs.get("max_seconds", 5.0),
+            )
         ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
         return ref
 
@@ -157,7 +172,8 @@ class DynamicSupervisor(Actor):
             raise TypeError(f"{type(self).__qualname__} got an unknown call {request!r}")
         op, arg = request.op, request.arg
         if op == "start_child":
-            if self.max_children is not None and len(self._by_pid) >= self.max_children:
+            # Every child counts, a restarting one too (Erlang counts all dynamic children).
+            if self.max_children is not None and len(self._children) >= self.max_children:
                 return _Failed(MaxChildren(self.max_children))
             child = Child(arg)
             try:

@@ -31,6 +31,12 @@
 
 ``MaxChildren``
     A ``DynamicSupervisor`` already runs ``max_children`` children.
+
+``TaskFailed``
+    A ``TaskSupervisor`` task awaited with ``Task.result`` exited without returning a
+    value: it raised (``__cause__`` is the exception, ``reason`` too), or it was stopped
+    (``reason`` is ``"shutdown"``, ``"killed"``, ...). A task that is merely slow
+    raises ``TimeoutError`` instead and keeps running.
 """
 
 from __future__ import annotations
@@ -110,3 +116,13 @@ class InvalidSupervisorFlags(SupervisionError, ValueError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(f"{reason}: {message}")
+
+
+class TaskFailed(SupervisionError):
+    """A task exited without a value; ``reason`` is its exit reason (``__cause__`` the
+    exception when it crashed)."""
+
+    def __init__(self, pid: Any, reason: Any) -> None:
+        self.pid = pid
+        self.reason = reason
+        super().__init__(f"task {pid} exited without a result: {reason!r}")

@@ -47,7 +47,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from foundation import Actor, ActorRef, Exit, current_runtime
+from foundation import Actor, ActorRef, Exit, StartError, current_runtime
 
 from ._child import (
     Child,
@@ -150,16 +150,18 @@ class Supervisor(Actor):
                 ``StartChildError`` and the children already started were stopped.
         """
         if cls is Supervisor:
+            auto_shutdown = kwargs.get("auto_shutdown", "never")
             check_flags(
                 kwargs.get("strategy", "one_for_one"),
                 kwargs.get("max_restarts", 3),
                 kwargs.get("max_seconds", 5.0),
-                kwargs.get("auto_shutdown", "never"),
+                auto_shutdown,
             )
-            check_child_specs(
-                args[0] if args else kwargs.get("children", ()),
-                kwargs.get("auto_shutdown", "never"),
-            )
+            # init gets the validated list: a generator of children is read only once.
+            if args:
+                args = (check_child_specs(args[0], auto_shutdown), *args[1:])
+            elif "children" in kwargs:
+                kwargs["children"] = check_child_specs(kwargs["children"], auto_shutdown)
         ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
         return ref
 
@@ -309,28 +311,30 @@ class Supervisor(Actor):
     async def handle_info(self, msg: Any) -> None:
         if msg.__class__ is Exit:
             child = self._by_pid.pop(msg.pid, None)
-            if child is not None:  # else: a child already shut down, or a stranger
-                await self._child_exited(child, msg.reason)
+            # else: a child already shut down, or a stranger
+            if child is not None and self._child_exited(child, msg.reason):
+                await self._restart(child, msg.reason)
         elif (
             msg.__class__ is _TryAgain
             and msg.child in self._children
-            and msg.child.ref is None
+            and msg.child.status == "restarting"  # not since terminate_child'd
             and not self._stopping
         ):
             await self._restart(msg.child, msg.reason)
 
-    async def _child_exited(self, child: Child, reason: Any) -> None:
+    def _child_exited(self, child: Child, reason: Any) -> bool:
+        """Record a child's own exit; True when it is to be restarted."""
         old = child.ref
         assert old is not None
         child.ref = None
         child.status = "undefined"
-        emit(self, ("child", "exit"), {}, id=child.spec.id, pid=old.pid, reason=reason)
+        if self._proc.rt.telemetry.active:
+            emit(self, ("child", "exit"), {}, id=child.spec.id, pid=old.pid, reason=reason)
         if self._stopping:
-            return
+            return False
         if should_restart(child.spec.restart, reason):
             take_snapshot(child, old)
-            await self._restart(child, reason)
-            return
+            return True
         if child.spec.restart == "temporary":
             self._remove(child)
         if child.spec.significant and self._auto_shutdown_due():
@@ -342,6 +346,7 @@ class Supervisor(Actor):
             )
             emit(self, ("supervisor", "shutdown"), {}, reason="auto_shutdown", child=child.spec.id)
             self._give_up()
+        return False
 
     def _auto_shutdown_due(self) -> bool:
         if self.auto_shutdown == "any_significant":
@@ -375,23 +380,25 @@ class Supervisor(Actor):
         self._restarts_total += 1
         if self.strategy == "one_for_one":
             group = [child]
-        elif self.strategy == "one_for_all":
-            group = list(self._children)
         else:
-            group = self._children[self._children.index(child) :]
-        for other in reversed(group):
-            if other.ref is not None:
-                old = other.ref
-                await self._terminate(other)
-                take_snapshot(other, old)
+            if self.strategy == "one_for_all":
+                group = list(self._children)
+            else:
+                group = self._children[self._children.index(child) :]
+            for other in reversed(group):
+                if other.ref is not None:
+                    old = other.ref
+                    await self._terminate(other)
+                    take_snapshot(other, old)
+            # Erlang drops temporary siblings stopped for a restart.
+            dropped = {o for o in group if o is not child and o.spec.restart == "temporary"}
+            if dropped:
+                for other in dropped:
+                    self._remove(other)
+                group = [o for o in group if o not in dropped]
         for other in group:
-            if other is not child and other.spec.restart == "temporary":
-                self._remove(other)  # Erlang drops temporary siblings stopped for a restart
-        for other in group:
-            if other not in self._children:
-                continue
             try:
-                ref = await self._start(other, restart_reason=reason)
+                await self._start(other, restart_reason=reason)
             except StartChildError as exc:
                 log.error(
                     "supervisor %r could not restart child %r: %r; retrying",
@@ -402,8 +409,6 @@ class Supervisor(Actor):
                 other.status = "restarting"
                 self.ref.send(_TryAgain(other, exc.reason))
                 return
-            if ref is None and other.spec.restart == "temporary":
-                self._remove(other)
 
     def _give_up(self) -> None:
         self._stopping = True
@@ -422,26 +427,44 @@ class Supervisor(Actor):
         self._by_id.pop(child.spec.id, None)
 
     async def _start(self, child: Child, restart_reason: Any = None) -> ActorRef | None:
-        ref = await start_child_process(self, child.spec)
-        if ref is None:
+        start = child.spec._start
+        if start.__class__ is tuple and restart_reason is not None:
+            # The restart fast path: spawn inline (one coroutine frame less per restart).
+            try:
+                ref: ActorRef | None = await self._proc.rt.spawn(
+                    start[0], *start[1], link=True, **start[2]
+                )
+            except StartError as exc:
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                raise StartChildError(child.spec.id, exc.reason) from cause
+        else:
+            ref = await start_child_process(self, child.spec)
+        if ref is None:  # Erlang's ignore: kept as not running, unless temporary
             child.status = "undefined"
+            if child.spec.restart == "temporary":
+                self._remove(child)
             return None
         child.ref = ref
         child.status = "running"
         self._by_pid[ref.pid] = child
-        restore(child, ref)
-        if restart_reason is None and child.restarts == 0:
-            emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
+        if child.handover is not None:
+            restore(child, ref)
+        # A start without a restart reason (the first one, or restart_child) is not a
+        # restart: restart counts and events follow the supervisor's own restarts only.
+        if restart_reason is None:
+            if self._proc.rt.telemetry.active:
+                emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
         else:
             child.restarts += 1
-            emit(
-                self,
-                ("child", "restart"),
-                {"restarts": child.restarts},
-                id=child.spec.id,
-                pid=ref.pid,
-                reason=restart_reason,
-            )
+            if self._proc.rt.telemetry.active:
+                emit(
+                    self,
+                    ("child", "restart"),
+                    {"restarts": child.restarts},
+                    id=child.spec.id,
+                    pid=ref.pid,
+                    reason=restart_reason,
+                )
         return ref
 
     async def _terminate(self, child: Child) -> None:

@@ -57,3 +57,35 @@ def test_help_lists_the_demo_subcommand(capsys: pytest.CaptureFixture[str]) -> N
         main(["--help"])
     assert info.value.code == 0
     assert "demo" in capsys.readouterr().out
+
+
+def test_demo_exits_0_and_prints_the_tree_with_restart_counts_after_the_chaos() -> None:
+    result = _mabeam("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Traceback" not in out + result.stderr
+    # The kernel part still runs first.
+    assert "foundation demo: a crash, seen from every side" in out
+    # The supervision part: every node of the three-level tree, with restart counts.
+    lines = out.splitlines()
+    root = next(i for i, line in enumerate(lines) if line.startswith("demo  <"))
+    assert "Supervisor one_for_one" in lines[root]
+    tree_lines = lines[root + 1 : root + 13]
+    ids = [line.lstrip("│├└─ ").split()[0] for line in tree_lines]
+    assert ids == [
+        "ingest", "reader", "parser",
+        "training", "trainer-0", "trainer-1", "trainer-2",
+        "jobs", "job-0", "job-1", "job-2", "job-3",
+    ]  # fmt: skip
+    assert all("restarts=" in line for line in tree_lines)
+    worker_restarts = [
+        int(line.split("restarts=")[1].split()[0]) for line in tree_lines if "Stage" in line
+    ]
+    assert len(worker_restarts) == 9 and sum(worker_restarts) > 0
+    assert "rest_for_one" in tree_lines[0] and "one_for_all" in tree_lines[3]
+    assert "DynamicSupervisor" in tree_lines[7]
+    # The summary: crashes injected and restarts seen by telemetry agree with the tree.
+    assert "crashes injected" in out and "restarts observed" in out
+    summary = next(line for line in lines if "workers alive" in line)
+    assert summary.startswith("9 of 9 workers alive")
+    assert f"add up to {sum(worker_restarts)}" in " ".join(lines[lines.index(summary) :])

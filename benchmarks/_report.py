@@ -1,0 +1,99 @@
+"""Rendering of benchmark results: value formatting and the rich comparison table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit.endswith("/s"):
+        if value >= 1e6:
+            return f"{value / 1e6:.2f} M/s"
+        if value >= 1e3:
+            return f"{value / 1e3:.1f} k/s"
+        return f"{value:.0f} /s"
+    if unit == "bytes/actor":
+        return f"{value / 1024:.2f} KiB" if value >= 1024 else f"{value:.0f} B"
+    if unit == "ns/lookup":
+        return f"{value:.1f} ns"
+    return f"{value:.3g}"
+
+
+def _bound_text(c: Any, tol: float) -> str:
+    if c.bound is None:
+        return ""
+    if c.kind == "min_ratio":
+        return f">= {c.bound:g}x (fail < {c.bound * (1 - tol):.3g})"
+    if c.kind == "max_ratio":
+        return f"<= {c.bound:g}x (fail > {c.bound * (1 + tol):.3g})"
+    return f"<= {c.bound:.0f} B (fail > {c.bound * (1 + tol):.0f})"
+
+
+def render(
+    metrics: list[Any],
+    checks: list[Any],
+    console: Console,
+    title: str,
+    columns: tuple[str, ...],
+    titles: dict[str, str],
+    tolerance: float,
+) -> None:
+    """One table row per check, the metric's values per column, then notes and errors."""
+    table = Table(title=title, show_lines=False)
+    table.add_column("metric")
+    for col in columns:
+        table.add_column(titles[col], justify="right")
+    table.add_column("check", justify="left")
+    table.add_column("ratio", justify="right")
+    table.add_column("floor", justify="left")
+    table.add_column("result", justify="left")
+    style = {"pass": "green", "pass~": "yellow", "FAIL": "bold red", "ERROR": "bold red"}
+    for m in metrics:
+        mine = [c for c in checks if c.metric == m.name]
+        first = True
+        for c in mine:
+            cells = [f"{m.name} ({m.unit})" if first else ""]
+            for col in columns:
+                cells.append(_cell(m, col) if first else "")
+            if c.value is None:
+                value = "n/a"
+            elif c.kind == "max_abs":
+                value = _fmt(c.value, m.unit)
+            else:
+                value = f"{c.value:.3g}x"
+            res = c.result
+            cells += [
+                c.label,
+                value,
+                _bound_text(c, tolerance),
+                f"[{style[res]}]{res}[/]" if res in style else res,
+            ]
+            table.add_row(*cells, end_section=c is mine[-1])
+            first = False
+    console.print(table)
+    shown: set[str] = set()
+    for m in metrics:
+        if m.note:
+            console.print(f"  [dim]{m.name}: {m.note}[/dim]")
+        for col, why in {**m.missing, **m.errors}.items():
+            if why in shown:
+                console.print(f"  [yellow]{m.name}/{col}: n/a (as above)[/yellow]")
+                continue
+            shown.add(why)
+            console.print(f"  [yellow]{m.name}/{col}: {why}[/yellow]")
+
+
+def _cell(m: Any, col: str) -> str:
+    v = m.values.get(col)
+    if v is None:
+        if col in m.errors:
+            return "error"
+        return "n/a"
+    return _fmt(v, m.unit)
+
+
