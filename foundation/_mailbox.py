@@ -89,9 +89,9 @@ class Mailbox:
     def close(self) -> list[Any]:
         """Refuse further messages; return what was still queued."""
         self.closed = True
-        items = list(self.q or ())
+        q = self.q
         self.q = None
-        return items
+        return list(q) if q else []
 
     def on_taken(self) -> None:
         """Called after the owner took a message; only bounded mailboxes care."""

@@ -157,8 +157,10 @@ class Registry:
         return self.backend.update_meta(key, ref, meta)
 
     def _on_exit(self, proc: Any) -> None:
-        for key in self.backend.unregister_ref(proc.ref):
-            self._emit(proc.ref, "unregister", key)
+        keys = self.backend.unregister_ref(proc.ref)
+        if keys and proc.rt.telemetry.active:
+            for key in keys:
+                self._emit(proc.ref, "unregister", key)
 
     # -- reads --------------------------------------------------------------------------
     def lookup(self, key: Hashable) -> list[tuple[ActorRef, Any]]:

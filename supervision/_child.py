@@ -59,10 +59,14 @@ class SupervisorStatistics:
 class Child:
     """A supervisor's record of one child (its spec and current incarnation)."""
 
-    __slots__ = ("handover", "ref", "restarts", "spec", "status")
+    __slots__ = ("handover", "plain", "ref", "restarts", "spec", "status")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
+        # True when the child's class is known and defines no snapshot(): its exits
+        # skip the hand-over check (a restart's hot path).
+        start = spec._start
+        self.plain = isinstance(start, tuple) and not hasattr(start[0], "snapshot")
         self.ref: ActorRef | None = None
         self.status = "undefined"
         self.restarts = 0
@@ -134,7 +138,7 @@ def take_snapshot(child: Child, old: ActorRef) -> None:
     child.handover = None
     actor = lowlevel.actor_instance(old)
     if not hasattr(type(actor), "snapshot"):
-        return  # the common case: no hand-over (one class attribute lookup)
+        return
     snapshot = getattr(actor, "snapshot", None)
     if snapshot is None or not callable(snapshot):
         return

@@ -333,7 +333,8 @@ class Supervisor(Actor):
         if self._stopping:
             return False
         if should_restart(child.spec.restart, reason):
-            take_snapshot(child, old)
+            if not child.plain:  # the actor class may define snapshot()
+                take_snapshot(child, old)
             return True
         if child.spec.restart == "temporary":
             self._remove(child)
@@ -379,7 +380,11 @@ class Supervisor(Actor):
             return
         self._restarts_total += 1
         if self.strategy == "one_for_one":
-            group = [child]
+            try:
+                await self._start(child, restart_reason=reason)
+            except StartChildError as exc:
+                self._retry_later(child, exc)
+            return
         else:
             if self.strategy == "one_for_all":
                 group = list(self._children)
@@ -400,15 +405,19 @@ class Supervisor(Actor):
             try:
                 await self._start(other, restart_reason=reason)
             except StartChildError as exc:
-                log.error(
-                    "supervisor %r could not restart child %r: %r; retrying",
-                    self.pid,
-                    other.spec.id,
-                    exc.reason,
-                )
-                other.status = "restarting"
-                self.ref.send(_TryAgain(other, exc.reason))
+                self._retry_later(other, exc)
                 return
+
+    def _retry_later(self, child: Child, exc: StartChildError) -> None:
+        """A failed restart is retried by a message to self (``try_again_restart``)."""
+        log.error(
+            "supervisor %r could not restart child %r: %r; retrying",
+            self.pid,
+            child.spec.id,
+            exc.reason,
+        )
+        child.status = "restarting"
+        self.ref.send(_TryAgain(child, exc.reason))
 
     def _give_up(self) -> None:
         self._stopping = True

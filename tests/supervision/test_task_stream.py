@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from task_helpers import Boom, collect, double, forever
 
 from foundation import (
-    Actor,
     ActorRef,
-    Caller,
     Event,
     Runtime,
     self_ref,
@@ -28,47 +27,11 @@ from supervision import (
     InvalidChildSpec,
     MaxChildren,
     StreamResult,
-    TaskFailed,
     TaskSupervisor,
 )
 
 pytestmark = pytest.mark.anyio
 
-
-class Boom(Exception):
-    """The crash of every failing task here."""
-
-
-async def double(x: int) -> int:
-    return 2 * x
-
-
-async def crash(*_: Any) -> None:
-    raise Boom("task failed")
-
-
-async def forever(*_: Any) -> None:
-    await Event().wait()
-
-
-class Spawner(Actor):
-    """An actor that starts tasks on request, to show that their fate is not its own."""
-
-    async def handle_call(self, request: Any, caller: Caller) -> Any:
-        op, ts, fn = request
-        if op == "start_child":
-            return await TaskSupervisor.start_child(ts, fn)
-        if op == "async_nolink":
-            task = await TaskSupervisor.async_nolink(ts, fn)
-            try:
-                return await task.result()
-            except TaskFailed as exc:
-                return ("failed", exc.reason)
-        return "alive"
-
-
-async def collect(stream: AsyncIterator[StreamResult]) -> list[StreamResult]:
-    return [r async for r in stream]
 
 
 # -- async_stream ---------------------------------------------------------------------

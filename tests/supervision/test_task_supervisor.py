@@ -9,17 +9,14 @@ time with the virtual clock, so every assertion on order or on a time is exact.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import pytest
+from task_helpers import Boom, Spawner, collect, crash, double, forever
 
 from foundation import (
-    Actor,
     ActorDead,
     ActorRef,
-    Caller,
     Event,
     Runtime,
     StartError,
@@ -32,7 +29,6 @@ from supervision import (
     InvalidChildSpec,
     InvalidSupervisorFlags,
     MaxChildren,
-    StreamResult,
     Task,
     TaskFailed,
     TaskSupervisor,
@@ -40,41 +36,6 @@ from supervision import (
 
 pytestmark = pytest.mark.anyio
 
-
-class Boom(Exception):
-    """The crash of every failing task here."""
-
-
-async def double(x: int) -> int:
-    return 2 * x
-
-
-async def crash(*_: Any) -> None:
-    raise Boom("task failed")
-
-
-async def forever(*_: Any) -> None:
-    await Event().wait()
-
-
-class Spawner(Actor):
-    """An actor that starts tasks on request, to show that their fate is not its own."""
-
-    async def handle_call(self, request: Any, caller: Caller) -> Any:
-        op, ts, fn = request
-        if op == "start_child":
-            return await TaskSupervisor.start_child(ts, fn)
-        if op == "async_nolink":
-            task = await TaskSupervisor.async_nolink(ts, fn)
-            try:
-                return await task.result()
-            except TaskFailed as exc:
-                return ("failed", exc.reason)
-        return "alive"
-
-
-async def collect(stream: AsyncIterator[StreamResult]) -> list[StreamResult]:
-    return [r async for r in stream]
 
 
 # -- start_child ----------------------------------------------------------------------
