@@ -17,6 +17,10 @@ from typing import Any
 
 from foundation import Actor, ActorRef, Exit, current_runtime
 
+from ._calls import Failed as _Failed
+from ._calls import Request as _Req
+from ._calls import TryAgain as _TryAgain
+from ._calls import call_supervisor as _call
 from ._child import (
     Child,
     ChildCounts,
@@ -34,36 +38,6 @@ from ._shutdown import shutdown_all, shutdown_child
 from ._spec import ChildSpec, as_child_spec, should_restart
 
 log = logging.getLogger("supervision")
-
-
-class _Req:
-    __slots__ = ("arg", "op")
-
-    def __init__(self, op: str, arg: Any = None) -> None:
-        self.op = op
-        self.arg = arg
-
-
-class _Failed:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _TryAgain:
-    __slots__ = ("child", "reason")
-
-    def __init__(self, child: Child, reason: Any) -> None:
-        self.child = child
-        self.reason = reason
-
-
-async def _call(sup: Any, op: str, arg: Any, timeout: float | None) -> Any:
-    result = await current_runtime().call(sup, _Req(op, arg), timeout)
-    if result.__class__ is _Failed:
-        raise result.exc
-    return result
 
 
 def _check_flags(max_children: Any, max_restarts: Any, max_seconds: Any) -> None:

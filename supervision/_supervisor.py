@@ -49,6 +49,11 @@ from typing import Any
 
 from foundation import Actor, ActorRef, Exit, StartError, current_runtime
 
+from ._calls import Failed as _Failed
+from ._calls import Reply as _Reply
+from ._calls import Request as _Req
+from ._calls import TryAgain as _TryAgain
+from ._calls import call_supervisor as _call
 from ._child import (
     Child,
     ChildCounts,
@@ -72,26 +77,6 @@ from ._shutdown import shutdown_child
 from ._spec import ChildSpec, as_child_spec, check_child_specs, check_significant, should_restart
 
 log = logging.getLogger("supervision")
-
-
-class _Req:
-    """A request of the supervisor's client API."""
-
-    __slots__ = ("arg", "op")
-
-    def __init__(self, op: str, arg: Any = None) -> None:
-        self.op = op
-        self.arg = arg
-
-
-class _TryAgain:
-    """A restart that failed, retried through the mailbox (``try_again_restart``)."""
-
-    __slots__ = ("child", "reason")
-
-    def __init__(self, child: Child, reason: Any) -> None:
-        self.child = child
-        self.reason = reason
 
 
 class Supervisor(Actor):
@@ -501,27 +486,3 @@ class Supervisor(Actor):
         active = sum(1 for c in children if c.ref is not None and c.ref.is_alive)
         sups = sum(1 for c in children if c.spec.type == "supervisor")
         return ChildCounts(len(children), active, sups, len(children) - sups)
-
-
-class _Reply(Exception):
-    """Internal: a client error, answered to the caller instead of crashing."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Failed:
-    """The reply carrying a client error; the calling side raises it."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-async def _call(sup: Any, op: str, arg: Any, timeout: float | None) -> Any:
-    """Call a supervisor (by ref or name) and raise the error it answered with."""
-    result = await current_runtime().call(sup, _Req(op, arg), timeout)
-    if result.__class__ is _Failed:
-        raise result.exc
-    return result

@@ -52,9 +52,10 @@ from typing import Any, Literal, final
 from foundation import Actor, ActorRef, Exit, NoReply, current_runtime
 from foundation._pid import _NoPublicConstructor
 
+from ._calls import Failed as _Failed
+from ._calls import Request as _DynamicReq
 from ._child import check_flags
-from ._dynamic import DynamicSupervisor, _Failed
-from ._dynamic import _Req as _DynamicReq
+from ._dynamic import DynamicSupervisor
 from ._exceptions import InvalidSupervisorFlags, TaskFailed
 from ._spec import ChildSpec, Restart, Shutdown
 from ._stream import ResultSlot, StreamPark, StreamSpawn, TaskStream, Watch
