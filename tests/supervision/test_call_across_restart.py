@@ -78,7 +78,7 @@ async def crash(runtime: Runtime) -> ActorRef:
     assert old is not None
     mon = runtime.monitor(old)
     old.cast("crash")
-    assert isinstance((await mon.wait(None)).reason, Boom)
+    assert isinstance((await mon.wait(60)).reason, Boom)
     return old
 
 
@@ -198,7 +198,7 @@ async def test_a_restart_slower_than_the_timeout_raises_call_timeout_at_the_time
         with pytest.raises(CallTimeout):
             await runtime.call("svc", ("whoami", None), timeout=3.0)
         assert runtime.clock.now() == 3.0
-        await cap.wait(timeout=None)
+        await cap.wait(timeout=60)
     assert runtime.clock.now() == 10.0
     assert await runtime.call("svc", ("whoami", None)) == ("whoami", 2)
     assert log["handled"] == [("whoami", 2)]  # the timed-out request never ran

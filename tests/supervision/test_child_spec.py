@@ -15,6 +15,7 @@ import pytest
 from foundation import Actor, ActorRef, Runtime, current_runtime
 from supervision import (
     ChildSpec,
+    DynamicSupervisor,
     InvalidChildSpec,
     InvalidSupervisorFlags,
     SupervisionError,
@@ -22,7 +23,6 @@ from supervision import (
     check_child_specs,
     child_spec,
 )
-from supervision._dynamic import DynamicSupervisor
 
 pytestmark = pytest.mark.anyio
 

@@ -18,11 +18,11 @@ from supervision import (
     ChildCounts,
     ChildNotFound,
     ChildSpec,
+    DynamicSupervisor,
     MaxChildren,
     StartChildError,
     SupervisorStatistics,
 )
-from supervision._dynamic import DynamicSupervisor
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +76,7 @@ async def exit_child(runtime: Runtime, ref: ActorRef | None, how: Any) -> Any:
     assert ref is not None
     mon = runtime.monitor(ref)
     ref.cast(how)
-    return (await mon.wait(None)).reason
+    return (await mon.wait(10)).reason
 
 
 # -- many children of one spec, max_children ---------------------------------------------
@@ -259,7 +259,7 @@ async def test_intensity_is_counted_over_all_children_of_a_dynamic_supervisor(
     for at, ref in enumerate(refs):
         await runtime.sleep(at - runtime.clock.now())  # allow-sleep: runtime clock (virtual)
         await exit_child(runtime, ref, ("crash", None))
-    assert (await mon.wait(None)).reason == "shutdown"
+    assert (await mon.wait(60)).reason == "shutdown"
     assert runtime.clock.now() == 3.0
     assert sorted(e[1] for e in journal if e[2:] == ("shutdown",)) == ["a", "b", "c"]
 
@@ -303,7 +303,7 @@ async def test_shutdown_signals_all_children_at_once_and_kills_each_at_its_own_d
     }
     refs = {t: await DynamicSupervisor.start_child(sup, s) for t, s in specs.items()}
     runtime.telemetry.attach(("foundation", "actor", "exit"), record)
-    await sup.stop("shutdown", timeout=None)
+    await sup.stop("shutdown", timeout=60)
     assert runtime.clock.now() == 5.0  # the longest deadline, not the sum of them
     assert {t: exits[ref.pid] for t, ref in refs.items() if ref is not None} == {
         "a": ("killed", 2.0),

@@ -58,7 +58,7 @@ async def crash(runtime: Runtime, name: str) -> None:
     assert ref is not None, f"{name} is not running"
     mon = runtime.monitor(ref)
     ref.cast("crash")
-    assert isinstance((await mon.wait(None)).reason, Boom)
+    assert isinstance((await mon.wait(60)).reason, Boom)
 
 
 async def crash_at(runtime: Runtime, schedule: list[tuple[float, str]]) -> None:
@@ -79,7 +79,7 @@ async def test_four_crashes_within_five_seconds_shut_the_supervisor_down_at_the_
     mon = runtime.monitor(sup)
     async with capture(("supervision", "supervisor", "shutdown")) as cap:
         await crash_at(runtime, [(0, "w"), (1, "w"), (2, "w"), (3, "w")])
-        down = await mon.wait(None)
+        down = await mon.wait(60)
         assert runtime.clock.now() == 3.0
         assert down.reason == "shutdown"
         (event,) = cap.events
@@ -113,7 +113,7 @@ async def test_the_window_is_closed_a_restart_exactly_max_seconds_ago_still_coun
     sup = await Supervisor.start([worker(journal, "w")], max_restarts=3, max_seconds=5)
     mon = runtime.monitor(sup)
     await crash_at(runtime, [(0, "w"), (1, "w"), (2, "w"), (5, "w")])
-    assert (await mon.wait(None)).reason == "shutdown"
+    assert (await mon.wait(60)).reason == "shutdown"
     assert runtime.clock.now() == 5.0
 
 
@@ -124,7 +124,7 @@ async def test_max_restarts_zero_gives_up_on_the_first_crash(
     sup = await Supervisor.start([worker(journal, "a"), worker(journal, "w")], max_restarts=0)
     mon = runtime.monitor(sup)
     await crash_at(runtime, [(2, "w")])
-    assert (await mon.wait(None)).reason == "shutdown"
+    assert (await mon.wait(60)).reason == "shutdown"
     assert runtime.clock.now() == 2.0
     assert journal == [
         ("start", "a"),
@@ -145,7 +145,7 @@ async def test_intensity_is_counted_per_supervisor_over_all_its_children(
     assert (stats.restarts_in_window, stats.active) == (3, 4)
     assert [c.restarts for c in await Supervisor.which_children(sup)] == [1, 1, 1, 0]
     await crash_at(runtime, [(3, "d")])  # d's first crash, the supervisor's fourth restart
-    assert (await mon.wait(None)).reason == "shutdown"
+    assert (await mon.wait(60)).reason == "shutdown"
     assert runtime.clock.now() == 3.0
     assert journal[-4:] == [
         ("stop", "d", "crash"),
@@ -187,7 +187,7 @@ async def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parent_and_
     sub_mon = runtime.monitor(sub)
     async with capture(RESTART) as cap:
         await crash(runtime, "w")
-        assert (await sub_mon.wait(None)).reason == "shutdown"
+        assert (await sub_mon.wait(60)).reason == "shutdown"
         event = await cap.wait(match=lambda e: e.metadata["id"] == "sub")
     assert event.metadata["supervisor"] == top.pid
     assert event.metadata["reason"] == "shutdown"
@@ -199,7 +199,7 @@ async def test_a_nested_supervisor_that_gives_up_is_restarted_by_its_parent_and_
     ]
     assert (await Supervisor.statistics(top)).restarts_in_window == 1
     await crash_at(runtime, [(1, "w")])  # the new sub gives up too: top's second restart
-    assert (await top_mon.wait(None)).reason == "shutdown"
+    assert (await top_mon.wait(60)).reason == "shutdown"
     assert runtime.clock.now() == 1.0
     assert journal[-2:] == [("stop", "w", "crash"), ("stop", "z", "shutdown")]
 
@@ -211,7 +211,7 @@ async def test_a_transient_nested_supervisor_that_gives_up_is_not_restarted(
     top, sub = await _nested(journal, "transient")
     sub_mon = runtime.monitor(sub)
     await crash(runtime, "w")
-    assert (await sub_mon.wait(None)).reason == "shutdown"  # a normal exit for transient
+    assert (await sub_mon.wait(60)).reason == "shutdown"  # a normal exit for transient
     rows = await Supervisor.which_children(top)
     assert (rows[0].id, rows[0].ref, rows[0].status) == ("sub", None, "undefined")
     assert (await Supervisor.statistics(top)).restarts_total == 0

@@ -209,7 +209,7 @@ async def test_a_stopping_supervisor_shuts_its_children_down_one_by_one_in_rever
     sup = await Supervisor.start(children)
     mons = {t: runtime.monitor(await child(sup, t)) for t in "abc"}
     sup_mon = runtime.monitor(sup)
-    await sup.stop("shutdown", timeout=None)
+    await sup.stop("shutdown", timeout=60)
     assert runtime.clock.now() == 6.0  # c takes 1 s, then b is killed at 4, a at 6
     assert (await sup_mon.wait()).reason == "shutdown"
     assert [(await mons[t].wait()).reason for t in "abc"] == ["killed", "killed", "shutdown"]
