@@ -181,3 +181,32 @@ def emit(sup: Actor, what: tuple[str, str], measurements: dict[str, Any], **meta
         meta["supervisor"] = sup.pid
         meta["supervisor_name"] = sup.ref.name
         telemetry.emit(("supervision", *what), measurements, meta)
+
+
+def record_start(
+    sup: Actor, by_pid: dict[Any, Child], child: Child, ref: ActorRef, restart_reason: Any
+) -> None:
+    """Book a started incarnation: its ref, hand-over, restart count and telemetry.
+
+    A start without a restart reason (the first one, or ``restart_child``) is not a
+    restart: restart counts and events follow the supervisor's own restarts only.
+    """
+    child.ref = ref
+    child.status = "running"
+    by_pid[ref.pid] = child
+    if child.handover is not None:
+        restore(child, ref)
+    if restart_reason is None:
+        if sup._proc.rt.telemetry.active:
+            emit(sup, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
+        return
+    child.restarts += 1
+    if sup._proc.rt.telemetry.active:
+        emit(
+            sup,
+            ("child", "restart"),
+            {"restarts": child.restarts},
+            id=child.spec.id,
+            pid=ref.pid,
+            reason=restart_reason,
+        )

@@ -28,7 +28,7 @@ from ._child import (
     SupervisorStatistics,
     check_flags,
     emit,
-    restore,
+    record_start,
     start_child_process,
     take_snapshot,
 )
@@ -249,22 +249,7 @@ class DynamicSupervisor(Actor):
         ref = await start_child_process(self, child.spec)
         if ref is None:
             return None
-        child.ref = ref
-        child.status = "running"
-        self._by_pid[ref.pid] = child
-        restore(child, ref)
-        if restart_reason is None:
-            emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
-        else:
-            child.restarts += 1
-            emit(
-                self,
-                ("child", "restart"),
-                {"restarts": child.restarts},
-                id=child.spec.id,
-                pid=ref.pid,
-                reason=restart_reason,
-            )
+        record_start(self, self._by_pid, child, ref, restart_reason)
         return ref
 
     async def terminate(self, reason: Any) -> None:

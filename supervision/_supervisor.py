@@ -61,7 +61,7 @@ from ._child import (
     SupervisorStatistics,
     check_flags,
     emit,
-    restore,
+    record_start,
     start_child_process,
     take_snapshot,
 )
@@ -438,27 +438,7 @@ class Supervisor(Actor):
             if child.spec.restart == "temporary":
                 self._remove(child)
             return None
-        child.ref = ref
-        child.status = "running"
-        self._by_pid[ref.pid] = child
-        if child.handover is not None:
-            restore(child, ref)
-        # A start without a restart reason (the first one, or restart_child) is not a
-        # restart: restart counts and events follow the supervisor's own restarts only.
-        if restart_reason is None:
-            if self._proc.rt.telemetry.active:
-                emit(self, ("child", "start"), {}, id=child.spec.id, pid=ref.pid)
-        else:
-            child.restarts += 1
-            if self._proc.rt.telemetry.active:
-                emit(
-                    self,
-                    ("child", "restart"),
-                    {"restarts": child.restarts},
-                    id=child.spec.id,
-                    pid=ref.pid,
-                    reason=restart_reason,
-                )
+        record_start(self, self._by_pid, child, ref, restart_reason)
         return ref
 
     async def _terminate(self, child: Child) -> None:
