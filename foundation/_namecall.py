@@ -47,9 +47,21 @@ async def call_by_name(rt: Runtime, name: Any, request: Any, timeout: float | No
         ref: ActorRef | None = registry.whereis(key)
         try:
             if ref is None:
-                result = await _call_when_registered(rt, registry, key, request, remaining, timeout)
+                fut, caller, on_register = _queue_for_registration(
+                    rt, registry, key, request, remaining
+                )
+                try:
+                    result = await fut
+                finally:
+                    registry._remove_waiter(key, on_register)
                 if result is _RETRY:
                     continue
+                if result is T_.TIMED_OUT:
+                    if caller._target is None:
+                        raise CallTimeout(
+                            key, timeout or 0.0, "found no actor registered under that name"
+                        )
+                    raise CallTimeout(caller._target.pid, timeout or 0.0)
                 return result
             return await ref.call(request, remaining)
         except ActorDead as exc:
@@ -61,15 +73,15 @@ async def call_by_name(rt: Runtime, name: Any, request: Any, timeout: float | No
 _RETRY = object()
 
 
-async def _call_when_registered(
-    rt: Runtime, registry: Any, key: Any, request: Any, timeout: float | None,
-    total: float | None,
-) -> Any:
+def _queue_for_registration(
+    rt: Runtime, registry: Any, key: Any, request: Any, timeout: float | None
+) -> tuple[Any, Caller, Any]:
     """Queue the call for the next actor registered under ``key``.
 
     The request enters the new incarnation's mailbox when the name is registered (in
     ``spawn``, before ``init``), so it is its first message and the caller wakes only
-    for the reply: one loop hop instead of two on every restart.
+    for the reply: one loop hop instead of two on every restart. The caller awaits the
+    returned future (a reply, ``_RETRY`` or ``TIMED_OUT``) and removes the waiter.
     """
     fut = rt._new_future()
     caller: Caller = _new(Caller, fut, request, current_process_var.get())
@@ -88,15 +100,7 @@ async def _call_when_registered(
     if timeout is not None:
         # The per-delay FIFO of call timeouts: no heap entry to cancel afterwards.
         rt._timers.add_fifo(timeout, fut, T_.time_out, fut)
-    try:
-        result = await fut
-    finally:
-        registry._remove_waiter(key, on_register)
-    if result is T_.TIMED_OUT:
-        if caller._target is None:
-            raise CallTimeout(key, total or 0.0, "found no actor registered under that name")
-        raise CallTimeout(caller._target.pid, total or 0.0)
-    return result
+    return fut, caller, on_register
 
 
 async def call(target: Any, request: Any, timeout: float | None = 5.0) -> Any:

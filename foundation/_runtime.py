@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -291,16 +291,19 @@ class Runtime(KernelEvents):
             return name[1].whereis(name[2])  # type: ignore[no-any-return]
         return self.registry.whereis(name)
 
-    async def call(self, target: Any, request: Any, timeout: float | None = 5.0) -> Any:
+    def call(
+        self, target: Any, request: Any, timeout: float | None = 5.0
+    ) -> Coroutine[Any, Any, Any]:
         """Call an actor by ref (as ``ref.call``) or by registered name.
 
         A call by name waits, until ``timeout``, for an actor to be registered under
         the name (a supervisor restarting it), and resends the request if the old
         incarnation died before taking it; a call by ref fails at once (``noproc``).
         """
+        # Returns the coroutine itself (``await rt.call(...)``): no frame of its own.
         if isinstance(target, ActorRef):
-            return await target.call(request, timeout)
-        return await call_by_name(self, target, request, timeout)
+            return target.call(request, timeout)
+        return call_by_name(self, target, request, timeout)
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule ``fn(*args)`` on the runtime's loop from any thread (a bridge's hook).
