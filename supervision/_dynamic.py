@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from foundation import Actor, ActorRef, Exit, current_runtime
+from foundation import ActorRef, Exit
 
+from ._base import SupervisorBase
 from ._calls import Failed as _Failed
 from ._calls import Request as _Req
 from ._calls import TryAgain as _TryAgain
@@ -24,8 +25,6 @@ from ._calls import call_supervisor as _call
 from ._child import (
     Child,
     ChildCounts,
-    ChildInfo,
-    SupervisorStatistics,
     check_flags,
     emit,
     record_start,
@@ -35,7 +34,7 @@ from ._child import (
 from ._exceptions import ChildNotFound, InvalidSupervisorFlags, MaxChildren, StartChildError
 from ._intensity import RestartWindow
 from ._shutdown import shutdown_all, shutdown_child
-from ._spec import ChildSpec, as_child_spec, should_restart
+from ._spec import should_restart
 
 log = logging.getLogger("supervision")
 
@@ -52,7 +51,7 @@ def _check_flags(max_children: Any, max_restarts: Any, max_seconds: Any) -> None
         )
 
 
-class DynamicSupervisor(Actor):
+class DynamicSupervisor(SupervisorBase):
     """A one_for_one supervisor of children added at run time.
 
     Args (of ``init``):
@@ -60,8 +59,6 @@ class DynamicSupervisor(Actor):
             no limit).
         max_restarts / max_seconds: restart intensity (default 3 in 5 s).
     """
-
-    _is_supervisor = True
 
     async def init(
         self,
@@ -81,64 +78,20 @@ class DynamicSupervisor(Actor):
 
     # -- client API --------------------------------------------------------------------
     @classmethod
-    async def start(
-        cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
-    ) -> ActorRef:
-        """Spawn a dynamic supervisor (``link=True`` links it to the calling actor).
-
-        Raises:
-            InvalidSupervisorFlags: before anything starts, as ``Supervisor.start``.
-        """
-        if cls is DynamicSupervisor:
-            _check_flags(
-                kwargs.get("max_children"),
-                kwargs.get("max_restarts", 3),
-                kwargs.get("max_seconds", 5.0),
-            )
-        ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
-        return ref
-
-    @classmethod
-    def child_spec(
-        cls, *args: Any, id: Any = None, restart: str = "permanent", **kwargs: Any
-    ) -> ChildSpec:
-        """A spec that starts this dynamic supervisor as a child of another."""
-        if id is None:
-            id = kwargs.get("name") or cls.__qualname__
-        return ChildSpec(
-            id,
-            (cls, args, kwargs),
-            restart=restart,  # type: ignore[arg-type]
-            shutdown="infinity",
-            type="supervisor",
+    def _checked_start_args(
+        cls, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        _check_flags(
+            kwargs.get("max_children"),
+            kwargs.get("max_restarts", 3),
+            kwargs.get("max_seconds", 5.0),
         )
-
-    @staticmethod
-    async def start_child(sup: Any, spec: Any, timeout: float | None = None) -> ActorRef | None:
-        """Start one more child from ``spec``.
-
-        Raises:
-            MaxChildren: the supervisor is full.
-            StartChildError: the child failed to start.
-        """
-        return await _call(sup, "start_child", as_child_spec(spec), timeout)  # type: ignore[no-any-return]
+        return args, kwargs
 
     @staticmethod
     async def terminate_child(sup: Any, ref: ActorRef, timeout: float | None = None) -> None:
         """Stop the child ``ref`` (``ChildNotFound`` if it is not a child); its spec goes."""
         await _call(sup, "terminate_child", ref, timeout)
-
-    @staticmethod
-    async def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
-        return await _call(sup, "which_children", None, timeout)  # type: ignore[no-any-return]
-
-    @staticmethod
-    async def count_children(sup: Any, timeout: float | None = 5.0) -> ChildCounts:
-        return await _call(sup, "count_children", None, timeout)  # type: ignore[no-any-return]
-
-    @staticmethod
-    async def statistics(sup: Any, timeout: float | None = 5.0) -> SupervisorStatistics:
-        return await _call(sup, "statistics", None, timeout)  # type: ignore[no-any-return]
 
     # -- requests ----------------------------------------------------------------------
     async def handle_call(self, request: Any, caller: Any) -> Any:
@@ -168,22 +121,10 @@ class DynamicSupervisor(Actor):
             return None
         if op == "which_children":
             return [c.info() for c in self._children]
-        counts = self._counts()
         if op == "count_children":
-            return counts
+            return self._counts()
         if op == "statistics":
-            w = self._window
-            return SupervisorStatistics(
-                "one_for_one",
-                w.max_restarts,
-                w.max_seconds,
-                w.count(self.runtime.clock.now()),
-                self._restarts_total,
-                counts.specs,
-                counts.active,
-                counts.supervisors,
-                counts.workers,
-            )
+            return self._statistics()
         raise TypeError(f"unknown dynamic supervisor request {op!r}")
 
     def _counts(self) -> ChildCounts:
@@ -216,31 +157,12 @@ class DynamicSupervisor(Actor):
         await self._restart(child, reason)
 
     async def _restart(self, child: Child, reason: Any) -> None:
-        if not self._window.add(self.runtime.clock.now()):
-            w = self._window
-            log.error(
-                "dynamic supervisor %r reached its restart intensity (%d restarts in "
-                "%s s); shutting down",
-                self.pid,
-                w.max_restarts,
-                w.max_seconds,
-            )
-            emit(
-                self,
-                ("supervisor", "shutdown"),
-                {"restarts": w.max_restarts},
-                reason="reached_max_restart_intensity",
-                child=child.spec.id,
-            )
-            self._stopping = True
-            self.stop("shutdown")
+        if self._intensity_exceeded(child, reason):
             return
-        self._restarts_total += 1
         try:
             ref = await self._start(child, reason)
         except StartChildError as exc:
-            child.status = "restarting"
-            self.ref.send(_TryAgain(child, exc.reason))
+            self._retry_later(child, exc)
             return
         if ref is None:
             del self._children[child]

@@ -47,8 +47,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from foundation import Actor, ActorRef, Exit, StartError, current_runtime
+from foundation import ActorRef, Exit, StartError
 
+from ._base import SupervisorBase
 from ._calls import Failed as _Failed
 from ._calls import Reply as _Reply
 from ._calls import Request as _Req
@@ -57,8 +58,6 @@ from ._calls import call_supervisor as _call
 from ._child import (
     Child,
     ChildCounts,
-    ChildInfo,
-    SupervisorStatistics,
     check_flags,
     emit,
     record_start,
@@ -74,12 +73,12 @@ from ._exceptions import (
 )
 from ._intensity import RestartWindow
 from ._shutdown import shutdown_child
-from ._spec import ChildSpec, as_child_spec, check_child_specs, check_significant, should_restart
+from ._spec import ChildSpec, check_child_specs, check_significant, should_restart
 
 log = logging.getLogger("supervision")
 
 
-class Supervisor(Actor):
+class Supervisor(SupervisorBase):
     """An OTP supervisor (see the module docstring); subclass it and call
     ``await super().init(children, ...)`` for a module-based supervisor.
 
@@ -90,8 +89,6 @@ class Supervisor(Actor):
         max_seconds: the sliding intensity window on the runtime clock (default 5).
         auto_shutdown: ``"never"``, ``"any_significant"`` or ``"all_significant"``.
     """
-
-    _is_supervisor = True
 
     async def init(
         self,
@@ -124,63 +121,24 @@ class Supervisor(Actor):
 
     # -- client API (Elixir's Supervisor functions) -------------------------------------
     @classmethod
-    async def start(
-        cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
-    ) -> ActorRef:
-        """Spawn this supervisor (``link=True`` links it to the calling actor).
-
-        Raises:
-            InvalidChildSpec / InvalidSupervisorFlags: before anything starts.
-            StartError: a child failed to start; ``__cause__`` is the
-                ``StartChildError`` and the children already started were stopped.
-        """
-        if cls is Supervisor:
-            auto_shutdown = kwargs.get("auto_shutdown", "never")
-            check_flags(
-                kwargs.get("strategy", "one_for_one"),
-                kwargs.get("max_restarts", 3),
-                kwargs.get("max_seconds", 5.0),
-                auto_shutdown,
-            )
-            # init gets the validated list: a generator of children is read only once.
-            if args:
-                args = (check_child_specs(args[0], auto_shutdown), *args[1:])
-            elif "children" in kwargs:
-                kwargs["children"] = check_child_specs(kwargs["children"], auto_shutdown)
-        ref: ActorRef = await current_runtime().spawn(cls, *args, name=name, link=link, **kwargs)
-        return ref
-
-    @classmethod
-    def child_spec(
-        cls,
-        *args: Any,
-        id: Any = None,
-        restart: str = "permanent",
-        shutdown: Any = "infinity",
-        significant: bool = False,
-        **kwargs: Any,
-    ) -> ChildSpec:
-        """A spec that starts this supervisor as a child (a subtree)."""
-        if id is None:
-            id = kwargs.get("name") or cls.__qualname__
-        return ChildSpec(
-            id,
-            (cls, args, kwargs),
-            restart=restart,  # type: ignore[arg-type]
-            shutdown=shutdown,
-            type="supervisor",
-            significant=significant,
+    def _checked_start_args(
+        cls, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if cls is not Supervisor:
+            return args, kwargs  # a module-based supervisor checks its own init
+        auto_shutdown = kwargs.get("auto_shutdown", "never")
+        check_flags(
+            kwargs.get("strategy", "one_for_one"),
+            kwargs.get("max_restarts", 3),
+            kwargs.get("max_seconds", 5.0),
+            auto_shutdown,
         )
-
-    @staticmethod
-    async def start_child(sup: Any, spec: Any, timeout: float | None = None) -> ActorRef | None:
-        """Add ``spec`` at the end of the children and start it.
-
-        Raises:
-            ChildAlreadyStarted / ChildAlreadyPresent: the id is taken.
-            StartChildError: it failed to start (its spec is not kept).
-        """
-        return await _call(sup, "start_child", as_child_spec(spec), timeout)  # type: ignore[no-any-return]
+        # init gets the validated list: a generator of children is read only once.
+        if args:
+            args = (check_child_specs(args[0], auto_shutdown), *args[1:])
+        elif "children" in kwargs:
+            kwargs["children"] = check_child_specs(kwargs["children"], auto_shutdown)
+        return args, kwargs
 
     @staticmethod
     async def terminate_child(sup: Any, child_id: Any, timeout: float | None = None) -> None:
@@ -199,24 +157,6 @@ class Supervisor(Actor):
         """Forget the spec of a child that is not running."""
         await _call(sup, "delete_child", child_id, timeout)
 
-    @staticmethod
-    async def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
-        """The children in start order: id, ref, status, type, restart, restarts."""
-        result: list[ChildInfo] = await _call(sup, "which_children", None, timeout)
-        return result
-
-    @staticmethod
-    async def count_children(sup: Any, timeout: float | None = 5.0) -> ChildCounts:
-        """How many specs, live children, supervisors and workers."""
-        result: ChildCounts = await _call(sup, "count_children", None, timeout)
-        return result
-
-    @staticmethod
-    async def statistics(sup: Any, timeout: float | None = 5.0) -> SupervisorStatistics:
-        """Counts plus restarts inside the intensity window and in total."""
-        result: SupervisorStatistics = await _call(sup, "statistics", None, timeout)
-        return result
-
     # -- requests ----------------------------------------------------------------------
     async def handle_call(self, request: Any, caller: Any) -> Any:
         if request.__class__ is not _Req:
@@ -232,19 +172,7 @@ class Supervisor(Actor):
         if op == "count_children":
             return self._counts()
         if op == "statistics":
-            counts = self._counts()
-            window = self._window
-            return SupervisorStatistics(
-                self.strategy,
-                window.max_restarts,
-                window.max_seconds,
-                window.count(self.runtime.clock.now()),
-                self._restarts_total,
-                counts.specs,
-                counts.active,
-                counts.supervisors,
-                counts.workers,
-            )
+            return self._statistics()
         if op == "start_child":
             return await self._start_new(arg)
         child = self._by_id.get(arg)
@@ -343,70 +271,35 @@ class Supervisor(Actor):
 
     async def _restart(self, child: Child, reason: Any) -> None:
         """Restart ``child`` and, per the strategy, its siblings; give up past intensity."""
-        if not self._window.add(self.runtime.clock.now()):
-            window = self._window
-            log.error(
-                "supervisor %r reached its restart intensity (%d restarts in %s s); child "
-                "%r exited with %r; shutting down",
-                self.pid,
-                window.max_restarts,
-                window.max_seconds,
-                child.spec.id,
-                reason,
-            )
-            emit(
-                self,
-                ("supervisor", "shutdown"),
-                {"restarts": window.max_restarts},
-                reason="reached_max_restart_intensity",
-                child=child.spec.id,
-            )
-            self._give_up()
+        if self._intensity_exceeded(child, reason):
             return
-        self._restarts_total += 1
         if self.strategy == "one_for_one":
             try:
                 await self._start(child, restart_reason=reason)
             except StartChildError as exc:
                 self._retry_later(child, exc)
             return
+        if self.strategy == "one_for_all":
+            group = list(self._children)
         else:
-            if self.strategy == "one_for_all":
-                group = list(self._children)
-            else:
-                group = self._children[self._children.index(child) :]
-            for other in reversed(group):
-                if other.ref is not None:
-                    old = other.ref
-                    await self._terminate(other)
-                    take_snapshot(other, old)
-            # Erlang drops temporary siblings stopped for a restart.
-            dropped = {o for o in group if o is not child and o.spec.restart == "temporary"}
-            if dropped:
-                for other in dropped:
-                    self._remove(other)
-                group = [o for o in group if o not in dropped]
+            group = self._children[self._children.index(child) :]
+        for other in reversed(group):
+            if other.ref is not None:
+                old = other.ref
+                await self._terminate(other)
+                take_snapshot(other, old)
+        # Erlang drops temporary siblings stopped for a restart.
+        dropped = {o for o in group if o is not child and o.spec.restart == "temporary"}
+        if dropped:
+            for other in dropped:
+                self._remove(other)
+            group = [o for o in group if o not in dropped]
         for other in group:
             try:
                 await self._start(other, restart_reason=reason)
             except StartChildError as exc:
                 self._retry_later(other, exc)
                 return
-
-    def _retry_later(self, child: Child, exc: StartChildError) -> None:
-        """A failed restart is retried by a message to self (``try_again_restart``)."""
-        log.error(
-            "supervisor %r could not restart child %r: %r; retrying",
-            self.pid,
-            child.spec.id,
-            exc.reason,
-        )
-        child.status = "restarting"
-        self.ref.send(_TryAgain(child, exc.reason))
-
-    def _give_up(self) -> None:
-        self._stopping = True
-        self.stop("shutdown")
 
     # -- starting and stopping children ------------------------------------------------
     def _add(self, spec: ChildSpec) -> Child:

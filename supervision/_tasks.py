@@ -54,9 +54,8 @@ from foundation._pid import _NoPublicConstructor
 
 from ._calls import Failed as _Failed
 from ._calls import Request as _DynamicReq
-from ._child import check_flags
 from ._dynamic import DynamicSupervisor
-from ._exceptions import InvalidSupervisorFlags, TaskFailed
+from ._exceptions import TaskFailed
 from ._spec import ChildSpec, Restart, Shutdown
 from ._stream import ResultSlot, StreamPark, StreamSpawn, TaskStream, Watch
 
@@ -247,32 +246,6 @@ class TaskSupervisor(DynamicSupervisor):
         self._watched: dict[Any, Watch] = {}
 
     # -- client API --------------------------------------------------------------------
-    @classmethod
-    async def start(
-        cls, *args: Any, name: Any = None, link: bool = False, **kwargs: Any
-    ) -> ActorRef:
-        """Spawn a task supervisor (``link=True`` links it to the calling actor).
-
-        Raises:
-            InvalidSupervisorFlags: a bad option, before anything starts.
-        """
-        if cls is TaskSupervisor:
-            check_flags(
-                "one_for_one",
-                kwargs.get("max_restarts", 3),
-                kwargs.get("max_seconds", 5.0),
-                "never",
-            )
-            limit = kwargs.get("max_children")
-            if limit is not None and (
-                not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
-            ):
-                raise InvalidSupervisorFlags(
-                    "invalid_max_children",
-                    f"max_children must be an int >= 0 or None, got: {limit!r}",
-                )
-        return await super().start(*args, name=name, link=link, **kwargs)
-
     @staticmethod
     async def start_child(
         sup: Any,
