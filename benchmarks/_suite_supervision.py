@@ -12,16 +12,15 @@ Rows (each taken side by side in this run, best of R repetitions):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ._common import machine_info
+from ._report import run_checked, write_json
 
 TARGETS: dict[str, Any] = {
     "tolerance": 0.10,
@@ -175,11 +174,7 @@ def _render(rows: list[dict[str, Any]], console: Console, title: str) -> None:
 
 def run_supervision(short: bool, check: bool, json_path: str | None, console: Console) -> int:
     """Run the suite; with ``check``, a failed ratio is measured once more (noise)."""
-    rc = _run_once(short, check, json_path, console)
-    if rc == 1 and check:
-        console.print("[yellow]a bound failed; measuring once more to rule out noise[/yellow]")
-        rc = _run_once(short, check, json_path, console)
-    return rc
+    return run_checked(lambda: _run_once(short, check, json_path, console), check, console)
 
 
 def _run_once(short: bool, check: bool, json_path: str | None, console: Console) -> int:
@@ -212,10 +207,7 @@ def _run_once(short: bool, check: bool, json_path: str | None, console: Console)
             "rows": rows,
             "ok": not failed,
         }
-        try:
-            Path(json_path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        except OSError as exc:
-            console.print(f"[bold red]cannot write {json_path}: {exc}[/bold red]")
+        if not write_json(json_path, payload, console):
             return 2
     if check and failed:
         console.print("[bold red]failed:[/bold red] " + ", ".join(r["metric"] for r in failed))

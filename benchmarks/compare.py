@@ -12,7 +12,6 @@ a ratio misses its floor by more than the tolerance; absolute times never fail a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from rich.console import Console
 from . import _baselines, _peers
 from ._common import machine_info, run_memory_probe
 from ._report import render as _render
+from ._report import run_checked, write_json
 
 # --------------------------------------------------------------------------- targets
 # DESIGN.md §6. Ratios are ours / reference (for registry: ours_ns / dict_ns). A check
@@ -336,17 +336,8 @@ def _judge(strict: bool, tolerant: bool) -> str:
 
 
 def run_kernel(short: bool, check: bool, json_path: str | None, console: Console) -> int:
-    """Run the kernel suite; with ``check``, a failed floor is measured once more.
-
-    A 2-core CI machine shared with other work can lose a ratio to one noisy burst
-    (seen once here: call / raw 0.71 under load, 0.89 on the rerun). A real regression
-    fails twice; noise rarely does.
-    """
-    rc = _run_kernel_once(short, check, json_path, console)
-    if rc == 1 and check:
-        console.print("[yellow]a floor failed; measuring once more to rule out noise[/yellow]")
-        rc = _run_kernel_once(short, check, json_path, console)
-    return rc
+    """Run the kernel suite; with ``check``, a failed floor is measured once more."""
+    return run_checked(lambda: _run_kernel_once(short, check, json_path, console), check, console)
 
 
 def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: Console) -> int:
@@ -399,10 +390,7 @@ def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: C
             "checks": [c.__dict__ for c in checks],
             "ok": not failed,
         }
-        try:
-            Path(json_path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        except OSError as exc:
-            console.print(f"[bold red]cannot write {json_path}: {exc}[/bold red]")
+        if not write_json(json_path, payload, console):
             return 2
     if check and failed:
         console.print(
