@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+from sup_helpers import Boom, Flaky, Gated
 
 from foundation import Actor, ActorRef, Caller, Runtime
 from foundation.telemetry import capture
@@ -27,10 +28,6 @@ from supervision import (
 pytestmark = pytest.mark.anyio
 
 RESTART = ("supervision", "child", "restart")
-
-
-class Boom(Exception):
-    """The crash every test child raises."""
 
 
 class Worker(Actor):
@@ -113,20 +110,6 @@ async def test_max_children_zero_refuses_every_child(runtime: Runtime) -> None:
     with pytest.raises(MaxChildren):
         await DynamicSupervisor.start_child(sup, worker([], "a"))
     assert await DynamicSupervisor.count_children(sup) == ChildCounts(0, 0, 0, 0)
-
-
-class Gated(Actor):
-    """The second start blocks on ``plan["gate"]`` and then fails; the others work."""
-
-    async def init(self, plan: dict[str, Any]) -> None:
-        plan["starts"] += 1
-        if plan["starts"] == 2:
-            plan["entered"].set()
-            await plan["gate"].wait()
-            raise Boom("second start")
-
-    async def handle_cast(self, msg: Any) -> None:
-        raise Boom("crash")
 
 
 async def test_a_child_waiting_for_a_restart_retry_counts_toward_max_children(
@@ -225,16 +208,6 @@ async def test_a_dynamic_child_follows_its_restart_type(
     counts = await DynamicSupervisor.count_children(sup)
     assert (counts.specs, counts.active) == ((1, 1) if kept else (0, 0))
     assert journal.count(("start", "w")) == (2 if kept else 1)
-
-
-class Flaky(Actor):
-    async def init(self, plan: dict[str, Any]) -> None:
-        plan["starts"] += 1
-        if plan["starts"] in plan["fail"]:
-            raise Boom("start")
-
-    async def handle_cast(self, msg: Any) -> None:
-        raise Boom("crash")
 
 
 async def test_a_failed_restart_is_retried_and_counts_toward_intensity(runtime: Runtime) -> None:

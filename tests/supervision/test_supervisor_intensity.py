@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
+from sup_helpers import Boom, Flaky, Gated
 
 from foundation import Actor, ActorRef, Caller, Runtime
 from foundation.telemetry import capture
@@ -22,10 +23,6 @@ from supervision import ChildSpec, Supervisor
 pytestmark = pytest.mark.anyio
 
 RESTART = ("supervision", "child", "restart")
-
-
-class Boom(Exception):
-    """The crash every test child raises."""
 
 
 class Worker(Actor):
@@ -226,18 +223,6 @@ async def crash_and_wait_restart(child: ActorRef | None) -> None:
         await cap.wait()
 
 
-class Flaky(Actor):
-    """Starts fail on the start numbers in ``plan["fail"]``; ``plan["starts"]`` counts."""
-
-    async def init(self, plan: dict[str, Any]) -> None:
-        plan["starts"] += 1
-        if plan["starts"] in plan["fail"]:
-            raise Boom(f"start {plan['starts']}")
-
-    async def handle_cast(self, msg: Any) -> None:
-        raise Boom("crash")
-
-
 async def test_a_failed_restart_is_retried_and_every_attempt_counts_toward_intensity(
     runtime: Runtime,
 ) -> None:
@@ -255,20 +240,6 @@ async def test_a_failed_restart_is_retried_and_every_attempt_counts_toward_inten
     child.ref.cast("crash")  # a fourth restart within the window: the supervisor gives up
     assert (await sup_mon.wait()).reason == "shutdown"
     assert plan["starts"] == 4
-
-
-class Gated(Actor):
-    """The second start blocks on ``plan["gate"]`` and then fails; the others work."""
-
-    async def init(self, plan: dict[str, Any]) -> None:
-        plan["starts"] += 1
-        if plan["starts"] == 2:
-            plan["entered"].set()
-            await plan["gate"].wait()
-            raise Boom("second start")
-
-    async def handle_cast(self, msg: Any) -> None:
-        raise Boom("crash")
 
 
 async def _during_a_failing_restart(
