@@ -287,9 +287,8 @@ class Runtime(KernelEvents):
     # -- lookup -------------------------------------------------------------------------
     def whereis(self, name: Any) -> ActorRef | None:
         """The live actor registered under ``name`` (or a via name), else None."""
-        if isinstance(name, tuple) and len(name) == 3 and name[0] == "via":
-            return name[1].whereis(name[2])  # type: ignore[no-any-return]
-        return self.registry.whereis(name)
+        registry, key = split_name(self, name)
+        return registry.whereis(key)  # type: ignore[no-any-return]
 
     def call(
         self, target: Any, request: Any, timeout: float | None = 5.0
