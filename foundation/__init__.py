@@ -8,6 +8,8 @@ from . import lowlevel as lowlevel
 from . import telemetry as telemetry
 from ._actor import Actor as Actor
 from ._backends._dict import DictBackend as DictBackend
+from ._backends._shm import SharedMemoryBackend as SharedMemoryBackend
+from ._backends._shm import SharedMemoryStatistics as SharedMemoryStatistics
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._context import current_runtime as current_runtime
@@ -78,6 +80,8 @@ __all__ = (
     "RuntimeClosed",
     "RuntimeInternalError",
     "RuntimeStatistics",
+    "SharedMemoryBackend",
+    "SharedMemoryStatistics",
     "StartError",
     "TimerRef",
     "ValueTooLarge",

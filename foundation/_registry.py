@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from ._backends import load_registry_backend
+from ._context import current_runtime_var
 from ._exceptions import ActorDead
 from ._ref import ActorRef
 from .abc import Keys, MatchSpec, RegistryBackend
@@ -195,6 +196,20 @@ class Registry:
     def statistics(self) -> Any:
         """The backend's statistics snapshot."""
         return self.backend.statistics()
+
+    def reclaim(self) -> int:
+        """Remove entries whose owner OS process died (shared backends); emits
+        ``("foundation", "registry", "reclaim")`` with the number removed."""
+        removed = self.backend.reclaim()
+        if removed:
+            rt = current_runtime_var.get()
+            if rt is not None and rt.telemetry.active:
+                rt.telemetry.emit(
+                    ("foundation", "registry", "reclaim"),
+                    {"removed": removed},
+                    {"registry": self.name},
+                )
+        return removed
 
     def via(self, key: Hashable) -> tuple[str, Registry, Hashable]:
         """The ``("via", registry, key)`` name to spawn or look up an actor by."""

@@ -21,6 +21,7 @@ operation                         meaning                                       
 ``select(spec)``                  ``[(key, ref, meta)]`` matching spec             O(n)
 ``count()``                       number of entries                                O(1)
 ``statistics()``                  frozen snapshot                                  O(1)
+``reclaim()``                     drop entries of dead OS processes; the number    O(n)
 ``close()``                       release resources                                -
 ================================  ===============================================  =======
 
@@ -84,6 +85,10 @@ class RegistryBackend(ABC):
 
     @abstractmethod
     def statistics(self) -> Any: ...
+
+    def reclaim(self) -> int:
+        """Remove entries whose owner OS process died; in-process backends have none."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Release resources (shared memory, files); the default has none."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_BACKENDS = {"dict": ("._dict", "DictBackend")}
+_BACKENDS = {
+    "dict": ("._dict", "DictBackend"),
+    "shm": ("._shm", "SharedMemoryBackend"),
+}
 
 
 def load_registry_backend(name: str, **options: Any) -> Any:
