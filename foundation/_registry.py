@@ -38,6 +38,9 @@ class Registry:
             raise ValueError(f"keys must be 'unique' or 'duplicate', got: {keys!r}")
         if backend is None:
             backend = "dict"
+        # A backend made here from a name is the registry's to close; an instance
+        # belongs to whoever passed it (a shared table may outlive this registry).
+        self._owns_backend = isinstance(backend, str)
         if isinstance(backend, str):
             backend = load_registry_backend(backend)
         if not isinstance(backend, RegistryBackend):
@@ -210,6 +213,12 @@ class Registry:
                     {"registry": self.name},
                 )
         return removed
+
+    def close(self) -> None:
+        """Close the backend if this registry created it from a name (the runtime calls
+        this at shutdown); a backend instance passed in is left to its owner."""
+        if self._owns_backend:
+            self.backend.close()
 
     def via(self, key: Hashable) -> tuple[str, Registry, Hashable]:
         """The ``("via", registry, key)`` name to spawn or look up an actor by."""

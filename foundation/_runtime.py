@@ -130,6 +130,7 @@ class Runtime(KernelEvents):
             await self._shutdown()
         finally:
             self._closed = True
+            self.registry.close()  # a backend it made from a name ("shm") is its to close
             if self.watchdog is not None:
                 self.watchdog.stop()
             self._timers.closed = True

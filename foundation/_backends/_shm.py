@@ -257,6 +257,8 @@ class SharedMemoryBackend(RegistryBackend):
             if len(kb) > self._key_max:
                 return None
         else:
+            if self._closed:  # (a closed str key lands here too)
+                raise RuntimeError(f"registry table {self.name!r} is closed")
             found = self._enc.key(key, writing=False)
             if found is None:
                 return None
@@ -348,7 +350,7 @@ class SharedMemoryBackend(RegistryBackend):
     def count(self) -> int:
         if self._closed:
             raise RuntimeError(f"registry table {self.name!r} is closed")
-        return self._table.hget(T.H_COUNT)
+        return self._table.counters()[0]
 
     def statistics(self) -> SharedMemoryStatistics:
         keys: set[tuple[int, bytes]] = set()
@@ -364,7 +366,7 @@ class SharedMemoryBackend(RegistryBackend):
         return SharedMemoryStatistics(
             name=self.name, keys=self.keys, entries=entries, distinct_keys=len(keys),
             owners=len(refs), owner_processes=len(procs), capacity=t.capacity,
-            slots=t.slots, tombstones=t.hget(T.H_TOMBS), key_max=t.key_max,
+            slots=t.slots, tombstones=t.counters()[1], key_max=t.key_max,
             meta_max=t.meta_max, writes=t.hget(T.H_WRITES),
             reclaimed=t.hget(T.H_RECLAIMED), recoveries=t.hget(T.H_RECOVERIES),
         )

@@ -33,6 +33,10 @@ class EntryCodec:
             kt = STR
         else:
             try:
+                hash(key)  # as a dict-backed registry: unhashable keys are refused
+            except TypeError:
+                raise TypeError(f"registry keys must be hashable, got: {key!r}") from None
+            try:
                 kb = self._codec.encode(key)
             except CodecError as exc:
                 raise TypeError(

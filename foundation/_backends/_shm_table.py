@@ -74,7 +74,8 @@ H_JSLOT, H_JCOUNT, H_JTOMBS, H_INIT = 120, 128, 136, 144
 JOURNAL: Final = 192
 
 #: Test hook: called with a point name inside every write (``"journaled"``: the journal
-#: is marked, the slot untouched; ``"torn"``: the slot is half written). The crash tests
+#: is marked, the slot untouched; ``"torn"``: the slot is half written; ``"counted"``:
+#: slot and header counters written, the sequence number still odd). The crash tests
 #: SIGKILL their own process from it; None in normal operation.
 fault_hook: Callable[[str], None] | None = None
 
@@ -212,6 +213,13 @@ class Table:
         self.hset(H_CREATOR, creator[0])
         F64.pack_into(self.buf, H_CREATOR_START, creator[1])
 
+    def counters(self) -> tuple[int, int]:
+        """``(count, tombstones)`` as of the last finished write (a write in progress, or
+        one whose writer died, still shows the journal's counters)."""
+        if self.hget(H_JSLOT):
+            return self.hget(H_JCOUNT), self.hget(H_JTOMBS)
+        return self.hget(H_COUNT), self.hget(H_TOMBS)
+
     def slot_offset(self, index: int) -> int:
         return self.base + index * self.slot_size
 
@@ -308,6 +316,8 @@ class Table:
         buf[mstart : mstart + len(meta)] = meta
         self.hset(H_COUNT, count + count_delta)
         self.hset(H_TOMBS, tombs + tomb_delta)
+        if hook is not None:
+            hook("counted")
         U64.pack_into(buf, off, seq + 2)
         # 3. done: clear the mark.
         self.hset(H_JSLOT, 0)

@@ -1,9 +1,11 @@
-"""Model-based test of ``Registry``: random operations checked against a plain dict.
+"""Model-based test of ``Registry``: random operations checked against a plain dict,
+once per registry backend (``DictBackend`` and ``SharedMemoryBackend``).
 
 Hypothesis and async fixtures do not mix, so each example is one sync scenario run with
 ``foundation.run`` on asyncio and then on trio. A pool of actors (replaced when they
-die) and a pool of keys are shared by a unique and a duplicate registry; after every
-step both registries must agree with the model on every read.
+die) and a pool of keys are shared by a unique and a duplicate registry, each on a fresh
+backend of the kind under test (fresh shared tables per run, closed and unlinked at its
+end); after every step both registries must agree with the model on every read.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from registry_helpers import REGISTRY_BACKENDS, close_backend, new_backend
 
 import foundation
 from foundation import Actor, ActorDead, ActorRef, AlreadyRegistered, Registry
+from foundation.abc import Keys
 from foundation.testing import VirtualClock
 
 ACTORS = 4
 KEYS = ("a", "b", ("c", 1))
-MODES = ("unique", "duplicate")
+MODES: tuple[Keys, ...] = ("unique", "duplicate")
+# Backend options: a shared table with room for every (key, actor) pair at once (a full
+# table is not part of the model; test_registry_shm.py covers it).
+SIZES: dict[str, dict[str, Any]] = {"dict": {}, "shm": {"capacity": ACTORS * len(KEYS)}}
 
 
 class Member(Actor):
@@ -63,15 +70,23 @@ class Model:
         self.duplicate = {k: v for k, v in self.duplicate.items() if v}
 
 
-async def scenario(steps: list[Op]) -> None:
+async def scenario(kind: str, steps: list[Op]) -> None:
     rt = foundation.current_runtime()
-    regs = {"unique": Registry(keys="unique"), "duplicate": Registry(keys="duplicate")}
-    refs: list[ActorRef] = [await rt.spawn(Member) for _ in range(ACTORS)]
-    model = Model()
+    backends = [new_backend(kind, **SIZES[kind]) for _ in MODES]
+    try:
+        regs: dict[str, Registry] = {
+            m: Registry(b, keys=m) for m, b in zip(MODES, backends, strict=True)
+        }
+        refs: list[ActorRef] = [await rt.spawn(Member) for _ in range(ACTORS)]
+        model = Model()
+        check(regs, refs, model, ("start",))
+        for step in steps:
+            await apply(step, rt, regs, refs, model)
+            check(regs, refs, model, step)
+    finally:
+        for backend in backends:
+            close_backend(backend)
 
-    for step in steps:
-        await apply(step, rt, regs, refs, model)
-        check(regs, refs, model, step)
 
 
 async def apply(
@@ -198,10 +213,13 @@ def check(regs: dict[str, Registry], refs: list[ActorRef], model: Model, step: O
     assert d.owners == len({i for entries in model.duplicate.values() for i in entries}), step
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("kind", REGISTRY_BACKENDS)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=ops)
-def test_registries_agree_with_a_dict_model_under_random_operations(steps: list[Op]) -> None:
+def test_registries_agree_with_a_dict_model_under_random_operations(
+    kind: str, steps: list[Op]
+) -> None:
     for backend in ("asyncio", "trio"):
         foundation.run(
-            scenario, steps, backend=backend, clock=VirtualClock(), watchdog=None
+            scenario, kind, steps, backend=backend, clock=VirtualClock(), watchdog=None
         )
