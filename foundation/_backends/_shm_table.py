@@ -12,7 +12,9 @@ counters, after saving the slot's old bytes and the counters in the journal; a w
 killed mid-write leaves the journal marked, readers of that slot read the journal's copy
 (the state before the write), and the next writer restores it before doing anything
 else. Sequence numbers only grow, so a (slot, sequence) pair names one slot content
-forever, which lets readers cache decoded entries and validate them with one load.
+forever, which lets readers cache decoded entries and validate them with one load. A
+write takes effect when its slot's number turns even again: recovery rolls a slot that
+is still odd back from the journal and keeps one that is even.
 
 Layout (native byte order and alignment; every process of one host agrees):
 
@@ -214,10 +216,14 @@ class Table:
         F64.pack_into(self.buf, H_CREATOR_START, creator[1])
 
     def counters(self) -> tuple[int, int]:
-        """``(count, tombstones)`` as of the last finished write (a write in progress, or
-        one whose writer died, still shows the journal's counters)."""
-        if self.hget(H_JSLOT):
-            return self.hget(H_JCOUNT), self.hget(H_JTOMBS)
+        """``(count, tombstones)`` consistent with what readers see: while a marked
+        slot's sequence number is odd (mid-write, or its writer died there) or not yet
+        moved, the journal's counters; once the slot is whole again, the header's."""
+        jslot = self.hget(H_JSLOT)
+        if jslot:
+            seq = self.hget(self.slot_offset(jslot - 1))
+            if seq & 1 or seq == self.hget(JOURNAL):
+                return self.hget(H_JCOUNT), self.hget(H_JTOMBS)
         return self.hget(H_COUNT), self.hget(H_TOMBS)
 
     def slot_offset(self, index: int) -> int:
@@ -262,7 +268,13 @@ class Table:
 
     # -- writes (under the lock) -------------------------------------------------------
     def recover(self) -> bool:
-        """Undo a write its writer did not finish (it died holding the lock)."""
+        """Finish what a writer that died holding the lock left marked in the journal.
+
+        A slot whose sequence number is odd was mid-write: its old bytes and the counters
+        come back from the journal. An even number means the write either never touched
+        the slot or completed it (readers may already have seen it): the mark is cleared
+        and the write stands. Either way the table is as after a whole write or none.
+        """
         jslot = self.hget(H_JSLOT)
         if not jslot:
             return False
@@ -270,14 +282,12 @@ class Table:
         buf = self.buf
         off = self.slot_offset(index)
         seq = self.hget(off)
-        if not seq & 1:
-            seq += 1
-            U64.pack_into(buf, off, seq)  # odd: readers use the journal meanwhile
-        size = self.slot_size
-        buf[off + 8 : off + size] = buf[JOURNAL + 8 : JOURNAL + size]
-        self.hset(H_COUNT, self.hget(H_JCOUNT))
-        self.hset(H_TOMBS, self.hget(H_JTOMBS))
-        U64.pack_into(buf, off, seq + 1)
+        if seq & 1:
+            size = self.slot_size
+            buf[off + 8 : off + size] = buf[JOURNAL + 8 : JOURNAL + size]
+            self.hset(H_COUNT, self.hget(H_JCOUNT))
+            self.hset(H_TOMBS, self.hget(H_JTOMBS))
+            U64.pack_into(buf, off, seq + 1)
         self.hset(H_JSLOT, 0)
         self.hset(H_RECOVERIES, self.hget(H_RECOVERIES) + 1)
         return True
