@@ -2,6 +2,7 @@
 
     python -m benchmarks.compare kernel [--short] [--check] [--json PATH]
     python -m benchmarks.compare supervision [--short] [--check] [--json PATH]
+    python -m benchmarks.compare registry [--short] [--check] [--json PATH]
 
 Every figure is taken in this one process run (memory in fresh child interpreters, see
 ``benchmarks._memprobe``), each best of R repetitions interleaved across
@@ -422,6 +423,14 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
     )
     s.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    r = sub.add_parser(
+        "registry", help="registry backends (dict, shared memory) vs dict, Lock+dict, Manager"
+    )
+    r.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
+    r.add_argument(
+        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
+    )
+    r.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return p
 
 
@@ -441,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._suite_supervision import run_supervision
 
         return run_supervision(args.short, args.check, args.json, console)
+    if args.suite == "registry":
+        from ._suite_registry import run_registry
+
+        return run_registry(args.short, args.check, args.json, console)
     return 2  # pragma: no cover - argparse rejects unknown suites
 
 

@@ -77,6 +77,8 @@ run_tests() {
         "$VENV/bin/python" -m benchmarks.compare kernel --short --check
         step "python -m benchmarks.compare supervision --short --check"
         "$VENV/bin/python" -m benchmarks.compare supervision --short --check
+        step "python -m benchmarks.compare registry --short --check"
+        "$VENV/bin/python" -m benchmarks.compare registry --short --check
     fi
 }
 
