@@ -92,7 +92,7 @@ class Process:
         self.links: set[Process] | None = None
         self.monitors: dict[MonitorRef, Any] | None = None
         self.monitoring: dict[MonitorRef, Process] | None = None
-        self.registries: list[Any] | None = None
+        self.registries: set[Any] | None = None
         self.exit_waiters: list[Any] | None = None
         if mailbox_size is None:
             self.mailbox: Mailbox = Mailbox(self, rt._new_future)

@@ -87,9 +87,16 @@ class Registry:
         assert proc is not None
         regs = proc.registries
         if regs is None:
-            proc.registries = [self]
-        elif self not in regs:
-            regs.append(self)
+            proc.registries = {self}
+        else:
+            regs.add(self)
+
+    def _untrack(self, ref: ActorRef) -> None:
+        """Forget this registry on the actor once it holds no key here (the actor's
+        exit then skips it, and a dropped registry is not kept alive by its actors)."""
+        proc = ref._proc
+        if proc is not None and proc.registries and not self.backend.holds(ref):
+            proc.registries.discard(self)
 
     def _add_waiter(self, key: Hashable, fn: Any) -> None:
         """Call ``fn(ref)`` at the next registration of ``key`` (calls by name across a
@@ -153,6 +160,7 @@ class Registry:
         """Remove ``ref``'s entry under ``key``; False if there was none."""
         removed = self.backend.unregister(key, ref)
         if removed:
+            self._untrack(ref)
             self._emit(ref, "unregister", key)
         return removed
 

@@ -17,6 +17,7 @@ operation                         meaning                                       
 ``unregister_ref(ref)``           remove every entry of ``ref``; return keys       O(k)
 ``lookup(key)``                   ``[(ref, meta), ...]`` for the key               O(m)
 ``keys_of(ref)``                  keys ``ref`` holds                               O(k)
+``holds(ref)``                    whether ``ref`` holds any key                    O(1)
 ``update_meta(key, ref, meta)``   replace the metadata; False if absent            O(1)
 ``select(spec)``                  ``[(key, ref, meta)]`` matching spec             O(n)
 ``count()``                       number of entries                                O(1)
@@ -73,6 +74,10 @@ class RegistryBackend(ABC):
 
     @abstractmethod
     def keys_of(self, ref: ActorRef) -> list[Hashable]: ...
+
+    def holds(self, ref: ActorRef) -> bool:
+        """Whether ``ref`` holds any entry (override when ``keys_of`` is not cheap)."""
+        return bool(self.keys_of(ref))
 
     @abstractmethod
     def update_meta(self, key: Hashable, ref: ActorRef, meta: Any) -> bool: ...

@@ -189,6 +189,9 @@ class DictBackend(RegistryBackend):
     def keys_of(self, ref: ActorRef) -> list[Hashable]:
         return list(self._by_ref.get(ref, ()))
 
+    def holds(self, ref: ActorRef) -> bool:
+        return ref in self._by_ref
+
     def update_meta(self, key: Hashable, ref: ActorRef, meta: Any) -> bool:
         if self.keys == "unique":
             if self._refs.get(key) != ref:

@@ -207,20 +207,31 @@ class SharedMemoryBackend(RegistryBackend):
                 return s
         raise RuntimeError(f"registry table {self.name!r}: slot {index} never settled")
 
+    def _probe(self, index: int) -> tuple[int, int, int, int, int]:
+        probe = self._table.probe
+        for _ in range(_RETRIES):
+            p = probe(index)
+            if p is not None:
+                return p
+        raise RuntimeError(f"registry table {self.name!r}: slot {index} never settled")
+
     def _chain(self, kt: int, kb: bytes) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        """Every USED slot holding this key, along its probe chain."""
+        """Every USED slot holding this key, along its probe chain (a slot is copied
+        whole only when its 16-byte head matches the key)."""
         if self._closed:
             raise RuntimeError(f"registry table {self.name!r} is closed")
         h = zlib.crc32(kb, kt)
+        klen = len(kb)
         slots = self._slots
         index = h % slots
         for _ in range(slots):
-            s = self._slot(index)
-            state = s[2]
-            if state == T.EMPTY:
+            _, sh, state, skt, sklen = self._probe(index)
+            if state == _EMPTY:
                 return
-            if state == T.USED and s[1] == h and s[3] == kt and s[11] == kb:
-                yield index, s
+            if state == _USED and sh == h and skt == kt and sklen == klen:
+                s = self._slot(index)
+                if s[2] == _USED and s[1] == h and s[3] == kt and s[11] == kb:
+                    yield index, s
             index = index + 1 if index + 1 < slots else 0
 
     def _free_slot(self, kt: int, kb: bytes) -> tuple[int, bool]:
@@ -228,8 +239,8 @@ class SharedMemoryBackend(RegistryBackend):
         slots = self._slots
         index = zlib.crc32(kb, kt) % slots
         for _ in range(slots):
-            state = self._slot(index)[2]
-            if state != T.USED:
+            state = self._probe(index)[2]
+            if state != _USED:
                 return index, state == T.TOMBSTONE
             index = index + 1 if index + 1 < slots else 0
         raise RegistryFull(f"registry table {self.name!r} has no free slot")
@@ -276,9 +287,10 @@ class SharedMemoryBackend(RegistryBackend):
                 return self._whereis_settled(kt, kb)  # a writer is here: the slow way
             if state == _USED and sh == h and skt == kt and sklen == klen:
                 _, _, opid, ostart, node, serial = _unpack_tail(buf, off + 16)
-                if buf[off + 48 : off + 48 + klen] == kb:
-                    if _unpack_u64(buf, off)[0] != seq:
-                        return self._whereis_settled(kt, kb)
+                same = buf[off + 48 : off + 48 + klen] == kb
+                if _unpack_u64(buf, off)[0] != seq:
+                    return self._whereis_settled(kt, kb)
+                if same:
                     until = self._live.until(opid, ostart)
                     if until:
                         ref = self._ref(node, serial, opid)
@@ -287,9 +299,9 @@ class SharedMemoryBackend(RegistryBackend):
                                 self._hot.clear()
                             self._hot[key] = (off, seq, ref, until)
                         return ref
+            elif _unpack_u64(buf, off)[0] != seq:  # what was read of this slot is stale
+                return self._whereis_settled(kt, kb)
             elif state == _EMPTY:
-                if _unpack_u64(buf, off)[0] != seq:
-                    return self._whereis_settled(kt, kb)
                 return None
             index = index + 1 if index + 1 < slots else 0
         return None
@@ -307,19 +319,23 @@ class SharedMemoryBackend(RegistryBackend):
         if found is None:
             return []
         out = []
+        unique = self.keys == "unique"
         for _, s in self._chain(*found):
             owner = self._owner(s)
             if self._live.until(*owner):
                 out.append((self._ref(s[9], s[10], owner[0]), self._enc.decode_meta(s[12])))
+                if unique:
+                    break  # a unique key has one live entry
         return out
 
     def _scan(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
         if self._closed:
             raise RuntimeError(f"registry table {self.name!r} is closed")
         for index in range(self._slots):
-            s = self._slot(index)
-            if s[2] == T.USED:
-                yield index, s
+            if self._probe(index)[2] == _USED:
+                s = self._slot(index)
+                if s[2] == _USED:
+                    yield index, s
 
     def _entries(self) -> Iterator[tuple[tuple[Any, ...], Owner]]:
         for _, s in self._scan():
@@ -346,6 +362,10 @@ class SharedMemoryBackend(RegistryBackend):
             for s, owner in self._entries()
             if s[9] == pid.node and s[10] == pid.serial and (not mine or owner[0] == me)
         ]
+
+    def holds(self, ref: ActorRef) -> bool:
+        """Whether this process registered an entry for ``ref`` that it still holds."""
+        return ref.pid in self._local
 
     def count(self) -> int:
         if self._closed:
@@ -389,12 +409,12 @@ class SharedMemoryBackend(RegistryBackend):
         when the next slot is empty, so probe chains stay short."""
         slots = self._slots
         nxt = index + 1 if index + 1 < slots else 0
-        if self._slot(nxt)[2] != T.EMPTY:
+        if self._probe(nxt)[2] != _EMPTY:
             t.mark(index, T.TOMBSTONE, -1, +1)
             return
         t.mark(index, T.EMPTY, -1, 0)
         prev = index - 1 if index else slots - 1
-        while prev != index and self._slot(prev)[2] == T.TOMBSTONE:
+        while prev != index and self._probe(prev)[2] == T.TOMBSTONE:
             t.mark(prev, T.EMPTY, 0, -1)
             prev = prev - 1 if prev else slots - 1
 

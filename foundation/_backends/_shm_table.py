@@ -245,6 +245,24 @@ class Table:
             return None
         return head + data
 
+    def probe(self, index: int) -> tuple[int, int, int, int, int] | None:
+        """A consistent copy of slot ``index``'s first 16 bytes: ``(seq, hash, state,
+        ktype, klen)`` (the journal's while it is mid-write), or None if it changed."""
+        buf = self.buf
+        off = self.base + index * self.slot_size
+        head = SLOT_PROBE.unpack_from(buf, off)
+        seq = head[0]
+        if seq & 1:
+            if self.hget(H_JSLOT) != index + 1:
+                return None
+            old = SLOT_PROBE.unpack_from(buf, JOURNAL)
+            if U64.unpack_from(buf, off)[0] != seq or self.hget(H_JSLOT) != index + 1:
+                return None
+            return (seq, old[1], old[2], old[3], old[4])
+        if U64.unpack_from(buf, off)[0] != seq:
+            return None
+        return head
+
     def _copy_payload(self, off: int, head: tuple[Any, ...]) -> tuple[bytes, bytes]:
         klen = min(head[4], self.key_max)
         mlen = min(head[5], self.meta_max)

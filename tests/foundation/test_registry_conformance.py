@@ -9,6 +9,8 @@ teardown); ``runtime``'s default registry is on the backend under test too. Part
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator, Hashable, Iterable
 from typing import Any
 
@@ -431,3 +433,28 @@ async def test_registry_statistics_are_a_frozen_snapshot(
     d = dup.statistics()
     assert (d.entries, d.distinct_keys, d.owners) == (1, 1, 1)
     assert s.entries == 2  # a snapshot does not change afterwards
+
+
+@pytest.mark.parametrize("keys", ["unique", "duplicate"])
+async def test_an_actor_does_not_keep_alive_a_registry_it_has_left(
+    runtime: Runtime, make_registry: RegistryFactory, keys: Any
+) -> None:
+    (ref,) = await spawn_workers(runtime, 1)
+    for _ in range(3):
+        reg = make_registry(keys=keys)
+        reg.register("a", ref)
+        reg.register("b", ref)
+        assert reg.unregister("a", ref)
+        alive = weakref.ref(reg)
+        del reg
+        gc.collect()
+        assert alive() is not None  # still holds "b": its exit must reach this registry
+        reg = alive()
+        assert reg is not None
+        assert reg.unregister("b", ref)
+        del reg
+        gc.collect()
+        assert alive() is None
+    mon = runtime.monitor(ref)
+    await ref.stop()
+    await mon.wait()
