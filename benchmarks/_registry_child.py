@@ -9,7 +9,8 @@ every key resolves, then measures, in rounds, each a batch per figure (median ov
 rounds):
 
 - ``hit``: ``Registry.whereis`` of a key it has looked up before: the per-process cache
-  entry validated by one load of the slot's sequence number;
+  entry validated by one 8-byte load (the table's write generation, or the slot's
+  sequence number when a write happened since);
 - ``refresh``: the key's cache entry dropped (what a reader pays once per key and
   ``liveness_interval``): the probe of the table, the owner's liveness from the
   per-process cache, the cached ``ActorRef``;

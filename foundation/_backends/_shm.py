@@ -44,6 +44,7 @@ _unpack_probe = T.SLOT_PROBE.unpack_from
 _unpack_tail = T.SLOT_TAIL.unpack_from
 _USED, _EMPTY = T.USED, T.EMPTY
 _INF = float("inf")
+_H_GEN = T.H_GEN
 _monotonic = time.monotonic
 
 
@@ -114,7 +115,7 @@ class SharedMemoryBackend(RegistryBackend):
         self.name = name
         self.keys: Keys = "unique"
         self._live = Liveness(liveness_interval)
-        self._hot: dict[Any, tuple[int, int, ActorRef, float]] = {}
+        self._hot: dict[Any, tuple[int, int, ActorRef, float, int]] = {}
         self._refs: dict[tuple[int, int, int], ActorRef] = {}
         self._local: dict[Pid, set[tuple[int, bytes]]] = {}
         self._closed = False
@@ -256,9 +257,15 @@ class SharedMemoryBackend(RegistryBackend):
         if cacheable:
             hot = self._hot.get(key)
             if hot is not None:
-                off, seq, ref, until = hot
-                if _unpack_u64(self._buf, off)[0] == seq and _monotonic() < until:
-                    return ref
+                # Valid while no write has started since it was read (the header's
+                # generation, a line every reader keeps in cache, is unchanged), else
+                # while its slot's sequence number is; and while its owner counts as alive.
+                buf = self._buf
+                if (
+                    _unpack_u64(buf, _H_GEN)[0] == hot[4]
+                    or _unpack_u64(buf, hot[0])[0] == hot[1]
+                ) and _monotonic() < hot[3]:
+                    return hot[2]
         if cls is str and not self._closed:
             try:
                 kb, kt = key.encode(), STR  # type: ignore[attr-defined]
@@ -280,6 +287,7 @@ class SharedMemoryBackend(RegistryBackend):
         buf, base, size, slots = self._buf, self._base, self._slot_size, self._slots
         klen = len(kb)
         index = h % slots
+        gen = _unpack_u64(buf, _H_GEN)[0]
         for _ in range(slots):
             off = base + index * size
             seq, sh, state, skt, sklen = _unpack_probe(buf, off)
@@ -297,7 +305,8 @@ class SharedMemoryBackend(RegistryBackend):
                         if cacheable and (until != _INF or ref._proc is not None):
                             if len(self._hot) > 2 * slots + 1024:
                                 self._hot.clear()
-                            self._hot[key] = (off, seq, ref, until)
+                            # an odd generation (a write under way) never matches
+                            self._hot[key] = (off, seq, ref, until, -1 if gen & 1 else gen)
                         return ref
             elif _unpack_u64(buf, off)[0] != seq:  # what was read of this slot is stale
                 return self._whereis_settled(kt, kb)

@@ -28,6 +28,7 @@ offset   header field (8 bytes each)
 120      journal: slot index + 1 (0 = no write in progress)
 128,136  journal: count and tombstones before the write
 144      initialised flag (written last at creation)
+152      generation: odd while a write is in progress, +2 per write (readers' cache check)
 192      journal: the slot's bytes before the write
 =======  =====================================================================
 
@@ -72,7 +73,7 @@ H_VERSION, H_SLOTS, H_CAPACITY, H_KEY_MAX, H_META_MAX, H_SLOT_SIZE, H_KEYS = (
 H_COUNT, H_TOMBS, H_CREATOR, H_CREATOR_START, H_WRITES, H_RECLAIMED, H_RECOVERIES = (
     64, 72, 80, 88, 96, 104, 112,
 )
-H_JSLOT, H_JCOUNT, H_JTOMBS, H_INIT = 120, 128, 136, 144
+H_JSLOT, H_JCOUNT, H_JTOMBS, H_INIT, H_GEN = 120, 128, 136, 144, 152
 JOURNAL: Final = 192
 
 #: Test hook: called with a point name inside every write (``"journaled"``: the journal
@@ -306,6 +307,9 @@ class Table:
             self.hset(H_COUNT, self.hget(H_JCOUNT))
             self.hset(H_TOMBS, self.hget(H_JTOMBS))
             U64.pack_into(buf, off, seq + 1)
+        gen = self.hget(H_GEN)
+        if gen & 1:
+            self.hset(H_GEN, gen + 1)
         self.hset(H_JSLOT, 0)
         self.hset(H_RECOVERIES, self.hget(H_RECOVERIES) + 1)
         return True
@@ -334,6 +338,8 @@ class Table:
             hook("journaled")
         # 2. the slot, between an odd and the next even sequence number.
         seq = self.hget(off)
+        gen = self.hget(H_GEN)
+        self.hset(H_GEN, gen + 1)  # odd: a write is in progress
         U64.pack_into(buf, off, seq + 1)
         SLOT_FIELDS.pack_into(buf, off + 8, *fields)
         if hook is not None:
@@ -347,6 +353,7 @@ class Table:
         if hook is not None:
             hook("counted")
         U64.pack_into(buf, off, seq + 2)
+        self.hset(H_GEN, gen + 2)
         # 3. done: clear the mark.
         self.hset(H_JSLOT, 0)
         self.hset(H_WRITES, self.hget(H_WRITES) + 1)
