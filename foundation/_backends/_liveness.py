@@ -51,48 +51,67 @@ _INF = float("inf")
 
 
 class Liveness:
-    """Cached liveness of owners, plus this process's own identity (fork-aware)."""
+    """Cached liveness of owners, plus this process's own identity (fork-aware).
+
+    Each owner found alive has one lease, a mutable ``[start, deadline]`` (monotonic
+    seconds) that is extended in place by the next check, so entries cached by many
+    keys share it (one object to read on a cached hit, one check revives them all).
+    """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._alive: dict[int, tuple[float, float]] = {}  # os pid -> (start, until)
+        self._alive: dict[int, list[float]] = {}  # os pid -> [start, deadline]
         self._dead: set[Owner] = set()
+        self._own: list[float] | None = None
         self.me = self_owner
+
+    def lease(self, pid: int, started: float) -> list[float] | None:
+        """The lease of owner ``(pid, started)``: ``[start, deadline]``, the deadline
+        infinite for this process; None when the owner is dead."""
+        me = _self[0] or self_owner()
+        if pid == me[0]:
+            if abs(started - me[1]) > 0.01:
+                return None  # an earlier process that had our pid
+            own = self._own
+            if own is None or own[0] != me[1]:
+                own = self._own = [me[1], _INF]
+            return own
+        rec = self._alive.get(pid)
+        now = time.monotonic()
+        if rec is not None and rec[0] == started and rec[1] > now:
+            return rec
+        owner = (pid, started)
+        if owner in self._dead or not probe(owner):
+            self.forget(owner)
+            return None
+        if rec is None or rec[0] != started:
+            if len(self._alive) > 4096:
+                self._alive.clear()
+            rec = self._alive[pid] = [started, 0.0]
+        rec[1] = now + self.interval
+        return rec
 
     def until(self, pid: int, started: float) -> float:
         """Monotonic time until which owner ``(pid, started)`` counts as alive (0.0 when
         dead, infinity for this process)."""
-        me = _self[0] or self_owner()
-        if pid == me[0]:
-            return _INF if abs(started - me[1]) <= 0.01 else 0.0
-        rec = self._alive.get(pid)
-        if rec is not None and rec[0] == started:
-            until = rec[1]
-            if until > time.monotonic():
-                return until
-        owner = (pid, started)
-        if owner in self._dead or not probe(owner):
-            self.forget(owner)
-            return 0.0
-        until = time.monotonic() + self.interval
-        if len(self._alive) > 4096:
-            self._alive.clear()
-        self._alive[pid] = (started, until)
-        return until
+        rec = self.lease(pid, started)
+        return rec[1] if rec is not None else 0.0
 
     def fresh(self, owner: Owner) -> bool:
         """A check that trusts no cached "alive" (used before reclaiming)."""
         pid, started = owner
         if pid == self.me()[0]:
-            return self.until(pid, started) != 0.0
+            return self.lease(pid, started) is not None
         if owner in self._dead or not probe(owner):
             self.forget(owner)
             return False
         return True
 
     def forget(self, owner: Owner) -> None:
+        """Record ``owner`` as dead; entries cached under its lease stop matching."""
         rec = self._alive.get(owner[0])
         if rec is not None and rec[0] == owner[1]:
+            rec[1] = 0.0
             del self._alive[owner[0]]
         if len(self._dead) > 4096:
             self._dead.clear()

@@ -30,6 +30,7 @@ from .._ref import ActorRef
 from ..abc import Keys, MatchSpec, RegistryBackend, matches
 from . import _shm_table as T
 from ._liveness import Liveness, Owner
+from ._liveness import self_owner as lease_self
 from ._shm_codec import STR, EntryCodec
 from ._shm_open import check_params, open_table
 
@@ -43,7 +44,6 @@ _unpack_u64 = T.U64.unpack_from
 _unpack_probe = T.SLOT_PROBE.unpack_from
 _unpack_tail = T.SLOT_TAIL.unpack_from
 _USED, _EMPTY = T.USED, T.EMPTY
-_INF = float("inf")
 _H_GEN = T.H_GEN
 _monotonic = time.monotonic
 
@@ -115,7 +115,8 @@ class SharedMemoryBackend(RegistryBackend):
         self.name = name
         self.keys: Keys = "unique"
         self._live = Liveness(liveness_interval)
-        self._hot: dict[Any, tuple[int, int, ActorRef, float, int]] = {}
+        self._hot: dict[Any, tuple[ActorRef, int, list[float], int, int]] = {}
+        self._gen = -1
         self._refs: dict[tuple[int, int, int], ActorRef] = {}
         self._local: dict[Pid, set[tuple[int, bytes]]] = {}
         self._closed = False
@@ -257,15 +258,17 @@ class SharedMemoryBackend(RegistryBackend):
         if cacheable:
             hot = self._hot.get(key)
             if hot is not None:
-                # Valid while no write has started since it was read (the header's
-                # generation, a line every reader keeps in cache, is unchanged), else
-                # while its slot's sequence number is; and while its owner counts as alive.
+                # ``(ref, generation, lease, offset, seq)``: valid while no write has
+                # started since it was read (the header's generation, one line every
+                # reader keeps in cache, is unchanged), else while its slot's sequence
+                # number is; and while its owner's lease runs. The generation and lease
+                # objects are shared by all cached entries, so a hit reads few lines.
                 buf = self._buf
                 if (
-                    _unpack_u64(buf, _H_GEN)[0] == hot[4]
-                    or _unpack_u64(buf, hot[0])[0] == hot[1]
-                ) and _monotonic() < hot[3]:
-                    return hot[2]
+                    _unpack_u64(buf, _H_GEN)[0] == hot[1]
+                    or _unpack_u64(buf, hot[3])[0] == hot[4]
+                ) and hot[2][1] > _monotonic():
+                    return hot[0]
         if cls is str and not self._closed:
             try:
                 kb, kt = key.encode(), STR  # type: ignore[attr-defined]
@@ -299,14 +302,11 @@ class SharedMemoryBackend(RegistryBackend):
                 if _unpack_u64(buf, off)[0] != seq:
                     return self._whereis_settled(kt, kb)
                 if same:
-                    until = self._live.until(opid, ostart)
-                    if until:
+                    lease = self._live.lease(opid, ostart)
+                    if lease is not None:
                         ref = self._ref(node, serial, opid)
-                        if cacheable and (until != _INF or ref._proc is not None):
-                            if len(self._hot) > 2 * slots + 1024:
-                                self._hot.clear()
-                            # an odd generation (a write under way) never matches
-                            self._hot[key] = (off, seq, ref, until, -1 if gen & 1 else gen)
+                        if cacheable and (ref._proc is not None or opid != lease_self()[0]):
+                            self._cache(key, ref, gen, lease, off, seq)
                         return ref
             elif _unpack_u64(buf, off)[0] != seq:  # what was read of this slot is stale
                 return self._whereis_settled(kt, kb)
@@ -314,6 +314,19 @@ class SharedMemoryBackend(RegistryBackend):
                 return None
             index = index + 1 if index + 1 < slots else 0
         return None
+
+    def _cache(self, key: Any, ref: ActorRef, gen: int, lease: list[float], off: int,
+               seq: int) -> None:
+        hot = self._hot
+        if len(hot) > 2 * self._slots + 1024:
+            hot.clear()
+        if gen & 1:
+            gen = -1  # read while a write was under way: never matches
+        elif gen == self._gen:
+            gen = self._gen  # one shared int object for every entry of this generation
+        else:
+            self._gen = gen
+        hot[key] = (ref, gen, lease, off, seq)
 
     def _whereis_settled(self, kt: int, kb: bytes) -> ActorRef | None:
         """``whereis`` through the seqlock-retrying slot reader (a writer was seen)."""
