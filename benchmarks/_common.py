@@ -31,7 +31,30 @@ def settle() -> None:
 
 
 class ProbeError(RuntimeError):
-    """A memory probe subprocess failed; the message carries its stderr tail."""
+    """A benchmark subprocess failed; the message carries its stderr tail."""
+
+
+def run_json_module(module: str, args: list[str], label: str, timeout: float) -> Any:
+    """Run ``python -m module *args`` from the repository root; the JSON object on the
+    last line of its stdout (``ProbeError`` with the stderr tail when it fails)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ProbeError(f"{label} failed (rc={proc.returncode}): " + " | ".join(tail))
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError) as exc:
+        raise ProbeError(f"{label} printed no result: {proc.stdout!r}") from exc
 
 
 def run_memory_probe(impl: str, n: int, timeout: float = 120.0) -> float:
@@ -42,27 +65,12 @@ def run_memory_probe(impl: str, n: int, timeout: float = 120.0) -> float:
     back recycled pages without growing RSS. The child prints one JSON object with
     ``bytes_per_actor`` (see ``benchmarks._memprobe``).
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._memprobe", impl, str(n)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ProbeError(
-            f"memory probe {impl!r} failed (rc={proc.returncode}): " + " | ".join(tail)
-        )
+    result = run_json_module("benchmarks._memprobe", [impl, str(n)], f"memory probe {impl!r}",
+                             timeout)
     try:
-        last = proc.stdout.strip().splitlines()[-1]
-        return float(json.loads(last)["bytes_per_actor"])
-    except (IndexError, KeyError, ValueError) as exc:
-        raise ProbeError(f"memory probe {impl!r} printed no result: {proc.stdout!r}") from exc
+        return float(result["bytes_per_actor"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProbeError(f"memory probe {impl!r} printed no result: {result!r}") from exc
 
 
 def machine_info() -> dict[str, Any]:

@@ -15,17 +15,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import random
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
 from ._baselines import LockedDict, lookup_ns
-from ._common import REPO_ROOT, settle
+from ._common import ProbeError, run_json_module, settle
 
 #: Key and metadata limits of the benchmark tables: ``worker-999999`` is 13 bytes and
 #: ``{"gpu": 7}`` a few; small limits keep a 1M-entry table at ~150 MB.
@@ -298,24 +295,13 @@ def fill_drain(
 
 def run_child(config: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run ``benchmarks._registry_child`` with ``config``; its JSON result."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._registry_child", json.dumps(config)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ChildError(f"registry child failed (rc={proc.returncode}): " + " | ".join(tail))
     try:
-        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError) as exc:
-        raise ChildError(f"registry child printed no result: {proc.stdout!r}") from exc
+        result = run_json_module("benchmarks._registry_child", [json.dumps(config)],
+                                 "registry child", timeout)
+    except ProbeError as exc:
+        raise ChildError(str(exc)) from exc
+    if not isinstance(result, dict):
+        raise ChildError(f"registry child printed no result object: {result!r}")
     return result
 
 

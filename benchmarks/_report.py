@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ._common import machine_info
+
 
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
@@ -124,3 +126,36 @@ def run_checked(run_once: Callable[[], int], check: bool, console: Console) -> i
         console.print("[yellow]a bound failed; measuring once more to rule out noise[/yellow]")
         rc = run_once()
     return rc
+
+
+def banner(console: Console, suite: str, detail: str) -> dict[str, Any]:
+    """Print a suite's first line (its mode and the machine); the machine info."""
+    info = machine_info()
+    console.print(
+        f"[bold]mabeam {suite} benchmarks[/bold] ({detail}): {info['nproc']} cpus, "
+        f"{info['cpu']}, Python {info['python']}"
+    )
+    return info
+
+
+def conclude(
+    console: Console, json_path: str | None, check: bool, failed: list[str],
+    header: tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float],
+    **report: Any,
+) -> int:
+    """Write the JSON report (when asked) and say which gated checks failed; the exit
+    status: 2 when the report could not be written, 1 when ``check`` and a gate failed.
+
+    ``header`` is ``(mode, machine, sizes, targets, elapsed_s)``; ``report`` the suite's
+    own fields (measurements, checks).
+    """
+    if json_path:
+        mode, machine, sizes, targets, elapsed = header
+        payload = {"mode": mode, "machine": machine, "sizes": sizes, "targets": targets,
+                   "elapsed_s": elapsed, **report, "ok": not failed}
+        if not write_json(json_path, payload, console):
+            return 2
+    if check and failed:
+        console.print(f"[bold red]{len(failed)} check(s) failed:[/bold red] " + ", ".join(failed))
+        return 1
+    return 0

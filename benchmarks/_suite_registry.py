@@ -32,8 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ._common import machine_info
-from ._report import render, run_checked, write_json
+from ._report import banner, conclude, render, run_checked
 
 TARGETS: dict[str, Any] = {
     "tolerance": 0.10,
@@ -353,11 +352,9 @@ def run_registry(short: bool, check: bool, json_path: str | None, console: Conso
 def _run_once(short: bool, check: bool, json_path: str | None, console: Console) -> int:
     mode = "short" if short else "normal"
     sizes = SIZES[mode]
-    info = machine_info()
-    console.print(
-        f"[bold]mabeam registry benchmarks[/bold] ({mode}, best of {sizes['reps']}; second "
-        f"process: median of {sizes['rounds']} rounds): {info['nproc']} cpus, {info['cpu']}, "
-        f"Python {info['python']}"
+    info = banner(
+        console, "registry",
+        f"{mode}, best of {sizes['reps']}; second process: median of {sizes['rounds']} rounds",
     )
     t0 = time.perf_counter()
     ms = _measure(sizes, console)
@@ -377,28 +374,14 @@ def _run_once(short: bool, check: bool, json_path: str | None, console: Console)
     ):
         render(metrics, checks, console, title, cols, titles, t)
     failed = [c for c in checks if c.gate and c.result in {"FAIL", "ERROR"}]
-    if json_path:
-        payload = {
-            "mode": mode,
-            "machine": info,
-            "sizes": sizes,
-            "targets": TARGETS,
-            "elapsed_s": total,
-            "measured": ms.raw,
-            "metrics": {
-                m.name: {"unit": m.unit, "values": m.values, "missing": m.missing,
-                         "errors": m.errors}
-                for m in ms.all()
-            },
-            "checks": [c.__dict__ for c in checks],
-            "ok": not failed,
-        }
-        if not write_json(json_path, payload, console):
-            return 2
-    if check and failed:
-        console.print(
-            f"[bold red]{len(failed)} check(s) failed:[/bold red] "
-            + ", ".join(f"{c.metric} {c.label}" for c in failed)
-        )
-        return 1
-    return 0
+    return conclude(
+        console, json_path, check, [f"{c.metric} {c.label}" for c in failed],
+        (mode, info, sizes, TARGETS, total),
+        measured=ms.raw,
+        metrics={
+            m.name: {"unit": m.unit, "values": m.values, "missing": m.missing,
+                     "errors": m.errors}
+            for m in ms.all()
+        },
+        checks=[c.__dict__ for c in checks],
+    )

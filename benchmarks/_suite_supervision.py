@@ -19,8 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._common import machine_info
-from ._report import run_checked, write_json
+from ._report import banner, conclude, run_checked
 
 TARGETS: dict[str, Any] = {
     "tolerance": 0.10,
@@ -180,11 +179,7 @@ def run_supervision(short: bool, check: bool, json_path: str | None, console: Co
 def _run_once(short: bool, check: bool, json_path: str | None, console: Console) -> int:
     mode = "short" if short else "normal"
     sizes = SIZES[mode]
-    info = machine_info()
-    console.print(
-        f"[bold]mabeam supervision benchmarks[/bold] ({mode}, best of {sizes['reps']}): "
-        f"{info['nproc']} cpus, {info['cpu']}, Python {info['python']}"
-    )
+    info = banner(console, "supervision", f"{mode}, best of {sizes['reps']}")
     t0 = time.perf_counter()
     measured = _measure(sizes, console)
     rows = _rows(measured)
@@ -196,20 +191,9 @@ def _run_once(short: bool, check: bool, json_path: str | None, console: Console)
         f"tolerance {TARGETS['tolerance']:.0%}, {total:.1f} s)",
     )
     failed = [r for r in rows if r["checked"] and r["result"] == "FAIL"]
-    if json_path:
-        payload = {
-            "mode": mode,
-            "machine": info,
-            "sizes": sizes,
-            "targets": TARGETS,
-            "elapsed_s": total,
-            "measured": measured,
-            "rows": rows,
-            "ok": not failed,
-        }
-        if not write_json(json_path, payload, console):
-            return 2
-    if check and failed:
-        console.print("[bold red]failed:[/bold red] " + ", ".join(r["metric"] for r in failed))
-        return 1
-    return 0
+    return conclude(
+        console, json_path, check, [r["metric"] for r in failed],
+        (mode, info, sizes, TARGETS, total),
+        measured=measured,
+        rows=rows,
+    )

@@ -23,9 +23,9 @@ from typing import Any
 from rich.console import Console
 
 from . import _baselines, _peers
-from ._common import machine_info, run_memory_probe
+from ._common import run_memory_probe
+from ._report import banner, conclude, run_checked
 from ._report import render as _render
-from ._report import run_checked, write_json
 
 # --------------------------------------------------------------------------- targets
 # DESIGN.md §6. Ratios are ours / reference (for registry: ours_ns / dict_ns). A check
@@ -344,11 +344,7 @@ def run_kernel(short: bool, check: bool, json_path: str | None, console: Console
 def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: Console) -> int:
     mode = "short" if short else "normal"
     sizes = SIZES[mode]
-    info = machine_info()
-    console.print(
-        f"[bold]mabeam kernel benchmarks[/bold] ({mode}, best of {sizes['reps']}): "
-        f"{info['nproc']} cpus, {info['cpu']}, Python {info['python']}"
-    )
+    info = banner(console, "kernel", f"{mode}, best of {sizes['reps']}")
     t_start = time.perf_counter()
     metrics, ours, ours_err = _build_metrics(sizes)
     if ours is None:
@@ -372,34 +368,16 @@ def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: C
         float(TARGETS["tolerance"]),
     )
     failed = [c for c in checks if c.result in {"FAIL", "ERROR"}]
-    if json_path:
-        payload = {
-            "mode": mode,
-            "machine": info,
-            "sizes": sizes,
-            "targets": TARGETS,
-            "elapsed_s": total,
-            "metrics": {
-                m.name: {
-                    "unit": m.unit,
-                    "values": m.values,
-                    "missing": m.missing,
-                    "errors": m.errors,
-                }
-                for m in metrics
-            },
-            "checks": [c.__dict__ for c in checks],
-            "ok": not failed,
-        }
-        if not write_json(json_path, payload, console):
-            return 2
-    if check and failed:
-        console.print(
-            f"[bold red]{len(failed)} check(s) failed:[/bold red] "
-            + ", ".join(f"{c.metric} {c.label}" for c in failed)
-        )
-        return 1
-    return 0
+    return conclude(
+        console, json_path, check, [f"{c.metric} {c.label}" for c in failed],
+        (mode, info, sizes, TARGETS, total),
+        metrics={
+            m.name: {"unit": m.unit, "values": m.values, "missing": m.missing,
+                     "errors": m.errors}
+            for m in metrics
+        },
+        checks=[c.__dict__ for c in checks],
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

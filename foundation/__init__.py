@@ -9,7 +9,7 @@ from . import telemetry as telemetry
 from ._actor import Actor as Actor
 from ._backends._dict import DictBackend as DictBackend
 from ._backends._shm import SharedMemoryBackend as SharedMemoryBackend
-from ._backends._shm import SharedMemoryStatistics as SharedMemoryStatistics
+from ._backends._shm_reads import SharedMemoryStatistics as SharedMemoryStatistics
 from ._clock import Clock as Clock
 from ._clock import MonotonicClock as MonotonicClock
 from ._context import current_runtime as current_runtime

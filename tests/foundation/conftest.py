@@ -5,7 +5,7 @@ other foundation tests are untouched): ``registry_kind`` runs a test once per ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from registry_helpers import (
@@ -16,7 +16,7 @@ from registry_helpers import (
     new_backend,
 )
 
-from foundation import Registry
+from foundation import Registry, Runtime
 from foundation.abc import Keys, RegistryBackend
 
 
@@ -48,3 +48,14 @@ def make_registry(make_backend: BackendFactory) -> RegistryFactory:
         return Registry(make_backend(), keys=keys, name=name)
 
     return make
+
+
+@pytest.fixture
+async def backend_runtime(
+    request: pytest.FixtureRequest, make_backend: BackendFactory
+) -> AsyncIterator[Runtime]:
+    """The plugin's ``runtime`` with its default registry on the backend under test (a
+    conformance module makes it its ``runtime``)."""
+    clk = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
+    async with Runtime(clock=clk, registry=make_backend()) as rt:
+        yield rt

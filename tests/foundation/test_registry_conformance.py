@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import pytest
 from registry_helpers import (
     REGISTRY_BACKENDS,
-    BackendFactory,
     RegistryFactory,
     register_in_dead_child,
     spawn_workers,
@@ -49,13 +48,9 @@ def ordered(keys: Iterable[Hashable]) -> list[Any]:
 
 
 @pytest.fixture
-async def runtime(
-    request: pytest.FixtureRequest, make_backend: BackendFactory
-) -> AsyncIterator[Runtime]:
-    """The plugin's ``runtime`` with its default registry on the backend under test."""
-    clk = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
-    async with Runtime(clock=clk, registry=make_backend()) as rt:
-        yield rt
+def runtime(backend_runtime: Runtime) -> Runtime:
+    """Every test here runs with its runtime's default registry on the backend under test."""
+    return backend_runtime
 
 
 # -- unique keys -----------------------------------------------------------------------

@@ -8,8 +8,6 @@ conftest.py) and on both anyio backends; ``runtime``'s default registry (the one
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from registry_helpers import (
     BackendFactory,
@@ -28,13 +26,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def runtime(
-    request: pytest.FixtureRequest, make_backend: BackendFactory
-) -> AsyncIterator[Runtime]:
-    """The plugin's ``runtime`` with its default registry on the backend under test."""
-    clk = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
-    async with Runtime(clock=clk, registry=make_backend()) as rt:
-        yield rt
+def runtime(backend_runtime: Runtime) -> Runtime:
+    """Every test here runs with its runtime's default registry on the backend under test."""
+    return backend_runtime
 
 
 # -- the runtime's default registry ------------------------------------------------------
