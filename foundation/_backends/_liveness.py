@@ -1,14 +1,18 @@
 """Whether the OS process that owns a shared registry entry still lives.
 
-An owner is ``(os_pid, start_time)``: the start time (psutil's ``create_time``) tells a
-reused pid from the process that wrote the entry. A zombie counts as dead. Deaths are
-final, so they are cached forever; "alive" answers are trusted for ``interval`` seconds.
+An owner is ``(os_pid, start_time)``: the start time tells a reused pid from the process
+that wrote the entry. On Linux it is the kernel's start time in clock ticks since boot
+(``/proc/PID/stat``), which a step of the wall clock does not move (psutil's
+``create_time`` adds the boot time, re-read from the wall clock on every call); elsewhere
+psutil's ``create_time``. A zombie counts as dead. Deaths are final, so they are cached
+forever; "alive" answers are trusted for ``interval`` seconds.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import psutil  # type: ignore[import-untyped]
 
@@ -16,7 +20,18 @@ Owner = tuple[int, float]
 
 # os.getpid() is a system call on current glibc; the answer changes only across fork.
 _self: list[Owner | None] = [None]
-os.register_at_fork(after_in_child=lambda: _self.__setitem__(0, None))
+_leases: weakref.WeakSet[Liveness] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A new process: a new identity, and the parent's own lease (shared by the entries
+    # the parent cached as its own) must stop matching in the child.
+    _self[0] = None
+    for live in list(_leases):
+        live.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def self_owner() -> Owner:
@@ -29,7 +44,19 @@ def self_owner() -> Owner:
 
 
 def start_time(pid: int) -> float:
-    """psutil's start time of ``pid`` (seconds since the epoch)."""
+    """The start time of ``pid``: clock ticks since boot on Linux, else psutil's
+    ``create_time``. Raises ``psutil.NoSuchProcess`` when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            raise psutil.NoSuchProcess(pid) from None
+    except OSError:
+        pass
+    else:
+        # Field 22; the command name (field 2) may hold spaces and parentheses.
+        return float(stat[stat.rindex(b")") + 2 :].split()[19])
     return float(psutil.Process(pid).create_time())
 
 
@@ -37,10 +64,9 @@ def probe(owner: Owner) -> bool:
     """A fresh check: is ``owner`` still running?"""
     pid, started = owner
     try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - started) > 0.01:
+        if abs(start_time(pid) - started) > 0.01:
             return False
-        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -64,6 +90,15 @@ class Liveness:
         self._dead: set[Owner] = set()
         self._own: list[float] | None = None
         self.me = self_owner
+        _leases.add(self)
+
+    def forked(self) -> None:
+        """In a child after fork: the parent's own lease ends (entries it cached as its
+        own no longer match), and what it learned about others is re-checked."""
+        if self._own is not None:
+            self._own[1] = 0.0
+            self._own = None
+        self._alive.clear()
 
     def lease(self, pid: int, started: float) -> list[float] | None:
         """The lease of owner ``(pid, started)``: ``[start, deadline]``, the deadline

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import weakref
 import zlib
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from ..abc import Keys
 from . import _shm_table as T
 from ._liveness import Liveness, Owner
 from ._shm_codec import EntryCodec
-from ._shm_open import check_params, open_table
+from ._shm_open import open_table
 from ._shm_reads import SharedMemoryStatistics as SharedMemoryStatistics
 from ._shm_reads import SharedTableReads
 
@@ -37,6 +38,15 @@ if TYPE_CHECKING:
     from multiprocessing.shared_memory import SharedMemory
 
 _MODES = {"unique": T.KEYS_UNIQUE, "duplicate": T.KEYS_DUPLICATE}
+_open_backends: weakref.WeakSet[SharedMemoryBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_open_backends):
+        backend._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _MODE_NAMES = {v: k for k, v in _MODES.items()}
 
 
@@ -94,15 +104,17 @@ class SharedMemoryBackend(SharedTableReads):
         self._local: dict[Pid, set[tuple[int, bytes]]] = {}
         self._closed = False
         self._lock = T.WriterLock(lock_path or T.default_lock_path(name))
+        shm = None
         try:
             with self._lock.held():
                 shm, self.creator = open_table(
                     name, self._live, create, capacity, key_max, meta_max
                 )
                 self._table = T.Table(shm)
-                check_params(self._table, name, capacity, key_max, meta_max)
                 self._table.recover()
         except BaseException:
+            if shm is not None:
+                shm.close()
             self._lock.close()
             raise
         self._shm: SharedMemory = shm
@@ -111,8 +123,17 @@ class SharedMemoryBackend(SharedTableReads):
         self._slots, self._key_max, self._meta_max = t.slots, t.key_max, t.meta_max
         self._base, self._slot_size = t.base, t.slot_size
         self._enc = EntryCodec(name, t.key_max, t.meta_max)
+        _open_backends.add(self)
         if self.creator:
             self.reclaim()
+
+    def _forked(self) -> None:
+        """In a child after fork: nothing the parent cached or registered is ours, and
+        the table stays the parent's to unlink."""
+        self._hot.clear()
+        self._refs.clear()
+        self._local.clear()
+        self.creator = False
 
     # -- opening ------------------------------------------------------------------------
     def bind(self, keys: Keys) -> None:
@@ -140,15 +161,23 @@ class SharedMemoryBackend(SharedTableReads):
         if self._closed:
             return
         self._closed = True
+        _open_backends.discard(self)
         self._hot.clear()
         self._table.close()
         self._buf = memoryview(b"")
-        self._shm.close()
-        if self.creator if unlink is None else unlink:
-            T.unlink_segment(self._shm)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._lock.path)
-        self._lock.close()
+        try:
+            self._shm.close()
+        finally:
+            try:
+                if self.creator if unlink is None else unlink:
+                    # Under the lock: a process waiting for it then sees the lock file
+                    # gone or replaced and opens the current one (WriterLock.held).
+                    with self._lock.held():
+                        T.unlink_segment(self._shm)
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self._lock.path)
+            finally:
+                self._lock.close()
 
     def __enter__(self) -> SharedMemoryBackend:
         return self

@@ -29,11 +29,13 @@ def open_table(
     """The mapped segment and whether this process is (now) its creator."""
     if create is False:
         try:
-            return T.open_segment(name, False), False
+            shm = T.open_segment(name, False)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no registry table named {name!r} on this host (create it first)"
             ) from None
+        _checked(shm, name, capacity, key_max, meta_max).close()
+        return shm, False
     cap = capacity or DEFAULT_CAPACITY
     kmax, mmax = key_max or DEFAULT_KEY_MAX, meta_max or DEFAULT_META_MAX
     slots = slots_for(cap)
@@ -51,7 +53,7 @@ def open_table(
         shm.close()  # its creator died before finishing the header
         T.unlink_segment(shm)
         return open_table(name, live, True, capacity, key_max, meta_max)
-    table = T.Table(shm)
+    table = _checked(shm, name, capacity, key_max, meta_max)
     creator = table.creator()
     if live.fresh(creator):
         if create is True:
@@ -65,6 +67,19 @@ def open_table(
     table.set_creator(live.me())  # adopt a table whose creator died
     table.close()
     return shm, True
+
+
+def _checked(shm: SharedMemory, name: str, capacity: int | None, key_max: int | None,
+             meta_max: int | None) -> T.Table:
+    """The table in ``shm`` if it is one with the asked sizes; else ``shm`` is closed and
+    the ``ValueError`` raised (before anything is written to it)."""
+    try:
+        table = T.Table(shm)
+        check_params(table, name, capacity, key_max, meta_max)
+    except ValueError:
+        shm.close()
+        raise
+    return table
 
 
 def check_params(table: T.Table, name: str, capacity: int | None, key_max: int | None,

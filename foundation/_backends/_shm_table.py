@@ -49,7 +49,7 @@ from multiprocessing import resource_tracker, shared_memory
 from typing import Any, Final
 
 MAGIC: Final = b"MBREG\x00\x01\x00"
-VERSION: Final = 1
+VERSION: Final = 2  # 2: owner start times are boot-relative clock ticks on Linux
 
 EMPTY: Final = 0
 USED: Final = 1
@@ -133,22 +133,57 @@ def unlink_segment(shm: shared_memory.SharedMemory) -> None:
 
 
 class WriterLock:
-    """Cross-process writer lock: ``flock`` on a lock file plus a thread lock (flock
-    does not exclude threads that share one file description)."""
+    """Cross-process writer lock: ``flock`` on a lock file, plus a thread lock (flock
+    does not exclude threads that share one file description).
+
+    An ``flock`` belongs to an open file description, which a forked child shares with
+    its parent, so a child opens the file afresh before its first lock. And because a
+    table's creator unlinks the lock file at close (holding the lock), a holder checks
+    after locking that its file is still the one at the path, else reopens and retries.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = -1
+        self._pid = 0
+        self._open()
+
+    def _open(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._pid = os.getpid()
         self._thread_lock = threading.Lock()
+
+    def _current(self) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)
+        return (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        if self._pid != os.getpid():
+            self._open()  # a forked child: its own file description (and thread lock)
         with self._thread_lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            for _ in range(100):
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                if self._current():
+                    break
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._open_keeping_thread_lock()
+            else:
+                raise RuntimeError(f"the registry lock file {self.path} keeps changing")
             try:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _open_keeping_thread_lock(self) -> None:
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -217,15 +252,27 @@ class Table:
         F64.pack_into(self.buf, H_CREATOR_START, creator[1])
 
     def counters(self) -> tuple[int, int]:
-        """``(count, tombstones)`` consistent with what readers see: while a marked
-        slot's sequence number is odd (mid-write, or its writer died there) or not yet
-        moved, the journal's counters; once the slot is whole again, the header's."""
-        jslot = self.hget(H_JSLOT)
-        if jslot:
-            seq = self.hget(self.slot_offset(jslot - 1))
-            if seq & 1 or seq == self.hget(JOURNAL):
-                return self.hget(H_JCOUNT), self.hget(H_JTOMBS)
-        return self.hget(H_COUNT), self.hget(H_TOMBS)
+        """``(count, tombstones)`` consistent with what readers see: read between two
+        equal, even generations (no write ran meanwhile); while a write is under way, or
+        its writer died in it, the journal's counters until its slot is whole again."""
+        for _ in range(1000):
+            gen = self.hget(H_GEN)
+            if gen & 1:
+                jslot = self.hget(H_JSLOT)
+                if jslot:
+                    seq = self.hget(self.slot_offset(jslot - 1))
+                    counts = (
+                        (self.hget(H_JCOUNT), self.hget(H_JTOMBS))
+                        if seq & 1 or seq == self.hget(JOURNAL)
+                        else (self.hget(H_COUNT), self.hget(H_TOMBS))
+                    )
+                    if self.hget(H_GEN) == gen and self.hget(H_JSLOT) == jslot:
+                        return counts
+                continue
+            counts = (self.hget(H_COUNT), self.hget(H_TOMBS))
+            if self.hget(H_GEN) == gen:
+                return counts
+        raise RuntimeError("registry table counters never settled")
 
     def slot_offset(self, index: int) -> int:
         return self.base + index * self.slot_size

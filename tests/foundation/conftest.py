@@ -5,7 +5,8 @@ other foundation tests are untouched): ``registry_kind`` runs a test once per ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from registry_helpers import (
@@ -15,8 +16,9 @@ from registry_helpers import (
     close_backend,
     new_backend,
 )
+from shm_child import Child, new_name, remove_table
 
-from foundation import Registry, Runtime
+from foundation import Registry, Runtime, SharedMemoryBackend
 from foundation.abc import Keys, RegistryBackend
 
 
@@ -59,3 +61,39 @@ async def backend_runtime(
     clk = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
     async with Runtime(clock=clk, registry=make_backend()) as rt:
         yield rt
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Child]]:
+    """Start worker processes (tests/foundation/shm_worker.py); all reaped at teardown."""
+    children: list[Child] = []
+
+    def start(**args: Any) -> Child:
+        child = Child(args)
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.close()
+
+
+@pytest.fixture
+def make_table() -> Iterator[Callable[..., SharedMemoryBackend]]:
+    """Create tables in this process (bound to unique keys); all unlinked at teardown."""
+    tables: list[SharedMemoryBackend] = []
+
+    def create(**kw: Any) -> SharedMemoryBackend:
+        table = SharedMemoryBackend(new_name(), create=True, **kw)
+        tables.append(table)
+        table.bind("unique")
+        return table
+
+    try:
+        yield create
+    finally:
+        for table in tables:
+            table.close(unlink=True)
+            remove_table(table.name)

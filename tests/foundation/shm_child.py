@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,20 @@ from pathlib import Path
 from typing import Any
 
 WORKER = str(Path(__file__).with_name("shm_worker.py"))
+
+
+def new_name() -> str:
+    """A random table name for a test (``mbreg-mp-*``)."""
+    return f"mbreg-mp-{secrets.token_hex(6)}"
+
+
+def remove_table(name: str) -> None:
+    """Unlink a table's segment and lock file whoever made them (idempotent)."""
+    from foundation._backends import _shm_table
+
+    for path in (f"/dev/shm/{name}", _shm_table.default_lock_path(name)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 WAIT = 45.0  # seconds any single child step may take before the test fails
 
 

@@ -8,16 +8,14 @@ unlinked by the fixtures even when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import secrets
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from shm_child import Child
+from shm_child import Child, new_name, remove_table
 from shm_worker import churn_ops, detached, entry_problem, make_meta
 
 from foundation import SharedMemoryBackend
@@ -28,50 +26,6 @@ KILLED = -signal.SIGKILL
 Entries = dict[str, tuple[int, int, Any]]  # key -> (pid node, pid serial, metadata)
 
 
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
-
-    def start(**args: Any) -> Child:
-        child = Child(args)
-        children.append(child)
-        return child
-
-    try:
-        yield start
-    finally:
-        for child in children:
-            child.close()
-
-
-def new_name() -> str:
-    return f"mbreg-mp-{secrets.token_hex(6)}"
-
-
-def remove_table(name: str) -> None:
-    """Unlink a table's segment and lock file whoever made them (idempotent)."""
-    for path in (f"/dev/shm/{name}", _shm_table.default_lock_path(name)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-@pytest.fixture
-def make_table() -> Iterator[Callable[..., SharedMemoryBackend]]:
-    """Create tables in this process (bound to unique keys); all unlinked at teardown."""
-    tables: list[SharedMemoryBackend] = []
-
-    def create(**kw: Any) -> SharedMemoryBackend:
-        table = SharedMemoryBackend(new_name(), create=True, **kw)
-        tables.append(table)
-        table.bind("unique")
-        return table
-
-    try:
-        yield create
-    finally:
-        for table in tables:
-            table.close(unlink=True)
-            remove_table(table.name)
 
 
 @pytest.fixture
