@@ -11,8 +11,7 @@ import fcntl
 import os
 import signal
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -138,28 +137,12 @@ def test_a_waiter_on_a_lock_file_the_creator_removed_locks_the_new_one() -> None
         remove_table(name)
 
 
-@pytest.fixture
-def spawn_holder() -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
-
-    def start(**args: Any) -> Child:
-        child = Child({"mode": "hold", **args})
-        children.append(child)
-        return child
-
-    try:
-        yield start
-    finally:
-        for child in children:
-            child.close()
-
-
 def test_a_wall_clock_step_does_not_make_live_owners_look_dead(
-    make_table: Callable[..., SharedMemoryBackend], spawn_holder: Callable[..., Child],
+    make_table: Callable[..., SharedMemoryBackend], spawn: Callable[..., Child],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     table = make_table(capacity=16)
-    holder = spawn_holder(name=table.name, wid=3, count=2)
+    holder = spawn(mode="hold", name=table.name, wid=3, count=2)
     keys = holder.read()["keys"]
     stepped = psutil.boot_time() + 3600.0
     # The clock steps by an hour: psutil's create_time() (boot time + ticks) moves with it.
