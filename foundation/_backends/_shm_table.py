@@ -152,16 +152,20 @@ class WriterLock:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._ident = self._identity()
         self._pid = os.getpid()
         self._thread_lock = threading.Lock()
+
+    def _identity(self) -> tuple[int, int]:
+        st = os.fstat(self._fd)
+        return st.st_ino, st.st_dev
 
     def _current(self) -> bool:
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
             return False
-        mine = os.fstat(self._fd)
-        return (on_disk.st_ino, on_disk.st_dev) == (mine.st_ino, mine.st_dev)
+        return (on_disk.st_ino, on_disk.st_dev) == self._ident
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -184,6 +188,7 @@ class WriterLock:
     def _open_keeping_thread_lock(self) -> None:
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._ident = self._identity()
 
     def close(self) -> None:
         if self._fd >= 0:
