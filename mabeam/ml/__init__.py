@@ -1,0 +1,45 @@
+"""mabeam.ml: sweep specs (TOML -> typed dataclasses) and their trials.
+
+``load_spec(path)`` reads a sweep file, ``SweepSpec.trials()`` expands its ``grid`` or
+``random`` search into trials, each with a content hash of (entrypoint, params, code
+version) that the cluster's result cache keys on. Search agents (PBT, evolution, ASHA)
+come later.
+"""
+
+from foundation._public import fixup_module_metadata
+
+from .spec import DEFAULT_MAX_TRIALS as DEFAULT_MAX_TRIALS
+from .spec import Choice as Choice
+from .spec import Distribution as Distribution
+from .spec import GridSearch as GridSearch
+from .spec import IntUniform as IntUniform
+from .spec import LogUniform as LogUniform
+from .spec import RandomSearch as RandomSearch
+from .spec import Resources as Resources
+from .spec import SpecError as SpecError
+from .spec import SweepSpec as SweepSpec
+from .spec import Trial as Trial
+from .spec import Uniform as Uniform
+from .spec import load_spec as load_spec
+from .spec import parse_spec as parse_spec
+from .spec import trial_hash as trial_hash
+
+__all__ = (
+    "DEFAULT_MAX_TRIALS",
+    "Choice",
+    "Distribution",
+    "GridSearch",
+    "IntUniform",
+    "LogUniform",
+    "RandomSearch",
+    "Resources",
+    "SpecError",
+    "SweepSpec",
+    "Trial",
+    "Uniform",
+    "load_spec",
+    "parse_spec",
+    "trial_hash",
+)
+
+fixup_module_metadata(__name__, globals())
