@@ -1,0 +1,257 @@
+"""The task worker process: ``python -m mabeam.cluster.worker [--pool]``.
+
+Protocol (all frames are ``mabeam.cluster.task.pack_frame``: a 4-byte big-endian length
+and a msgpack body, never pickle):
+
+- stdin carries job frames from the parent. The worker moves it to a private fd and
+  points fd 0 at /dev/null, so a task cannot read the jobs. End of file on it means the
+  parent is gone or wants the worker to stop: when idle the worker exits 0, while a task
+  runs it kills its own process group at once (a task must not outlive its node).
+- stdout carries message frames to the parent: ``{"t": "progress", "step", "metrics"}``
+  zero or more times, then exactly one ``{"t": "result", "ok": true, "value"}`` or
+  ``{"t": "result", "ok": false, "kind", "error", "traceback"}`` per job. The worker moves
+  it to a private fd and points fd 1 at fd 2 (the log file the parent opened), so a
+  task's ``print`` cannot corrupt the stream.
+- SIGTERM raises ``TaskTerminated`` (a BaseException) in the task, so its ``finally``
+  blocks run; the worker then exits 143 without a result (the parent decided the outcome).
+
+Without ``--pool`` the worker runs one job and exits; with it, it runs jobs one after the
+other until its stdin closes (reusable workers for short CPU tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import faulthandler
+import os
+import queue
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final, NoReturn
+
+from foundation import CodecError
+
+from .task import (
+    EntrypointError,
+    FrameBuffer,
+    TaskContext,
+    job_from_wire,
+    load_entrypoint,
+    pack_frame,
+)
+
+__all__ = ("TaskTerminated", "main")
+
+EXIT_TERMINATED: Final = 128 + signal.SIGTERM
+EXIT_BAD_JOB: Final = 2
+_READ_CHUNK: Final = 1 << 16
+
+
+class TaskTerminated(BaseException):
+    """Raised in the task when the worker gets SIGTERM (timeout, cancel or drain)."""
+
+
+class _Channel:
+    """The worker's private message pipe to its parent; one frame at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def send(self, frame: bytes) -> None:
+        view = memoryview(frame)
+        with self._lock:
+            while view:
+                try:
+                    written = os.write(self._fd, view)
+                except BrokenPipeError:
+                    _die("the parent closed the message pipe")
+                view = view[written:]
+
+
+class _Worker:
+    """State shared by the main thread (running tasks) and the job-reader thread."""
+
+    def __init__(self, job_fd: int, channel: _Channel, base_log_fd: int) -> None:
+        self.job_fd = job_fd
+        self.channel = channel
+        self.base_log_fd = base_log_fd
+        self.jobs: queue.SimpleQueue[dict[str, Any] | Exception | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy = False  # a task is running: the end of the job pipe kills it
+        self._parent_gone = False  # the job pipe ended: start nothing more
+
+    def read_jobs(self) -> None:
+        """Reader thread: decode job frames; on EOF stop the worker (see module doc)."""
+        frames = FrameBuffer()
+        while True:
+            try:
+                data = os.read(self.job_fd, _READ_CHUNK)
+            except OSError as exc:
+                data = b""
+                _log(f"reading the job pipe failed: {exc}")
+            if not data:
+                with self._lock:
+                    self._parent_gone = True
+                    if self._busy:
+                        _die("the job pipe closed while a task was running")
+                self.jobs.put(None)
+                return
+            try:
+                for message in frames.feed(data):
+                    self.jobs.put(message)
+            except CodecError as exc:
+                self.jobs.put(exc)
+                return
+
+    def run(self, pool: bool) -> int:
+        """Main thread: run jobs until stdin closes (pool) or after one job."""
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return 0
+            if isinstance(job, Exception):
+                _log(f"bad job frame from the parent: {job}")
+                return EXIT_BAD_JOB
+            try:
+                fields = job_from_wire(job)
+            except ValueError as exc:
+                _log(f"bad job from the parent: {exc}")
+                return EXIT_BAD_JOB
+            if not self._run_job(fields) or not pool:
+                return 0
+
+    def _run_job(self, fields: dict[str, Any]) -> bool:
+        """Run one job and send its result; False when the parent is already gone."""
+        with self._lock:
+            if self._parent_gone:
+                return False
+            self._busy = True
+        log_path = fields["log_path"]
+        if log_path is not None:
+            _redirect_output(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        frame = _execute(fields, self.channel)
+        _flush()
+        with self._lock:  # before the send: the parent may close our stdin as soon as it reads
+            self._busy = False
+        self.channel.send(frame)
+        if log_path is not None:
+            _redirect_output(os.dup(self.base_log_fd))
+        return True
+
+
+def _execute(job: dict[str, Any], channel: _Channel) -> bytes:
+    """Run one job in this thread; return its final result frame (never raises, but
+    lets TaskTerminated through)."""
+    entrypoint = job["entrypoint"]
+    try:
+        function = load_entrypoint(entrypoint)
+    except EntrypointError as exc:
+        cause = exc.__cause__
+        tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
+        return _failure("bad_entrypoint", str(exc), tb)
+    work_dir = Path(job["work_dir"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ctx = TaskContext(
+        job_id=job["job_id"],
+        attempt=job["attempt"],
+        gpus=tuple(job["gpus"]),
+        output_dir=work_dir,
+        send=channel.send,
+    )
+    try:
+        value = function(job["params"], ctx)
+    except TaskTerminated:
+        raise
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt in a task are failures too
+        frames = exc.__traceback__
+        skip = frames.tb_next if frames is not None else None  # drop this function's frame
+        text = "".join(traceback.format_exception(type(exc), exc, skip))
+        line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return _failure("exception", f"{entrypoint} raised {line}", text)
+    _flush()
+    try:
+        return pack_frame({"t": "result", "ok": True, "value": value})
+    except CodecError as exc:
+        return _failure(
+            "bad_result",
+            f"result is not encodable: {exc} (return msgpack types: None, bool, int, float, "
+            "str, bytes, list, tuple, dict with str keys; write big artefacts to "
+            "ctx.output_dir)",
+            "",
+        )
+
+
+def _failure(kind: str, error: str, tb: str) -> bytes:
+    return pack_frame({"t": "result", "ok": False, "kind": kind, "error": error, "traceback": tb})
+
+
+def _redirect_output(fd: int) -> None:
+    """Point fds 1 and 2 at ``fd`` (and close it): the task's prints go to the log."""
+    _flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+
+
+def _log(text: str) -> None:
+    _flush()
+    os.write(2, f"mabeam worker {os.getpid()}: {text}\n".encode(errors="replace"))
+
+
+def _die(reason: str) -> NoReturn:
+    """Stop now: kill this worker's process group (the task's children too), or just exit."""
+    _log(f"{reason}; stopping")
+    if os.getpgid(0) == os.getpid():  # we lead our own group: take the task's children along
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(EXIT_TERMINATED)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise TaskTerminated(f"terminated by signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of ``python -m mabeam.cluster.worker``; never returns."""
+    parser = argparse.ArgumentParser(prog="python -m mabeam.cluster.worker")
+    parser.add_argument("--pool", action="store_true", help="run jobs until stdin closes")
+    args = parser.parse_args(argv)
+
+    job_fd, message_fd = os.dup(0), os.dup(1)  # os.dup makes them non-inheritable
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    faulthandler.enable()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+    worker = _Worker(job_fd, _Channel(message_fd), base_log_fd=os.dup(2))
+    reader = threading.Thread(
+        target=worker.read_jobs,
+        name="mabeam-job-reader",
+        daemon=True,  # allow-bare: worker process, no event loop; watches the parent's pipe
+    )
+    reader.start()
+    try:
+        code = worker.run(args.pool)
+    except TaskTerminated:
+        code = EXIT_TERMINATED
+    _flush()
+    # os._exit: a task's leftover non-daemon threads or atexit hooks must not keep the
+    # worker (and its GPU memory) alive after the result is sent.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

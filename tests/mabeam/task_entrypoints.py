@@ -1,0 +1,123 @@
+"""Task entrypoints for tests/mabeam/test_task_worker.py, run inside real worker processes.
+
+Importable as ``task_entrypoints`` when tests/mabeam is on the child's PYTHONPATH. Tasks
+that must block wait on an Event or a pipe, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from mabeam.cluster.task import TaskContext
+
+
+def echo(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Return the params and the context's identity unchanged."""
+    return {
+        "params": params,
+        "job_id": ctx.job_id,
+        "attempt": ctx.attempt,
+        "device": ctx.device,
+        "output_dir": str(ctx.output_dir),
+    }
+
+
+def count(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Report ``n`` progress steps with a loss metric, then return the sum of the steps."""
+    total = 0
+    for step in range(params["n"]):
+        ctx.report(step=step, loss=1.0 / (step + 1), tag=f"s{step}")
+        total += step
+    return total
+
+
+def fail(params: dict[str, Any], ctx: TaskContext) -> None:
+    """Raise with a recognizable message on a recognizable line."""
+    raise ValueError(f"bad learning rate {params['lr']}")  # the raising line
+
+
+def exit_hard(params: dict[str, Any], ctx: TaskContext) -> None:
+    """Die without a result, as a segfault or an os._exit in user code would."""
+    ctx.report(step=0)
+    os._exit(params.get("code", 3))
+
+
+def block(params: dict[str, Any], ctx: TaskContext) -> None:
+    """Never return on its own; optionally ignore SIGTERM, optionally write a marker."""
+    if params.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (ctx.output_dir / "partial.txt").write_text("half done")
+    ctx.report(step=0, ready=True)
+    threading.Event().wait()
+
+
+def spawn_grandchild(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Start a grandchild that blocks forever and report its pid; then block or return."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import threading; threading.Event().wait()"],
+        stdin=subprocess.DEVNULL,
+    )
+    ctx.report(step=0, grandchild=child.pid)
+    if params.get("block"):
+        threading.Event().wait()
+    return child.pid
+
+
+def kill_self(params: dict[str, Any], ctx: TaskContext) -> None:
+    """Die by SIGKILL, as the OOM killer would do it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unencodable(params: dict[str, Any], ctx: TaskContext) -> object:
+    """Return something msgpack cannot carry."""
+    return {"model": object()}
+
+
+def big(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Return a string of ``n`` bytes (over the frame limit when n is large)."""
+    size: int = params["n"]
+    return "x" * size
+
+
+def noisy(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Print to stdout and stderr (which must land in the log, not the message stream)."""
+    print("hello from the task stdout")
+    print("hello from the task stderr", file=sys.stderr)
+    os.write(1, b"raw bytes on fd 1\n")
+    ctx.report(step=1, after_print=True)
+    return "quiet result"
+
+
+def write_output(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Write a file into the output dir, then succeed or fail as asked."""
+    (ctx.output_dir / "model.txt").write_text(params["text"])
+    if params.get("fail"):
+        raise RuntimeError("failing after writing outputs")
+    return "written"
+
+
+def cuda_env(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Return the GPU variables the process sees and what the context says."""
+    return {
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "CUDA_DEVICE_ORDER": os.environ.get("CUDA_DEVICE_ORDER"),
+        "device": ctx.device,
+        "gpus": list(ctx.gpus),
+    }
+
+
+def read_stdin(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Read the task's stdin: it must be /dev/null (empty), not the job pipe."""
+    return sys.stdin.read()
+
+
+def three_args(params: dict[str, Any], ctx: TaskContext, extra: int) -> None:
+    """A function with the wrong signature for a task."""
+
+
+not_callable = 42

@@ -1,0 +1,475 @@
+"""The task model and its worker process: real subprocesses, real pipes, no sleeps.
+
+Entrypoints live in tests/mabeam/task_entrypoints.py and are imported by the workers
+through PYTHONPATH. Timeouts are short (1-2 s) and every blocking task waits on an event.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from foundation import CodecError
+from mabeam.cluster._runner import LOG_NAME, TaskProcess, partial_dir
+from mabeam.cluster.task import (
+    MAX_MESSAGE_BYTES,
+    EntrypointError,
+    EntrypointNotAllowed,
+    FrameBuffer,
+    Progress,
+    TaskContext,
+    TaskJob,
+    TaskOutcome,
+    check_entrypoint_allowed,
+    entrypoint_allowed,
+    job_from_wire,
+    job_to_wire,
+    load_entrypoint,
+    pack_frame,
+    parse_entrypoint,
+)
+
+HERE = Path(__file__).resolve().parent
+CHILD_ENV = {
+    "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+}
+
+
+def _job(tmp_path: Path, name: str, params: dict[str, Any] | None = None) -> TaskJob:
+    entrypoint = name if ":" in name else f"task_entrypoints:{name}"
+    return TaskJob(entrypoint, params or {}, job_id="job-7", attempt=2, output_dir=tmp_path / "out")
+
+
+def _run(
+    tmp_path: Path,
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    timeout_s: float = 20.0,
+    grace_s: float = 1.0,
+    device: Any = "cpu",
+    on_progress: Any = None,
+) -> tuple[TaskOutcome, list[Progress]]:
+    seen: list[Progress] = []
+
+    def record(progress: Progress) -> None:
+        seen.append(progress)
+        if on_progress is not None:
+            on_progress(progress, task)
+
+    job = _job(tmp_path, name, params)
+    with TaskProcess.start(job, device, tmp_path / "attempt", CHILD_ENV) as task:
+        outcome = task.run_to_end(timeout_s, record, grace_s=grace_s)
+    return outcome, seen
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` dies within 5 s; a zombie counts (init reaps it on its own time)."""
+    deadline = time.monotonic() + 5
+    try:
+        process = psutil.Process(pid)
+        while time.monotonic() < deadline:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+            try:
+                process.wait(timeout=0.05)
+            except psutil.TimeoutExpired:
+                continue
+            return True
+    except psutil.NoSuchProcess:
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------- success
+
+
+def test_progress_arrives_in_order_then_the_result(tmp_path: Path) -> None:
+    progress: list[Progress] = []
+    with TaskProcess.start(_job(tmp_path, "count", {"n": 5}), "cpu", tmp_path, CHILD_ENV) as task:
+        outcome = task.run_to_end(20, progress.append)
+        assert task.run_to_end(20) is outcome  # asking again gives the same answer
+    assert outcome.ok, outcome
+    assert outcome.value == 0 + 1 + 2 + 3 + 4
+    assert [p.step for p in progress] == [0, 1, 2, 3, 4]
+    assert progress[3].metrics == {"loss": 0.25, "tag": "s3"}
+    assert outcome.kind is None and outcome.error == ""
+
+
+def test_params_and_identity_round_trip(tmp_path: Path) -> None:
+    # the blob is bigger than a pipe buffer: the job is written as the worker reads it
+    blob = bytes(range(256)) * 1200
+    params = {"lr": 0.001, "layers": [64, 32], "name": "ü", "blob": blob, "t": (1, 2)}
+    outcome, _ = _run(tmp_path, "echo", params)
+    assert outcome.ok, outcome
+    assert outcome.value["params"] == params
+    assert outcome.value["job_id"] == "job-7"
+    assert outcome.value["attempt"] == 2
+    assert outcome.value["device"] == "cpu"
+    # the task wrote into the temporary sibling that was then published
+    assert outcome.value["output_dir"] == str(partial_dir(tmp_path / "out"))
+    assert outcome.output_dir == str(tmp_path / "out")
+
+
+def test_the_messages_iterator_yields_progress_then_the_final_outcome(tmp_path: Path) -> None:
+    with TaskProcess.start(_job(tmp_path, "count", {"n": 3}), "cpu", tmp_path, CHILD_ENV) as task:
+        messages = list(task.messages(timeout=20))
+        assert task.wait(timeout=20) == 0
+    assert [type(m).__name__ for m in messages] == ["Progress"] * 3 + ["TaskOutcome"]
+    final = messages[-1]
+    assert isinstance(final, TaskOutcome) and final.ok and final.value == 3
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_an_exception_becomes_a_failure_with_the_raising_line(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "fail", {"lr": 0.5})
+    assert not outcome.ok
+    assert outcome.kind == "exception"
+    assert outcome.error == "task_entrypoints:fail raised ValueError: bad learning rate 0.5"
+    assert "task_entrypoints.py" in outcome.traceback
+    assert "# the raising line" in outcome.traceback
+    assert "mabeam/cluster/worker.py" not in outcome.traceback
+    assert outcome.log_path == str(tmp_path / "attempt" / LOG_NAME)
+
+
+def test_os_exit_in_the_task_is_a_crash_with_its_code(tmp_path: Path) -> None:
+    outcome, progress = _run(tmp_path, "exit_hard", {"code": 3})
+    assert [p.step for p in progress] == [0]
+    assert outcome.kind == "crashed"
+    assert outcome.exit_code == 3 and outcome.signal is None
+    assert "exited with code 3 before sending a result" in outcome.error
+
+
+def test_sigkill_of_the_worker_is_a_crash_naming_the_signal(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "kill_self")
+    assert outcome.kind == "crashed"
+    assert outcome.signal == signal.SIGKILL and outcome.exit_code is None
+    assert "SIGKILL (9)" in outcome.error
+
+
+def test_a_result_msgpack_cannot_encode_is_bad_result(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "unencodable")
+    assert outcome.kind == "bad_result"
+    assert outcome.error.startswith("result is not encodable: ")
+    assert "object" in outcome.error
+
+
+def test_a_result_over_the_frame_limit_is_bad_result(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "big", {"n": MAX_MESSAGE_BYTES + 1})
+    assert outcome.kind == "bad_result"
+    assert "exceeds" in outcome.error or "too" in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "expected"),
+    [
+        ("no_such_module_xyz:run", "cannot import module 'no_such_module_xyz'"),
+        ("task_entrypoints:nope", "has no attribute 'nope'"),
+        ("task_entrypoints:three_args", "must accept (params, ctx)"),
+        ("task_entrypoints:not_callable", "is a int, not a function"),
+    ],
+)
+def test_a_bad_entrypoint_fails_with_a_clear_message(
+    tmp_path: Path, entrypoint: str, expected: str
+) -> None:
+    outcome, _ = _run(tmp_path, entrypoint)
+    assert outcome.kind == "bad_entrypoint"
+    assert expected in outcome.error
+    assert entrypoint in outcome.error
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+def _run_blocked(tmp_path: Path, params: dict[str, Any], timeout_s: float, grace_s: float) -> Any:
+    """Start ``block``, wait until it is blocked, then run it to its timeout."""
+    with TaskProcess.start(_job(tmp_path, "block", params), "cpu", tmp_path, CHILD_ENV) as task:
+        ready = task.poll(timeout=20)  # the timeout below starts once the task is blocked
+        assert isinstance(ready, Progress) and ready.metrics == {"ready": True}
+        return task.run_to_end(timeout_s, grace_s=grace_s)
+
+
+def test_a_task_past_its_timeout_is_stopped_with_sigterm(tmp_path: Path) -> None:
+    outcome = _run_blocked(tmp_path, {}, timeout_s=0.5, grace_s=5.0)
+    assert outcome.kind == "timeout"
+    assert outcome.error == "timed out after 0.5 s; stopped with SIGTERM"
+    assert outcome.exit_code == 128 + signal.SIGTERM  # TaskTerminated unwound the task
+    assert not (tmp_path / "out").exists() and not partial_dir(tmp_path / "out").exists()
+
+
+def test_a_task_ignoring_sigterm_gets_sigkill_after_the_grace(tmp_path: Path) -> None:
+    outcome = _run_blocked(tmp_path, {"ignore_sigterm": True}, timeout_s=0.5, grace_s=0.5)
+    assert outcome.kind == "timeout"
+    assert outcome.error == "timed out after 0.5 s; stopped with SIGKILL after 0.5 s grace"
+    assert outcome.signal == signal.SIGKILL
+
+
+def test_cancel_from_another_thread_wakes_the_runner(tmp_path: Path) -> None:
+    ready = threading.Event()
+
+    def on_progress(progress: Progress, task: TaskProcess) -> None:
+        cancelling.task = task
+        ready.set()
+
+    class Canceller(threading.Thread):
+        task: TaskProcess | None = None
+
+        def run(self) -> None:
+            if ready.wait(timeout=20) and self.task is not None:
+                self.task.cancel()
+
+    cancelling = Canceller()
+    cancelling.start()
+    outcome, _ = _run(tmp_path, "block", timeout_s=30, grace_s=5.0, on_progress=on_progress)
+    cancelling.join(timeout=20)
+    assert outcome.kind == "cancelled"
+    assert outcome.error == "cancelled; stopped with SIGTERM"
+
+
+def test_grandchildren_die_with_the_group_on_cancel(tmp_path: Path) -> None:
+    pids: list[int] = []
+
+    def on_progress(progress: Progress, task: TaskProcess) -> None:
+        pids.append(progress.metrics["grandchild"])
+        assert psutil.pid_exists(pids[0])
+        task.cancel()
+
+    outcome, _ = _run(tmp_path, "spawn_grandchild", {"block": True}, on_progress=on_progress)
+    assert outcome.kind == "cancelled"
+    assert _gone(pids[0])
+
+
+def test_a_grandchild_left_behind_by_a_finished_task_is_killed(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "spawn_grandchild")
+    assert outcome.ok
+    assert _gone(outcome.value)
+
+
+def test_a_worker_whose_parent_goes_away_kills_its_group(tmp_path: Path) -> None:
+    job = _job(tmp_path, "spawn_grandchild", {"block": True})
+    with TaskProcess.start(job, "cpu", tmp_path, CHILD_ENV) as task:
+        first = task.poll(timeout=20)
+        assert isinstance(first, Progress)
+        assert task._stdin is not None
+        task._stdin.close()  # what the kernel does when the node agent dies
+        assert task.wait(timeout=20) == -signal.SIGKILL
+        assert _gone(first.metrics["grandchild"])
+    assert "the job pipe closed while a task was running" in (tmp_path / LOG_NAME).read_text()
+
+
+# ----------------------------------------------------------------------------- isolation
+
+
+def test_prints_go_to_the_log_not_the_message_stream(tmp_path: Path) -> None:
+    outcome, progress = _run(tmp_path, "noisy")
+    assert outcome.ok and outcome.value == "quiet result"
+    assert [p.metrics for p in progress] == [{"after_print": True}]
+    log = (tmp_path / "attempt" / LOG_NAME).read_text()
+    assert "hello from the task stdout" in log
+    assert "hello from the task stderr" in log
+    assert "raw bytes on fd 1" in log
+
+
+def test_the_task_stdin_is_not_the_job_pipe(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "read_stdin")
+    assert outcome.ok and outcome.value == ""
+
+
+def test_outputs_are_published_only_on_success(tmp_path: Path) -> None:
+    good, _ = _run(tmp_path / "a", "write_output", {"text": "weights"})
+    assert good.ok
+    assert (tmp_path / "a" / "out" / "model.txt").read_text() == "weights"
+    assert not partial_dir(tmp_path / "a" / "out").exists()
+
+    bad, _ = _run(tmp_path / "b", "write_output", {"text": "weights", "fail": True})
+    assert bad.kind == "exception"
+    assert not (tmp_path / "b" / "out").exists()
+    assert not partial_dir(tmp_path / "b" / "out").exists()
+
+
+def test_the_task_sees_its_gpus_as_uuids_in_pci_order(tmp_path: Path) -> None:
+    gpus = ["GPU-11111111-2222-3333-4444-555555555555", "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
+    outcome, _ = _run(tmp_path / "gpu", "cuda_env", device=gpus)
+    assert outcome.value == {
+        "CUDA_VISIBLE_DEVICES": ",".join(gpus),
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "device": ",".join(gpus),
+        "gpus": gpus,
+    }
+    cpu, _ = _run(tmp_path / "cpu", "cuda_env", device="cpu")
+    assert cpu.value["CUDA_VISIBLE_DEVICES"] == ""
+    assert cpu.value["device"] == "cpu" and cpu.value["gpus"] == []
+
+
+def test_params_that_cannot_be_encoded_are_refused_before_spawning(tmp_path: Path) -> None:
+    job = TaskJob("task_entrypoints:echo", {"x": object()}, job_id="j")
+    with pytest.raises(ValueError, match="job 'j' cannot be sent to a worker"):
+        TaskProcess.start(job, "cpu", tmp_path, CHILD_ENV)
+    assert not (tmp_path / LOG_NAME).exists()
+
+
+def test_the_pool_worker_runs_jobs_in_turn_and_exits_when_stdin_closes(tmp_path: Path) -> None:
+    def job(value: int) -> bytes:
+        job = TaskJob("task_entrypoints:echo", {"value": value}, job_id=f"j{value}")
+        wire = job_to_wire(
+            job, work_dir=tmp_path / f"w{value}", gpus=[], log_path=tmp_path / "j.log"
+        )
+        return pack_frame(wire)
+
+    def next_message(frames: FrameBuffer, fd: int) -> Any:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 20)
+            assert ready, "no message from the pool worker in 20 s"
+            data = os.read(fd, 65536)
+            assert data, "the pool worker closed its stdout"
+            messages = frames.feed(data)
+            if messages:
+                assert len(messages) == 1
+                return messages[0]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **CHILD_ENV},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    frames = FrameBuffer()
+    results = []
+    try:
+        for value in (1, 2):  # one job at a time: closing stdin mid-job would stop the worker
+            proc.stdin.write(job(value))
+            proc.stdin.flush()
+            results.append(next_message(frames, proc.stdout.fileno()))
+        proc.stdin.close()  # idle: a clean stop
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert [r["value"]["params"] for r in results] == [{"value": 1}, {"value": 2}]
+    assert [r["value"]["job_id"] for r in results] == ["j1", "j2"]
+    assert (tmp_path / "j.log").exists()
+
+
+# ----------------------------------------------------------------------------- in-process pieces
+
+
+def test_parse_entrypoint_accepts_dotted_names_and_refuses_the_rest() -> None:
+    assert parse_entrypoint("pkg.mod:train") == ("pkg.mod", "train")
+    assert parse_entrypoint("m:Cls.run") == ("m", "Cls.run")
+    for bad in ("pkg.mod", "pkg.mod:", ":f", "a b:f", "pkg:f:g", "1pkg:f", "pkg.mod.train"):
+        with pytest.raises(EntrypointError, match="malformed entrypoint"):
+            parse_entrypoint(bad)
+    with pytest.raises(EntrypointError, match="must be a string"):
+        parse_entrypoint(3)
+
+
+def test_load_entrypoint_returns_the_function() -> None:
+    import task_entrypoints
+
+    assert load_entrypoint("task_entrypoints:echo") is task_entrypoints.echo
+    with pytest.raises(EntrypointError, match="must accept"):
+        load_entrypoint("task_entrypoints:three_args")
+
+
+def test_a_job_validates_its_fields() -> None:
+    with pytest.raises(EntrypointError):
+        TaskJob("nonsense", {}, job_id="j")
+    with pytest.raises(TypeError, match="params must be a dict"):
+        TaskJob("m:f", [], job_id="j")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="attempt must be an int >= 1"):
+        TaskJob("m:f", {}, job_id="j", attempt=0)
+
+
+def test_report_refuses_a_bad_step_and_unencodable_metrics(tmp_path: Path) -> None:
+    sent: list[bytes] = []
+    ctx = TaskContext(job_id="j", attempt=1, gpus=(), output_dir=tmp_path, send=sent.append)
+    ctx.report(step=2, loss=0.5)
+    ctx.report(note="no step")
+    assert [FrameBuffer().feed(frame)[0] for frame in sent] == [
+        {"t": "progress", "step": 2, "metrics": {"loss": 0.5}},
+        {"t": "progress", "step": None, "metrics": {"note": "no step"}},
+    ]
+    with pytest.raises(TypeError, match="step must be an int or None"):
+        ctx.report(step=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="metrics are not encodable"):
+        ctx.report(step=3, tensor=object())
+    assert len(sent) == 2
+    assert ctx.device == "cpu"
+
+
+def test_the_allow_list_matches_fnmatch_patterns_and_explains_refusals() -> None:
+    patterns = ["examples.*", "mylab.train:main"]
+    assert entrypoint_allowed("examples.digits.train:run", patterns)
+    assert entrypoint_allowed("mylab.train:main", patterns)
+    assert not entrypoint_allowed("mylab.train:other", patterns)
+    assert not entrypoint_allowed("os:system", [])
+    assert entrypoint_allowed("anything:at_all", ["*"])
+    check_entrypoint_allowed("examples.x:y", patterns)
+    with pytest.raises(EntrypointNotAllowed) as refused:
+        check_entrypoint_allowed("os:system", patterns)
+    assert str(refused.value) == (
+        "entrypoint 'os:system' is not allowed on this node; "
+        "allowed patterns: 'examples.*', 'mylab.train:main'"
+    )
+    with pytest.raises(EntrypointNotAllowed, match="none \\(the list is empty\\)"):
+        check_entrypoint_allowed("os:system", [])
+
+
+def test_outcomes_round_trip_through_their_wire_form() -> None:
+    outcomes = [
+        TaskOutcome.success({"acc": 0.97}, output_dir="/o", log_path="/l"),
+        TaskOutcome.failure("crashed", "worker exited", exit_code=3, log_path="/l"),
+        TaskOutcome.failure("timeout", "timed out", signal=9, traceback="tb"),
+    ]
+    for outcome in outcomes:
+        assert TaskOutcome.from_wire(outcome.to_wire()) == outcome
+    with pytest.raises(ValueError, match="unknown error kind"):
+        TaskOutcome.from_wire({"ok": False, "kind": "weird", "error": "", "traceback": ""})
+    with pytest.raises(ValueError, match="ok: true or false"):
+        TaskOutcome.from_wire({"value": 1})
+
+
+def test_crash_outcomes_name_the_exit_code_or_the_signal() -> None:
+    assert TaskOutcome.crashed(3).error == "worker exited with code 3 before sending a result"
+    killed = TaskOutcome.crashed(-9, traceback="log tail")
+    assert killed.error == "worker killed by SIGKILL (9) before sending a result"
+    assert (killed.signal, killed.exit_code, killed.traceback) == (9, None, "log tail")
+
+
+def test_job_frames_are_checked_field_by_field() -> None:
+    job = TaskJob("m:f", {"a": 1}, job_id="j", attempt=3)
+    wire = job_to_wire(job, work_dir=Path("/w"), gpus=["GPU-1"])
+    assert job_from_wire(wire) == wire
+    with pytest.raises(ValueError, match="unsupported job wire version"):
+        job_from_wire({**wire, "v": 99})
+    with pytest.raises(ValueError, match="job field 'attempt' is missing or mistyped"):
+        job_from_wire({**wire, "attempt": "3"})
+    with pytest.raises(ValueError, match="must list strings"):
+        job_from_wire({**wire, "gpus": [0]})
+
+
+def test_frames_reassemble_from_any_chunking_and_refuse_oversized_headers() -> None:
+    stream = pack_frame({"a": 1}) + pack_frame([1, 2, 3]) + pack_frame("x" * 1000)
+    buffer = FrameBuffer()
+    got: list[Any] = []
+    for i in range(0, len(stream), 7):
+        got.extend(buffer.feed(stream[i : i + 7]))
+    assert got == [{"a": 1}, [1, 2, 3], "x" * 1000]
+    assert buffer.pending == 0
+    with pytest.raises(CodecError, match="exceeds"):
+        FrameBuffer().feed((MAX_MESSAGE_BYTES + 1).to_bytes(4, "big"))
