@@ -1,0 +1,471 @@
+"""Field specs for the cluster wire protocol: check a decoded value, build the typed one.
+
+A ``Spec`` has two directions. ``load(value, path)`` takes what msgpack decoded and
+returns the typed value (a list becomes a tuple, a map becomes its dataclass), or
+raises ``ProtocolError`` naming ``path``. ``dump(value, path)`` runs the same checks on
+the Python side and returns what goes on the wire, so a frame that encodes always
+decodes. ``Struct`` ties a frozen dataclass to one spec per field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, NoReturn
+
+from foundation.codec import Codec
+
+ErrorCode = Literal[
+    "bad_msgpack",
+    "too_large",
+    "bad_version",
+    "unknown_type",
+    "missing_field",
+    "unknown_field",
+    "bad_type",
+    "bad_value",
+]
+ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
+    "bad_msgpack",
+    "too_large",
+    "bad_version",
+    "unknown_type",
+    "missing_field",
+    "unknown_field",
+    "bad_type",
+    "bad_value",
+)
+
+
+class ProtocolError(ValueError):
+    """A frame broke the protocol: ``code`` (one of ``ERROR_CODES``) says how, ``message`` where.
+
+    Raised by ``encode`` and ``decode`` for every problem with a frame and never any
+    other exception. ``frame_type`` and ``request_id`` are filled in when the bad frame
+    still showed them, so a receiver can answer with an ERROR that names the request.
+    """
+
+    code: ErrorCode
+    message: str
+    frame_type: str | None
+    request_id: str | None
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        frame_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.frame_type = frame_type
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def fail(code: ErrorCode, message: str) -> NoReturn:
+    raise ProtocolError(code, message)
+
+
+def show(value: Any) -> str:
+    """A short description of ``value`` for an error message (never a huge repr)."""
+    kind = type(value)
+    if kind is str:
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} chars)"
+    if kind is int and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    if kind is bool or kind is int or kind is float or value is None:
+        return repr(value)
+    return f"a value of type {kind.__name__}"
+
+
+def bad_type(path: str, expected: str, value: Any) -> NoReturn:
+    fail("bad_type", f"{path} must be {expected}, got {show(value)}")
+
+
+def bad_value(path: str, expected: str, value: Any) -> NoReturn:
+    fail("bad_value", f"{path} must be {expected}, got {show(value)}")
+
+
+# -- codec errors ---------------------------------------------------------------------
+
+_SIZE_MARKERS: Final = ("over max_size", "exceeds max_", "nested deeper", "more items than fit")
+
+
+def codec_error(exc: Exception, *, encoding: bool) -> ProtocolError:
+    """Map a ``CodecError`` to a protocol error: a broken limit is ``too_large``."""
+    text = str(exc)
+    if any(marker in text for marker in _SIZE_MARKERS):
+        return ProtocolError("too_large", text)
+    return ProtocolError("bad_value" if encoding else "bad_msgpack", text)
+
+
+def make_codec(
+    *, max_size: int, max_depth: int, max_str: int, max_array: int, max_map: int
+) -> Codec:
+    return Codec(
+        max_size=max_size,
+        max_depth=max_depth,
+        max_str_len=max_str,
+        max_bin_len=max_size,
+        max_array_len=max_array,
+        max_map_len=max_map,
+        max_ext_len=max_size,
+    )
+
+
+# -- specs ----------------------------------------------------------------------------
+
+
+class Spec:
+    """How one field is checked (``load``, from the wire) and written (``dump``, to it)."""
+
+    __slots__ = ()
+
+    def load(self, value: Any, path: str) -> Any:
+        raise NotImplementedError
+
+    def dump(self, value: Any, path: str) -> Any:
+        """Leaves check the Python value exactly as a decoded one."""
+        return self.load(value, path)
+
+
+class Integer(Spec):
+    """An int (never a bool) in ``[lo, hi]``."""
+
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.hi = hi
+
+    def load(self, value: Any, path: str) -> int:
+        if type(value) is not int:
+            bad_type(path, "an int", value)
+        if not self.lo <= value <= self.hi:
+            bad_value(path, f"an int in [{self.lo}, {self.hi}]", value)
+        return value
+
+
+class Number(Spec):
+    """A finite number in ``[lo, hi]`` (``positive`` excludes 0), carried as a float."""
+
+    __slots__ = ("hi", "lo", "positive")
+
+    def __init__(self, lo: float, hi: float, *, positive: bool = False) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.positive = positive
+
+    def load(self, value: Any, path: str) -> float:
+        kind = type(value)
+        if kind is not float and kind is not int:
+            bad_type(path, "a number", value)
+        try:
+            number = float(value) if kind is int else value
+        except OverflowError:  # an int past 1e308, only possible on the encode side
+            number = math.inf
+        if not math.isfinite(number) or not self.lo <= number <= self.hi:
+            bad_value(path, f"a finite number in [{self.lo:g}, {self.hi:g}]", value)
+        if self.positive and number <= 0:
+            bad_value(path, "a number above 0", value)
+        return number
+
+
+class Boolean(Spec):
+    __slots__ = ()
+
+    def load(self, value: Any, path: str) -> bool:
+        if type(value) is not bool:
+            bad_type(path, "a bool", value)
+        return value
+
+
+class Text(Spec):
+    """A str of at most ``max_len`` characters that fully matches ``pattern`` if given."""
+
+    __slots__ = ("max_len", "pattern", "what")
+
+    def __init__(self, max_len: int, pattern: str | None = None, what: str = "") -> None:
+        self.max_len = max_len
+        self.pattern = None if pattern is None else re.compile(pattern, re.ASCII)
+        self.what = what or f"a str of at most {max_len} chars"
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``load`` would take ``value`` (without building an error)."""
+        return (
+            type(value) is str
+            and len(value) <= self.max_len
+            and (self.pattern is None or self.pattern.fullmatch(value) is not None)
+        )
+
+    def load(self, value: Any, path: str) -> str:
+        if type(value) is not str:
+            bad_type(path, "a str", value)
+        if len(value) > self.max_len:
+            fail("bad_value", f"{path} is {len(value)} chars, over the limit of {self.max_len}")
+        if self.pattern is not None and self.pattern.fullmatch(value) is None:
+            bad_value(path, self.what, value)
+        return value
+
+
+class Choice(Spec):
+    __slots__ = ("options",)
+
+    def __init__(self, *options: str) -> None:
+        self.options = frozenset(options)
+
+    def load(self, value: Any, path: str) -> str:
+        if type(value) is not str:
+            bad_type(path, "a str", value)
+        if value not in self.options:
+            bad_value(path, "one of " + ", ".join(sorted(map(repr, self.options))), value)
+        return value
+
+
+class Optional(Spec):
+    """``None`` or what ``inner`` accepts."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Spec) -> None:
+        self.inner = inner
+
+    def load(self, value: Any, path: str) -> Any:
+        return None if value is None else self.inner.load(value, path)
+
+    def dump(self, value: Any, path: str) -> Any:
+        return None if value is None else self.inner.dump(value, path)
+
+
+class Sequence(Spec):
+    """A list of at most ``max_len`` items (a tuple on the Python side)."""
+
+    __slots__ = ("item", "max_len", "min_len")
+
+    def __init__(self, item: Spec, max_len: int, *, min_len: int = 0) -> None:
+        self.item = item
+        self.max_len = max_len
+        self.min_len = min_len
+
+    def _check(self, value: Any, path: str, kinds: tuple[type, ...]) -> None:
+        if type(value) not in kinds:
+            bad_type(path, "a list", value)
+        if not self.min_len <= len(value) <= self.max_len:
+            fail(
+                "bad_value",
+                f"{path} has {len(value)} items; it must have {self.min_len} to {self.max_len}",
+            )
+
+    def load(self, value: Any, path: str) -> tuple[Any, ...]:
+        self._check(value, path, (list,))
+        load = self.item.load
+        return tuple([load(item, f"{path}[{i}]") for i, item in enumerate(value)])
+
+    def dump(self, value: Any, path: str) -> list[Any]:
+        self._check(value, path, (tuple, list))
+        dump = self.item.dump
+        return [dump(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+
+_LEAVES: Final = frozenset({type(None), bool, int, float, str, bytes})
+_PLAIN: Final = "a plain value (None, bool, int, float, str, bytes, list, tuple or str-keyed map)"
+
+
+class Plain(Spec):
+    """Any plain msgpack value (user data: params, results); pids and refs are refused.
+
+    The walk is iterative and stops after ``budget`` values (each costs at least one
+    byte on the wire), so a cyclic or shared structure cannot make it run away.
+    """
+
+    __slots__ = ("budget",)
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def load(self, value: Any, path: str) -> Any:
+        if type(value) not in _LEAVES:
+            self._walk(value, path, _LEAVES)
+        return value
+
+    def dump(self, value: Any, path: str) -> Any:
+        """As ``load``, and ints are checked against msgpack's range here: decoded ones
+        always fit, a Python int may not (and would fail later with a worse message)."""
+        if type(value) is int:
+            _check_int(value, path)
+        elif type(value) not in _LEAVES:
+            self._walk(value, path, _LEAVES_BUT_INT)
+        return value
+
+    def _walk(self, value: Any, path: str, skip: frozenset[type]) -> None:
+        """Check every container and every leaf type not in ``skip``, without recursion."""
+        budget = self.budget
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is dict:
+                for key in item:
+                    if type(key) is not str:
+                        bad_type(f"{path} (a map key)", "a str", key)
+                children: Any = item.values()
+            elif kind is list or kind is tuple:
+                children = item
+            elif kind is int:
+                _check_int(item, f"{path} (or an item inside it)")
+                continue
+            elif kind in _LEAVES:
+                continue
+            else:
+                bad_type(f"{path} (or an item inside it)", _PLAIN, item)
+            budget -= len(item) + 1
+            if budget < 0:
+                fail("too_large", f"{path} holds more values than fit in one frame")
+            stack.extend(child for child in children if type(child) not in skip)
+
+
+_LEAVES_BUT_INT: Final = _LEAVES - {int}
+_INT_MIN: Final = -(1 << 63)
+_INT_LIMIT: Final = 1 << 64
+
+
+def _check_int(value: int, path: str) -> None:
+    if not _INT_MIN <= value < _INT_LIMIT:
+        bad_value(path, "an int in msgpack's range [-2**63, 2**64 - 1]", value)
+
+
+class Scalar(Spec):
+    """None, a bool, an int, a float (NaN and infinities included: a diverged loss is
+    still a metric) or a str of at most ``max_len`` chars."""
+
+    __slots__ = ("max_len",)
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+
+    def load(self, value: Any, path: str) -> Any:
+        kind = type(value)
+        if kind is str:
+            if len(value) > self.max_len:
+                fail("bad_value", f"{path} is {len(value)} chars, over the limit of {self.max_len}")
+        elif kind is not int and kind is not float and kind is not bool and value is not None:
+            bad_type(path, "None, a bool, an int, a float or a str", value)
+        return value
+
+    def dump(self, value: Any, path: str) -> Any:
+        if type(value) is int:
+            _check_int(value, path)
+        return self.load(value, path)
+
+
+class MapOf(Spec):
+    """A map of at most ``max_len`` entries with checked keys and values."""
+
+    __slots__ = ("key", "max_len", "value")
+
+    def __init__(self, key: Spec, value: Spec, max_len: int) -> None:
+        self.key = key
+        self.value = value
+        self.max_len = max_len
+
+    def load(self, value: Any, path: str) -> dict[str, Any]:
+        return self._map(value, path, self.value.load)
+
+    def dump(self, value: Any, path: str) -> dict[str, Any]:
+        return self._map(value, path, self.value.dump)
+
+    def _map(self, value: Any, path: str, convert: Callable[[Any, str], Any]) -> dict[str, Any]:
+        if type(value) is not dict:
+            bad_type(path, "a map", value)
+        if len(value) > self.max_len:
+            fail("bad_value", f"{path} has {len(value)} entries, over the limit of {self.max_len}")
+        key_load = self.key.load
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            key_load(key, f"{path} (a key)")
+            out[key] = convert(item, f"{path}[{key!r:.40}]")
+        return out
+
+
+_MISSING: Final = object()
+
+
+class Struct(Spec):
+    """A map with exactly the fields of the frozen dataclass ``cls``, one spec each.
+
+    Fields without a default are required; those with one may be left out on the wire.
+    ``envelope`` names keys that may appear besides the fields (a frame's "v" and "t").
+    ``check`` runs cross-field rules on the built instance (in both directions).
+    """
+
+    __slots__ = ("allowed", "check", "cls", "defaults", "factories", "fields", "name")
+
+    def __init__(
+        self,
+        cls: type,
+        specs: Mapping[str, Spec],
+        *,
+        name: str,
+        envelope: frozenset[str] = frozenset(),
+        check: Callable[[Any, str], None] | None = None,
+    ) -> None:
+        fields = dataclasses.fields(cls)
+        if [f.name for f in fields] != list(specs):
+            raise TypeError(f"specs of {cls.__name__} must follow its fields in order")
+        self.cls = cls
+        self.name = name
+        self.check = check
+        self.allowed = frozenset(specs) | envelope
+        # A frozen dataclass's __init__ sets each field through object.__setattr__, ~3 us
+        # for an 8-field frame; its slot descriptors' __set__ does the same in a third.
+        if not hasattr(cls, "__slots__"):
+            raise TypeError(f"{cls.__name__} must be a dataclass with slots=True")
+        self.fields = tuple(
+            (key, spec, f".{key}", getattr(cls, key).__set__) for key, spec in specs.items()
+        )
+        self.defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+        self.factories: dict[str, Callable[[], Any]] = {
+            f.name: f.default_factory
+            for f in fields
+            if f.default_factory is not dataclasses.MISSING
+        }
+
+    def load(self, value: Any, path: str) -> Any:
+        if type(value) is not dict:
+            bad_type(path, "a map", value)
+        if not value.keys() <= self.allowed:
+            unknown = next(key for key in value if key not in self.allowed)
+            fail("unknown_field", f"{path} has an unknown field {show(unknown)}")
+        obj: Any = object.__new__(self.cls)  # no __post_init__ to skip: the frames have none
+        for key, spec, suffix, setter in self.fields:
+            item = value.get(key, _MISSING)
+            if item is not _MISSING:
+                setter(obj, spec.load(item, path + suffix))
+            elif key in self.defaults:
+                setter(obj, self.defaults[key])
+            elif key in self.factories:
+                setter(obj, self.factories[key]())
+            else:
+                fail("missing_field", f"{path} is missing the field {key!r}")
+        if self.check is not None:
+            self.check(obj, path)
+        return obj
+
+    def dump(self, value: Any, path: str) -> dict[str, Any]:
+        if type(value) is not self.cls:
+            bad_type(path, f"a {self.cls.__name__}", value)
+        out = {
+            key: spec.dump(getattr(value, key), path + suffix)
+            for key, spec, suffix, _ in self.fields
+        }
+        if self.check is not None:
+            self.check(value, path)
+        return out

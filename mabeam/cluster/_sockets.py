@@ -1,0 +1,150 @@
+"""ZeroMQ socket options for the cluster, each set on purpose, and the send/receive rules.
+
+The coordinator binds one ROUTER for nodes and clients; nodes and clients connect a
+DEALER. ``configure_router`` / ``configure_dealer`` set the options below before the
+socket binds or connects; docs/protocol.md explains each one. ``send_to`` turns the
+ROUTER's refusals into values a caller can act on (requeue the job, drop the watcher),
+and ``drain`` is the only way a message is received: after a poll, without blocking.
+
+==================  =======  ===============================================================
+option              sockets  why
+==================  =======  ===============================================================
+ROUTER_MANDATORY=1  ROUTER   a send to an unknown or vanished peer raises EHOSTUNREACH, and
+                             a full pipe raises EAGAIN, instead of a silent drop
+ROUTER_HANDOVER=1   ROUTER   a node reconnecting under its old routing id takes it over at
+                             once, even while the ROUTER still holds the dead connection
+MAXMSGSIZE          both     a bigger message from a peer is dropped and its connection
+                             reset by libzmq before it is buffered (the sender never hears
+                             of it, so ``protocol.encode`` refuses such frames first)
+SNDHWM/RCVHWM       both     a bound on queued messages per peer, so a stuck peer costs
+                             bounded memory; with ROUTER_MANDATORY a full pipe is reported
+LINGER=0            both     close never blocks; delivery rests on application ACKs (the
+                             node's outbox), not on libzmq flushing at close
+IMMEDIATE=1         DEALER   messages are queued only to a completed connection: while the
+                             coordinator is unreachable a send fails (EAGAIN) and the result
+                             stays in the outbox instead of in a pipe to nowhere
+ROUTING_ID          DEALER   optional: a node's stable id, so the coordinator knows it
+                             across reconnects (with ROUTER_HANDOVER)
+==================  =======  ===============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, TypeAlias
+
+import zmq
+
+from .protocol import MAX_FRAME_BYTES
+
+__all__ = (
+    "DEFAULT_HWM",
+    "SendOutcome",
+    "configure_dealer",
+    "configure_router",
+    "drain",
+    "send_to",
+    "try_send",
+)
+
+DEFAULT_HWM: Final = 10_000
+"""Messages queued per peer and direction. Frames are ~20-200 bytes; credit keeps the
+DISPATCHes queued for a node below its slots, so only a stuck peer ever fills this."""
+
+SendOutcome: TypeAlias = Literal["sent", "unreachable", "busy"]
+
+Socket: TypeAlias = "zmq.Socket[Any]"
+
+
+def configure_router(
+    sock: Socket,
+    *,
+    max_msg_size: int = MAX_FRAME_BYTES,
+    hwm: int = DEFAULT_HWM,
+    handover: bool = True,
+) -> None:
+    """Set the coordinator ROUTER's options (call before ``bind``)."""
+    if sock.type != zmq.ROUTER:
+        raise ValueError("configure_router needs a zmq.ROUTER socket")
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1 if handover else 0)
+    _common(sock, max_msg_size, hwm)
+
+
+def configure_dealer(
+    sock: Socket,
+    *,
+    routing_id: bytes | None = None,
+    max_msg_size: int = MAX_FRAME_BYTES,
+    hwm: int = DEFAULT_HWM,
+) -> None:
+    """Set a node's or client's DEALER options (call before ``connect``).
+
+    ``routing_id`` (1 to 255 bytes, not starting with a zero byte, which libzmq keeps
+    for its own ids) names the peer on the ROUTER side; without it libzmq picks one per
+    connection.
+    """
+    if sock.type != zmq.DEALER:
+        raise ValueError("configure_dealer needs a zmq.DEALER socket")
+    if routing_id is not None:
+        if not 0 < len(routing_id) <= 255 or routing_id[0] == 0:
+            raise ValueError(
+                f"routing_id must be 1 to 255 bytes, not starting with 0: {routing_id!r}"
+            )
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    _common(sock, max_msg_size, hwm)
+
+
+def _common(sock: Socket, max_msg_size: int, hwm: int) -> None:
+    if max_msg_size < 1 or hwm < 1:
+        raise ValueError(f"max_msg_size and hwm must be >= 1, got {max_msg_size}, {hwm}")
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg_size)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.LINGER, 0)
+
+
+def send_to(router: Socket, peer: bytes, payload: bytes) -> SendOutcome:
+    """Send ``payload`` to ``peer`` through a ROUTER set up by ``configure_router``.
+
+    ``"unreachable"``: libzmq knows no connection for ``peer`` (never connected, or
+    gone), so a DISPATCH must be requeued. ``"busy"``: the peer's pipe is at its HWM.
+    A peer that vanished without libzmq noticing yet still reads as ``"sent"``; the
+    lease and the heartbeats cover that case.
+    """
+    try:
+        router.send_multipart([peer, payload], flags=zmq.NOBLOCK)
+    except zmq.Again:
+        return "busy"
+    except zmq.ZMQError as exc:
+        if exc.errno == zmq.EHOSTUNREACH:
+            return "unreachable"
+        raise
+    return "sent"
+
+
+def try_send(sock: Socket, payload: bytes) -> bool:
+    """Send one payload on a DEALER without blocking; False when no connection can
+    take it now (IMMEDIATE: not connected, or at the HWM), so the caller keeps it."""
+    try:
+        sock.send(payload, flags=zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True
+
+
+def drain(sock: Socket, limit: int = 1_000) -> list[list[bytes]]:
+    """Receive up to ``limit`` ready messages with NOBLOCK; ``[]`` when none is ready.
+
+    Call it after a poll (``zmq.Poller`` or the socket's FD) said the socket is
+    readable, never wrap a blocking receive in a timeout or a cancel scope: pyzmq can
+    lose a message received by a cancelled call (pyzmq issue 1925). The FD is edge
+    triggered, so when ``limit`` messages came back, drain again before waiting.
+    """
+    messages: list[list[bytes]] = []
+    for _ in range(limit):
+        try:
+            messages.append(sock.recv_multipart(flags=zmq.NOBLOCK))
+        except zmq.Again:
+            break
+    return messages

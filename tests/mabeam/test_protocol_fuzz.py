@@ -1,0 +1,350 @@
+"""Fuzzing ``protocol.decode``: any bytes give a valid frame or a ``ProtocolError``, nothing else.
+
+Inputs: random bytes, random msgpack values (ext types of every code included), maps
+shaped like frames with random fields, valid frames with bytes flipped, cut, inserted
+or appended, and valid frames with one field swapped for a wrong type, dropped, added,
+inflated past a limit or nested too deep. A returned frame must re-encode to bytes that
+decode to the same frame again. The ``slow`` variants run many more examples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_protocol import frames
+
+from mabeam.cluster.protocol import (
+    ERROR_CODES,
+    FRAME_CLASSES,
+    MAX_FRAME_BYTES,
+    Accept,
+    Ack,
+    Bye,
+    Cancel,
+    CancelJob,
+    Cancelled,
+    Dispatch,
+    Error,
+    Event,
+    Frame,
+    Gpu,
+    Heartbeat,
+    Hello,
+    Inventory,
+    JobInfo,
+    JobSpec,
+    NodeInfo,
+    Progress,
+    ProtocolError,
+    Ready,
+    Resources,
+    Result,
+    RunningJob,
+    Status,
+    StatusReply,
+    Submit,
+    Submitted,
+    Watch,
+    decode,
+    encode,
+    error_reply,
+)
+
+_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=_CHECKS)
+SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=_CHECKS)
+
+FRAME_TYPES = sorted({cls.TYPE for cls in FRAME_CLASSES})  # type: ignore[attr-defined]
+FIELD_NAMES = sorted(
+    {name for cls in FRAME_CLASSES for name in cls.__dataclass_fields__}  # type: ignore[attr-defined]
+    | {"node_id", "gpus", "uuid", "model", "memory_mb", "cpus", "ram_mb", "slots", "v", "t"}
+)
+
+
+def check(data: bytes) -> None:
+    """The property: a valid frame that re-encodes, or a ProtocolError with a known code."""
+    try:
+        frame = decode(data)
+    except ProtocolError as exc:
+        assert exc.code in ERROR_CODES
+        assert exc.message
+        assert "could not be checked" not in exc.message, exc.message  # no checker bug
+        encode(error_reply(exc))  # the ERROR answering it is always sendable
+        return
+    assert type(frame) in FRAME_CLASSES
+    payload = encode(frame)
+    assert encode(decode(payload)) == payload
+
+
+# -- random values ---------------------------------------------------------------------
+
+ext_types = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=12))
+timestamps = st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 10**9 - 1))
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | ext_types
+    | timestamps
+    | st.sampled_from(FRAME_TYPES + FIELD_NAMES)
+)
+anything = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=8), inner, max_size=5)
+        | st.dictionaries(st.integers(-5, 5) | st.none(), inner, max_size=2)
+    ),
+    max_leaves=8,
+)
+
+
+def pack(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True, datetime=False)
+    return data
+
+
+@st.composite
+def frame_shaped(draw: st.DrawFn) -> bytes:
+    """A map with a plausible envelope and random fields of random values."""
+    raw: dict[str, Any] = {
+        "v": draw(st.sampled_from([1, 1, 1, 1, 0, 2, -1, 2**64 - 1, "1", True, None, 1.0])),
+        "t": draw(
+            st.sampled_from(FRAME_TYPES) | st.text(max_size=12) | st.integers(-(2**63), 2**64 - 1)
+        ),
+    }
+    if draw(st.integers(0, 9)) == 0:
+        del raw[draw(st.sampled_from(["v", "t"]))]
+    raw.update(draw(st.dictionaries(st.sampled_from(FIELD_NAMES), anything, max_size=6)))
+    return pack(raw)
+
+
+# -- mutations of valid frames ---------------------------------------------------------
+
+_INVENTORY = Inventory(
+    node_id="gpu-node-1",
+    gpus=(Gpu("GPU-5f8c1e2a-0b1c", "NVIDIA H100 80GB HBM3", 81_559), Gpu("GPU-2", "A100", 40_000)),
+    cpus=16,
+    ram_mb=128_000,
+    slots=4,
+)
+_SPEC = JobSpec(
+    entrypoint="examples.digits.train:run",
+    params={"lr": 0.01, "hidden": [32, 64], "opts": {"seed": 7, "tag": "a"}, "raw": b"\x01"},
+    resources=Resources(gpus=1, cpus=2, memory_mb=4096),
+    timeout_s=60.0,
+    max_retries=2,
+    priority=-5,
+    isolation="pool",
+    code_version="git:abc123",
+)
+# Hand-written frames of every type: cheap to draw, so the default run spends its
+# time on mutations; the soak runs mutate hypothesis-built frames as well.
+CORPUS: list[Frame] = [
+    Hello("gpu-node-1", _INVENTORY, (RunningJob("job-1", 2, "lease-9"),)),
+    Hello("n", Inventory("n")),
+    Ready(4),
+    Heartbeat(),
+    Dispatch("job-1", 1, "lease-1", _SPEC.entrypoint, _SPEC.params, _SPEC.resources, 30.0, "pool"),
+    Dispatch("j", 0, "l", "m:f"),
+    Accept("job-1", "lease-1"),
+    Progress("job-1", "lease-1", 12, {"loss": 0.25, "phase": "train", "ok": True, "n": None}),
+    Result("job-1", "lease-1", 1, True, {"acc": 0.97, "curve": [0.5, 0.8]}, duration_s=3.5),
+    Result("job-2", "lease-2", 3, False, None, "Traceback ...\nValueError: boom", "exception"),
+    Ack("job-1", "lease-1"),
+    Cancel("job-1", "lease-1"),
+    Bye("draining"),
+    Submit("req-1", "sweep-key-1", (_SPEC, JobSpec("a.b:c")), "sweep-1"),
+    Watch("req-2", ("job-1", "job-2"), "sweep-1"),
+    Status("req-3", ("job-1",)),
+    CancelJob("req-4", "job-1"),
+    Submitted("req-1", ("job-1", "job-2"), "sweep-1", duplicate=True),
+    StatusReply(
+        "req-3",
+        (NodeInfo(_INVENTORY, credit=2, running=2, last_seen_s=0.4),),
+        (JobInfo("job-1", "succeeded", 1, "a.b:c", "gpu-node-1", "sweep-1", {"acc": 1.0}),),
+        {"queued": 3, "running": 2},
+    ),
+    Event("req-2", "job-1", "running", 1, "gpu-node-1", 5, {"loss": 0.1}),
+    Cancelled("req-4", "job-1", "cancelled"),
+    Error("unknown_job", "no job 'job-9'", "req-5"),
+]
+corpus = st.sampled_from(CORPUS)
+
+
+@st.composite
+def byte_mutants(draw: st.DrawFn, source: st.SearchStrategy[Frame] = corpus) -> bytes:
+    """A valid frame's bytes with a few byte-level edits."""
+    data = bytearray(encode(draw(source)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "drop", "insert", "append"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[at:]
+        elif op == "drop":
+            del data[at : at + draw(st.integers(1, 8))]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            data += draw(st.binary(min_size=1, max_size=16))
+    return bytes(data)
+
+
+def _slots(value: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Every (container, key) position inside a decoded frame, nested ones included."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.append((value, key))
+            _slots(item, out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out.append((value, index))
+            _slots(item, out)
+    return out
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+HUGE = st.sampled_from(
+    [
+        "x" * (256 * 1024 + 1),  # over the str cap
+        "y" * 70_000,  # over a text field's limit, under the str cap
+        b"\0" * (MAX_FRAME_BYTES + 1),  # over the frame size
+        list(range(100_001)),  # over the array cap
+        {f"k{i}": i for i in range(10_001)},  # over the map cap
+        ["id"] * 10_001,  # over a list field's limit
+        _nested(20),  # deeper than the depth cap
+        _nested(12),  # deep but legal
+    ]
+)
+
+
+@st.composite
+def field_mutants(draw: st.DrawFn, source: st.SearchStrategy[Frame] = corpus) -> bytes:
+    """A valid frame with one field (at any depth) replaced, dropped, added or inflated."""
+    raw = msgpack.unpackb(encode(draw(source)), strict_map_key=False, ext_hook=msgpack.ExtType)
+    slots = _slots(raw, [])
+    container, key = draw(st.sampled_from(slots))
+    op = draw(st.sampled_from(["replace", "replace", "drop", "add", "huge", "ext"]))
+    if op == "replace":
+        container[key] = draw(anything)
+    elif op == "drop":
+        if isinstance(container, dict):
+            del container[key]
+        else:
+            container.pop(key)
+    elif op == "add":
+        target = container[key] if isinstance(container[key], dict) else raw
+        target[draw(st.sampled_from(FIELD_NAMES) | st.text(max_size=8))] = draw(anything)
+    elif op == "huge":
+        container[key] = draw(HUGE)
+    else:
+        container[key] = draw(ext_types | timestamps)
+    return pack(raw)
+
+
+# -- the default run: about 3,000 examples ---------------------------------------------
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_decode_to_a_frame_or_a_protocol_error(data: bytes) -> None:
+    check(data)
+
+
+@FUZZ
+@given(anything.map(pack))
+def test_random_msgpack_values_decode_to_a_frame_or_a_protocol_error(data: bytes) -> None:
+    check(data)
+
+
+@FUZZ
+@given(frame_shaped())
+def test_maps_shaped_like_frames_decode_to_a_frame_or_a_protocol_error(data: bytes) -> None:
+    check(data)
+
+
+@FUZZ
+@given(byte_mutants())
+def test_valid_frames_with_bytes_mutated_decode_to_a_frame_or_a_protocol_error(
+    data: bytes,
+) -> None:
+    check(data)
+
+
+@FUZZ
+@given(field_mutants())
+def test_valid_frames_with_a_field_mutated_decode_to_a_frame_or_a_protocol_error(
+    data: bytes,
+) -> None:
+    check(data)
+
+
+def test_the_corpus_holds_every_frame_type_and_is_valid() -> None:
+    assert {type(frame) for frame in CORPUS} == set(FRAME_CLASSES)
+    for frame in CORPUS:
+        assert decode(encode(frame)) == frame
+
+
+def test_the_fuzzers_reach_both_outcomes_and_many_error_codes() -> None:
+    """Guard against a fuzzer that only ever produces garbage (or only valid frames)."""
+    seen: set[str] = set()
+    valid = 0
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=_CHECKS, database=None)
+    @given(field_mutants() | byte_mutants() | frame_shaped())
+    def probe(data: bytes) -> None:
+        nonlocal valid
+        try:
+            decode(data)
+        except ProtocolError as exc:
+            seen.add(exc.code)
+        else:
+            valid += 1
+
+    probe()
+    assert valid > 0
+    assert len(seen) >= 6, seen
+
+
+# -- soak runs (--run-slow) -------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@SOAK
+@given(st.binary(max_size=2_000))
+def test_soak_random_bytes(data: bytes) -> None:
+    check(data)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@SOAK
+@given(anything.map(pack) | frame_shaped())
+def test_soak_random_values_and_frame_shaped_maps(data: bytes) -> None:
+    check(data)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@SOAK
+@given(byte_mutants(frames | corpus) | field_mutants(frames | corpus))
+def test_soak_mutated_valid_frames(data: bytes) -> None:
+    check(data)
