@@ -1,0 +1,51 @@
+"""mabeam.cluster: the coordinator, node agents and their ZeroMQ protocol (in progress).
+
+Landed so far: ``protocol`` (versioned, schema-checked msgpack frames and the socket
+options), ``store`` (the coordinator's durable SQLite job store with leases, fencing,
+retries, idempotency and the result cache), ``task`` / ``worker`` (the task model and
+the per-task worker process) and ``gpus`` (NVML discovery with a CPU-only fallback).
+
+The names below are loaded on first use: every task's worker process imports this
+package, and it should not pay for SQLite or ZeroMQ it does not use. ``protocol`` and
+``store`` each have their own ``JobSpec`` / ``Resources``: the wire records and the
+stored, validated form (``store.JobSpec.from_dict`` reads the wire form).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "JobStore": "store",
+    "JobRecord": "store",
+    "StoreError": "store",
+    "UnknownJobError": "store",
+    "InvalidSpecError": "store",
+    "IdempotencyConflictError": "store",
+    "ProtocolError": "protocol",
+    "PeerHealth": "protocol",
+    "PROTOCOL_VERSION": "protocol",
+    "TaskContext": "task",
+    "TaskOutcome": "task",
+    "EntrypointError": "task",
+    "load_entrypoint": "task",
+    "entrypoint_allowed": "task",
+    "discover_gpus": "gpus",
+    "visible_devices_env": "gpus",
+}
+
+__all__ = tuple(sorted(_LAZY))
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

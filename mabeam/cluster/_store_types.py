@@ -1,0 +1,549 @@
+"""The job store's values: job specs, ops, outcomes, records, events and errors.
+
+Private to ``mabeam.cluster.store``, which re-exports every public name here. Specs are
+validated when built (``JobSpec.from_dict`` names the offending key), so a bad spec
+never reaches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from foundation import CodecError
+from foundation.codec import Codec
+
+from ..ml.spec import trial_hash
+
+# Specs, results, progress and event details are msgpack (never pickle), up to 16 MiB.
+CODEC: Final = Codec(max_size=16 << 20)
+
+STATES: Final = ("queued", "leased", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATES: Final = frozenset({"succeeded", "failed", "cancelled"})
+
+_ENTRYPOINT: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*\Z")
+_MAX_PARAM_DEPTH: Final = 16
+_INT64: Final = (-(1 << 63), 1 << 63)
+_SPEC_KEYS: Final = frozenset(
+    {"entrypoint", "params", "resources", "timeout_s", "max_retries", "priority",
+     "code_version", "cache"}
+)  # fmt: skip
+_RESOURCE_KEYS: Final = frozenset({"gpus", "cpus", "memory_mb"})
+
+
+class StoreError(Exception):
+    """Base of the job store's errors."""
+
+
+class StoreFormatError(StoreError):
+    """The file is not a job store this version can open (other app, newer schema)."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after ``close()``."""
+
+
+class UnknownJobError(StoreError, LookupError):
+    """No job has this id."""
+
+
+class InvalidSpecError(StoreError, ValueError):
+    """A job spec is malformed; the message names the offending key."""
+
+
+class InvalidOpError(StoreError, ValueError):
+    """An op's arguments have the wrong type or cannot be stored."""
+
+
+class IdempotencyConflictError(StoreError):
+    """An idempotency key was reused by its submitter for different specs."""
+
+
+def _int(path: str, value: object, minimum: int | None = None) -> int:
+    if type(value) is not int or not _INT64[0] <= value < _INT64[1]:
+        raise InvalidSpecError(f"{path}: expected an int (64-bit), got: {value!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidSpecError(f"{path}: must be >= {minimum}, got: {value!r}")
+    return value
+
+
+def _number(path: str, value: object, minimum: float, *, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidSpecError(f"{path}: expected a finite number, got: {value!r}")
+    number = float(value)
+    if number < minimum or (strict and number == minimum):
+        bound = ">" if strict else ">="
+        raise InvalidSpecError(f"{path}: must be {bound} {minimum}, got: {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one attempt of a job needs on a node: whole GPUs, CPUs (may be fractional)
+    and memory in MiB."""
+
+    gpus: int = 0
+    cpus: float = 1.0
+    memory_mb: int = 0
+
+    def __post_init__(self) -> None:
+        _int("spec.resources.gpus", self.gpus, 0)
+        object.__setattr__(self, "cpus", _number("spec.resources.cpus", self.cpus, 0.0))
+        _int("spec.resources.memory_mb", self.memory_mb, 0)
+
+
+def _canonical(value: Any, path: str, depth: int = 0) -> Any:
+    """``value`` with dict keys sorted and tuples as lists; refuse what is not data."""
+    kind = type(value)
+    if kind is dict:
+        if depth >= _MAX_PARAM_DEPTH:
+            raise InvalidSpecError(f"{path}: nested deeper than {_MAX_PARAM_DEPTH} levels")
+        for key in value:
+            if type(key) is not str:
+                raise InvalidSpecError(f"{path}: keys must be str, got: {key!r}")
+        return {k: _canonical(value[k], f"{path}.{k}", depth + 1) for k in sorted(value)}
+    if kind is list or kind is tuple:
+        if depth >= _MAX_PARAM_DEPTH:
+            raise InvalidSpecError(f"{path}: nested deeper than {_MAX_PARAM_DEPTH} levels")
+        return [_canonical(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if kind is int:
+        return _int(path, value)
+    if value is None or kind is bool or kind is float or kind is str or kind is bytes:
+        return value
+    raise InvalidSpecError(
+        f"{path}: {kind.__name__} is not allowed (use None, bool, int, float, str, bytes,"
+        " list, tuple or dict)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to run: ``entrypoint`` (``package.module:function``) called with ``params``.
+
+    ``timeout_s`` (None: no limit) bounds one attempt; a job is retried after up to
+    ``max_retries`` failures; higher ``priority`` goes first under the priority policy;
+    ``code_version`` is part of the result-cache key; ``cache=False`` always runs anew.
+    """
+
+    entrypoint: str
+    params: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    timeout_s: float | None = None
+    max_retries: int = 3
+    priority: int = 0
+    code_version: str = ""
+    cache: bool = True
+    _hash: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if type(self.entrypoint) is not str or not _ENTRYPOINT.match(self.entrypoint):
+            raise InvalidSpecError(
+                f"spec.entrypoint: expected 'package.module:function', got: {self.entrypoint!r}"
+            )
+        if type(self.params) is not dict:
+            raise InvalidSpecError(f"spec.params: expected a dict, got: {self.params!r}")
+        canonical = _canonical(self.params, "spec.params")
+        if not isinstance(self.resources, Resources):
+            raise InvalidSpecError(f"spec.resources: expected Resources, got: {self.resources!r}")
+        if self.timeout_s is not None:
+            timeout = _number("spec.timeout_s", self.timeout_s, 0.0, strict=True)
+            object.__setattr__(self, "timeout_s", timeout)
+        _int("spec.max_retries", self.max_retries, 0)
+        _int("spec.priority", self.priority)
+        if type(self.code_version) is not str:
+            raise InvalidSpecError(f"spec.code_version: expected a str, got: {self.code_version!r}")
+        if type(self.cache) is not bool:
+            raise InvalidSpecError(f"spec.cache: expected a bool, got: {self.cache!r}")
+        try:
+            CODEC.encode(canonical)
+        except CodecError as exc:
+            raise InvalidSpecError(f"spec.params: not storable: {exc}") from None
+        try:
+            # The one cache key of the project: the sweep spec's trials carry the same.
+            digest = trial_hash(self.entrypoint, self.params, self.code_version)
+        except (TypeError, ValueError) as exc:
+            raise InvalidSpecError(f"spec.params: cannot be hashed: {exc}") from None
+        object.__setattr__(self, "_hash", digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what is stored, and what ``from_dict`` reads)."""
+        r = self.resources
+        return {
+            "entrypoint": self.entrypoint,
+            "params": self.params,
+            "resources": {"gpus": r.gpus, "cpus": r.cpus, "memory_mb": r.memory_mb},
+            "timeout_s": self.timeout_s,
+            "max_retries": self.max_retries,
+            "priority": self.priority,
+            "code_version": self.code_version,
+            "cache": self.cache,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> JobSpec:
+        """Build a spec from plain data; ``InvalidSpecError`` names a missing, unknown or
+        ill-typed key."""
+        if not isinstance(raw, Mapping):
+            raise InvalidSpecError(f"spec: expected a map, got: {type(raw).__name__}")
+        unknown = sorted(str(k) for k in raw if k not in _SPEC_KEYS)
+        if unknown:
+            raise InvalidSpecError(f"spec: unknown key {unknown[0]!r}")
+        if "entrypoint" not in raw:
+            raise InvalidSpecError("spec: missing key 'entrypoint'")
+        fields = dict(raw)
+        res = fields.pop("resources", {})
+        if isinstance(res, Mapping):
+            bad = sorted(str(k) for k in res if k not in _RESOURCE_KEYS)
+            if bad:
+                raise InvalidSpecError(f"spec.resources: unknown key {bad[0]!r}")
+            res = Resources(**res)
+        elif not isinstance(res, Resources):
+            raise InvalidSpecError(f"spec.resources: expected a map, got: {res!r}")
+        return cls(resources=res, **fields)
+
+    @property
+    def content_hash(self) -> str:
+        """``mabeam.ml.trial_hash(entrypoint, params, code_version)``: the cache key."""
+        return self._hash
+
+
+def content_hash(spec: JobSpec) -> str:
+    """The result-cache key of ``spec`` (see ``JobSpec.content_hash``)."""
+    return spec._hash
+
+
+def job_id_of(store_id: str, seq: int) -> str:
+    """The id of job ``seq`` in the store ``store_id``: ``j-<store id>-<seq>``."""
+    return f"j-{store_id}-{seq}"
+
+
+def seq_of(store_id: str, job_id: object) -> int:
+    """The row of ``job_id``: ``InvalidOpError`` if it is not a str, ``UnknownJobError``
+    if it is not an id of this store."""
+    if type(job_id) is not str:
+        raise InvalidOpError(f"job_id must be a str, got: {job_id!r}")
+    prefix = f"j-{store_id}-"
+    tail = job_id[len(prefix) :]
+    if (
+        not job_id.startswith(prefix)
+        or not (tail.isascii() and tail.isdigit())
+        or tail[0] == "0"
+        or len(tail) > 18
+    ):
+        raise UnknownJobError(f"unknown job id: {job_id!r}")
+    return int(tail)
+
+
+def stored_spec(blob: bytes, digest: str) -> JobSpec:
+    """Rebuild a spec this store wrote: it was validated when submitted, so only decode."""
+    raw = CODEC.decode(blob)
+    res = raw["resources"]
+    resources = object.__new__(Resources)
+    for name in ("gpus", "cpus", "memory_mb"):
+        object.__setattr__(resources, name, res[name])
+    spec = object.__new__(JobSpec)
+    for name in _SPEC_KEYS:
+        object.__setattr__(spec, name, resources if name == "resources" else raw[name])
+    object.__setattr__(spec, "_hash", digest)
+    return spec
+
+
+def specs_digest(specs: Sequence[JobSpec]) -> str:
+    """A digest of whole specs, to tell a retried SUBMIT from a reused idempotency key."""
+    data = CODEC.encode([_canonical(spec.to_dict(), "spec") for spec in specs])
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# -- ops ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Record new jobs; with an idempotency key, a repeat returns the first job ids."""
+
+    specs: Sequence[JobSpec]
+    submitter: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Lease a queued job (past its back-off) to ``node`` under a fresh token."""
+
+    job_id: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The node started the attempt holding ``token``: leased -> running."""
+
+    job_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Keep the latest progress report of the current attempt (no event)."""
+
+    job_id: str
+    token: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """The attempt holding ``token`` succeeded with ``result``."""
+
+    job_id: str
+    token: str
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The attempt holding ``token`` failed: retry with back-off, or fail for good."""
+
+    job_id: str
+    token: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Hand a lease back unfinished (drain, undeliverable DISPATCH): requeued at once,
+    not counted as a failure."""
+
+    job_id: str
+    token: str
+    reason: str = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a job: a queued one at once, a leased or running one via its node."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueNode:
+    """``node`` is gone: requeue its leases (a running attempt counts as a failure)."""
+
+    node: str
+    reason: str = "node lost"
+
+
+Op: TypeAlias = (
+    Submit | Lease | Accept | Progress | Complete | Fail | Release | Cancel | RequeueNode
+)
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """Job ids in spec order. ``duplicate``: the idempotency key was seen, nothing new was
+    recorded. ``cached``: done from a finished job's result. ``joined``: follow a live one."""
+
+    job_ids: tuple[str, ...]
+    duplicate: bool = False
+    cached: tuple[str, ...] = ()
+    joined: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """The lease to DISPATCH: send ``attempt``, ``token`` and ``spec`` to ``node``."""
+
+    job_id: str
+    node: str
+    attempt: int
+    token: str
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class NotLeasable:
+    """The job cannot be leased now (not queued, following another job, backing off)."""
+
+    job_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An ACCEPT or PROGRESS for the current lease was recorded."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The job succeeded; ``followers`` succeeded with it (same result)."""
+
+    job_id: str
+    followers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The token is not the current lease's (or the job is over): nothing changed. The
+    sender's result is refused, and may be acknowledged so its outbox lets go."""
+
+    job_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """The attempt failed; the job is queued again as ``attempt``, not before ``not_before``."""
+
+    job_id: str
+    attempt: int
+    not_before: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The job failed for good (``max_retries`` used up); ``followers`` failed with it."""
+
+    job_id: str
+    error: str
+    followers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The lease was handed back; the job is queued again as ``attempt``."""
+
+    job_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The job is cancelled; ``promoted`` is the follower that now runs in its place."""
+
+    job_id: str
+    promoted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Tell ``node`` to stop the attempt holding ``token``; its end makes it cancelled."""
+
+    job_id: str
+    node: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotCancelled:
+    """The job had already finished in ``state``."""
+
+    job_id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRequeued:
+    """What happened to the lost node's leases, by job id."""
+
+    node: str
+    requeued: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The op was wrong (``error`` says how) and changed nothing."""
+
+    error: StoreError
+
+
+Outcome: TypeAlias = (
+    Submitted | Leased | NotLeasable | Accepted | Completed | Stale | Retried | Failed
+    | Requeued | Cancelled | CancelRequested | NotCancelled | NodeRequeued | Rejected
+)  # fmt: skip
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored. ``attempt`` counts leases handed out (from 1); ``failures``
+    counts failed attempts; ``follows`` names the job whose result this one shares."""
+
+    job_id: str
+    seq: int
+    submitter: str
+    spec: JobSpec
+    content_hash: str
+    state: str
+    attempt: int
+    failures: int
+    node: str | None
+    token: str | None
+    leased_at: float | None
+    not_before: float
+    cancel_requested: bool
+    follows: str | None
+    result: Any
+    error: str | None
+    progress: Any
+    created: float
+    updated: float
+
+    @classmethod
+    def from_row(cls, store_id: str, row: Sequence[Any]) -> JobRecord:
+        """Build from a row in ``RECORD_COLUMNS`` order."""
+        seq, follows, spec, digest = row[0], row[12], row[2], row[3]
+        return cls(
+            job_id_of(store_id, seq),
+            seq,
+            row[1],
+            stored_spec(spec, digest),
+            digest,
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            bool(row[11]),
+            None if follows is None else job_id_of(store_id, follows),
+            None if row[13] is None else CODEC.decode(row[13]),
+            row[14],
+            None if row[15] is None else CODEC.decode(row[15]),
+            row[16],
+            row[17],
+        )
+
+
+RECORD_COLUMNS: Final = (
+    "seq, submitter, spec, content_hash, state, attempt, failures, node, token, leased_at,"
+    " not_before, cancel_requested, follows, result, error, progress, created, updated"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a job's history; ``seq`` grows across all jobs (watch from a seq)."""
+
+    seq: int
+    job_id: str
+    kind: str
+    attempt: int
+    detail: dict[str, Any]
+    time: float
