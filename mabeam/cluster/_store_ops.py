@@ -18,9 +18,7 @@ import msgpack
 
 from foundation import CodecError
 
-from ._store_types import (
-    CODEC,
-    TERMINAL_STATES,
+from ._store_batch import (
     Accept,
     Accepted,
     Cancel,
@@ -30,10 +28,6 @@ from ._store_types import (
     Completed,
     Fail,
     Failed,
-    IdempotencyConflictError,
-    InvalidOpError,
-    InvalidSpecError,
-    JobSpec,
     Lease,
     Leased,
     NodeRequeued,
@@ -47,9 +41,17 @@ from ._store_types import (
     RequeueNode,
     Retried,
     Stale,
-    StoreError,
     Submit,
     Submitted,
+)
+from ._store_types import (
+    CODEC,
+    TERMINAL_STATES,
+    IdempotencyConflictError,
+    InvalidOpError,
+    InvalidSpecError,
+    JobSpec,
+    StoreError,
     UnknownJobError,
     content_hash,
     job_id_of,

@@ -19,13 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from ._store_ops import MAX_ERROR_CHARS, Tx, run
-from ._store_schema import SchemaError, Synchronous, open_connection
-from ._store_types import (
-    CODEC,
-    RECORD_COLUMNS,
-    STATES,
-    TERMINAL_STATES,
+from ._store_batch import (
     Accept,
     Accepted,
     Cancel,
@@ -33,14 +27,8 @@ from ._store_types import (
     CancelRequested,
     Complete,
     Completed,
-    Event,
     Fail,
     Failed,
-    IdempotencyConflictError,
-    InvalidOpError,
-    InvalidSpecError,
-    JobRecord,
-    JobSpec,
     Lease,
     Leased,
     NodeRequeued,
@@ -53,14 +41,28 @@ from ._store_types import (
     Release,
     Requeued,
     RequeueNode,
-    Resources,
     Retried,
     Stale,
+    Submit,
+    Submitted,
+)
+from ._store_ops import MAX_ERROR_CHARS, Tx, run
+from ._store_schema import SchemaError, Synchronous, open_connection
+from ._store_types import (
+    CODEC,
+    RECORD_COLUMNS,
+    STATES,
+    TERMINAL_STATES,
+    Event,
+    IdempotencyConflictError,
+    InvalidOpError,
+    InvalidSpecError,
+    JobRecord,
+    JobSpec,
+    Resources,
     StoreClosedError,
     StoreError,
     StoreFormatError,
-    Submit,
-    Submitted,
     UnknownJobError,
     content_hash,
     job_id_of,

@@ -1,0 +1,229 @@
+"""The ops a store batch holds and the outcomes ``JobStore.apply`` returns for them.
+
+Private to ``mabeam.cluster.store``, which re-exports every public name here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from ._store_types import JobSpec, StoreError
+
+# -- ops ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Record new jobs; with an idempotency key, a repeat returns the first job ids."""
+
+    specs: Sequence[JobSpec]
+    submitter: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Lease a queued job (past its back-off) to ``node`` under a fresh token."""
+
+    job_id: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The node started the attempt holding ``token``: leased -> running."""
+
+    job_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Keep the latest progress report of the current attempt (no event)."""
+
+    job_id: str
+    token: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """The attempt holding ``token`` succeeded with ``result``."""
+
+    job_id: str
+    token: str
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The attempt holding ``token`` failed: retry with back-off, or fail for good."""
+
+    job_id: str
+    token: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Hand a lease back unfinished (drain, undeliverable DISPATCH): requeued at once,
+    not counted as a failure."""
+
+    job_id: str
+    token: str
+    reason: str = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a job: a queued one at once, a leased or running one via its node."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueNode:
+    """``node`` is gone: requeue its leases (a running attempt counts as a failure)."""
+
+    node: str
+    reason: str = "node lost"
+
+
+Op: TypeAlias = (
+    Submit | Lease | Accept | Progress | Complete | Fail | Release | Cancel | RequeueNode
+)
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """Job ids in spec order. ``duplicate``: the idempotency key was seen, nothing new was
+    recorded. ``cached``: done from a finished job's result. ``joined``: follow a live one."""
+
+    job_ids: tuple[str, ...]
+    duplicate: bool = False
+    cached: tuple[str, ...] = ()
+    joined: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """The lease to DISPATCH: send ``attempt``, ``token`` and ``spec`` to ``node``."""
+
+    job_id: str
+    node: str
+    attempt: int
+    token: str
+    spec: JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class NotLeasable:
+    """The job cannot be leased now (not queued, following another job, backing off)."""
+
+    job_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An ACCEPT or PROGRESS for the current lease was recorded."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The job succeeded; ``followers`` succeeded with it (same result)."""
+
+    job_id: str
+    followers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The token is not the current lease's (or the job is over): nothing changed. The
+    sender's result is refused, and may be acknowledged so its outbox lets go."""
+
+    job_id: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """The attempt failed; the job is queued again as ``attempt``, not before ``not_before``."""
+
+    job_id: str
+    attempt: int
+    not_before: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The job failed for good (``max_retries`` used up); ``followers`` failed with it."""
+
+    job_id: str
+    error: str
+    followers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The lease was handed back; the job is queued again as ``attempt``."""
+
+    job_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The job is cancelled; ``promoted`` is the follower that now runs in its place."""
+
+    job_id: str
+    promoted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """Tell ``node`` to stop the attempt holding ``token``; its end makes it cancelled."""
+
+    job_id: str
+    node: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotCancelled:
+    """The job had already finished in ``state``."""
+
+    job_id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRequeued:
+    """What happened to the lost node's leases, by job id."""
+
+    node: str
+    requeued: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The op was wrong (``error`` says how) and changed nothing."""
+
+    error: StoreError
+
+
+Outcome: TypeAlias = (
+    Submitted | Leased | NotLeasable | Accepted | Completed | Stale | Retried | Failed
+    | Requeued | Cancelled | CancelRequested | NotCancelled | NodeRequeued | Rejected
+)  # fmt: skip
