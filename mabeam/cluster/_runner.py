@@ -30,22 +30,16 @@ from typing import IO, Any, Final, Literal
 
 from foundation import CodecError
 
+from ._attempt_files import LOG_NAME, log_tail, partial_dir, publish
 from .gpus import Gpu, device_uuids, visible_devices_env
 from .task import FrameBuffer, Progress, TaskJob, TaskOutcome, job_to_wire, pack_frame
 
 __all__ = ("LOG_NAME", "TaskProcess", "partial_dir")
 
-LOG_NAME: Final = "task.log"
 _READ_CHUNK: Final = 1 << 16
-_LOG_TAIL_BYTES: Final = 4000
 _READABLE: Final = select.POLLIN | select.POLLHUP | select.POLLERR
 
 Message = Progress | TaskOutcome
-
-
-def partial_dir(output_dir: Path) -> Path:
-    """The temporary sibling a task writes into before ``output_dir`` is published."""
-    return output_dir.with_name(f".{output_dir.name}.partial")
 
 
 class TaskProcess:
@@ -304,11 +298,11 @@ class TaskProcess:
         self._kill_group()
         final = self._final
         if final is None:
-            return self._failed(TaskOutcome.crashed(code, traceback=self._log_tail()))
+            return self._failed(TaskOutcome.crashed(code, traceback=log_tail(self.log_path)))
         if not final.ok:
             return self._failed(final)
         try:
-            self._publish()
+            publish(self.work_dir, self.output_dir)
         except OSError as exc:
             return self._failed(
                 TaskOutcome.failure(
@@ -325,7 +319,9 @@ class TaskProcess:
         self.terminate(grace)
         how = f"SIGKILL after {grace:g} s grace" if self._sigkilled else "SIGTERM"
         return self._failed(
-            TaskOutcome.failure(kind, f"{what}; stopped with {how}", traceback=self._log_tail())
+            TaskOutcome.failure(
+                kind, f"{what}; stopped with {how}", traceback=log_tail(self.log_path)
+            )
         )
 
     def _failed(self, outcome: TaskOutcome) -> TaskOutcome:
@@ -344,21 +340,6 @@ class TaskProcess:
             signal=signum,
             log_path=str(self.log_path),
         )
-
-    def _publish(self) -> None:
-        if self.output_dir.exists():  # an earlier run of this same attempt published
-            shutil.rmtree(self.output_dir)
-        os.rename(self.work_dir, self.output_dir)
-
-    def _log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(0, os.SEEK_END)
-                size = log.tell()
-                log.seek(max(0, size - _LOG_TAIL_BYTES))
-                return log.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     # ----------------------------------------------------------------- stopping
 

@@ -60,6 +60,31 @@ from ._frames import (
     Watch,
 )
 from ._health import MAX_CONSECUTIVE_BAD_FRAMES, QUARANTINE_S, PeerHealth, RejectStatistics
+from ._limits import (
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_LIVENESS,
+    MAX_ARRAY_LEN,
+    MAX_COUNT,
+    MAX_CREDIT,
+    MAX_DEPTH,
+    MAX_FRAME_BYTES,
+    MAX_GPUS,
+    MAX_ID_LEN,
+    MAX_IDS,
+    MAX_MAP_LEN,
+    MAX_METRICS,
+    MAX_NAME_LEN,
+    MAX_PARAMS,
+    MAX_RETRIES,
+    MAX_RUNNING,
+    MAX_SPECS_PER_SUBMIT,
+    MAX_STATUS_ITEMS,
+    MAX_STR_BYTES,
+    MAX_TEXT_LEN,
+    MAX_TIMEOUT_S,
+    PEER_TIMEOUT_S,
+    PROTOCOL_VERSION,
+)
 from ._schema import ERROR_CODES, ErrorCode, ProtocolError
 
 __all__ = (
@@ -117,38 +142,6 @@ __all__ = (
     "error_reply",
 )
 
-# -- constants ------------------------------------------------------------------------
-
-PROTOCOL_VERSION: Final = 1
-"""Both sides must speak exactly this version; any schema change bumps it."""
-
-HEARTBEAT_INTERVAL_S: Final = 1.0
-"""A peer that has sent nothing for this long sends a HEARTBEAT (any frame counts as one)."""
-HEARTBEAT_LIVENESS: Final = 3
-"""Intervals of silence after which a peer is dead (Paranoid Pirate's liveness)."""
-PEER_TIMEOUT_S: Final = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
-
-MAX_FRAME_BYTES: Final = 1 << 20
-"""Largest payload; sockets set MAXMSGSIZE to it and ``encode`` refuses anything larger."""
-MAX_DEPTH: Final = 16
-MAX_STR_BYTES: Final = 256 * 1024
-MAX_ARRAY_LEN: Final = 100_000
-MAX_MAP_LEN: Final = 10_000
-
-MAX_ID_LEN: Final = 128
-MAX_NAME_LEN: Final = 256
-MAX_TEXT_LEN: Final = 64 * 1024
-MAX_SPECS_PER_SUBMIT: Final = 1_000
-MAX_IDS: Final = 10_000
-MAX_GPUS: Final = 256
-MAX_RUNNING: Final = 4_096
-MAX_METRICS: Final = 256
-MAX_PARAMS: Final = 1_024
-MAX_STATUS_ITEMS: Final = 10_000
-MAX_COUNT: Final = (1 << 63) - 1  # fits an SQLite INTEGER
-MAX_CREDIT: Final = 1_000_000
-MAX_RETRIES: Final = 1_000
-MAX_TIMEOUT_S: Final = 1e9
 
 _IDENT: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 _ID = s.Text(

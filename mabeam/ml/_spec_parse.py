@@ -6,9 +6,7 @@ Private to ``mabeam.ml.spec``, which imports it lazily (this module needs its ty
 
 from __future__ import annotations
 
-import datetime
 import difflib
-import json
 import keyword
 import math
 import re
@@ -17,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from . import _search
+from ._spec_text import key_path, quoted, render, show
 from .spec import (
     Choice,
     Distribution,
@@ -65,7 +64,6 @@ _ELSEWHERE = {key: f"resources.{key}" for key in _RESOURCE_KEYS} | {
 }
 _INT64 = (-(2**63), 2**63 - 1)
 _MSGPACK_INT = (-(2**63), 2**64 - 1)
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _TOML_POSITION = re.compile(r" ?\(at line (\d+), column (\d+)\)\Z")
 _TOML_AT_END = " (at end of document)"
 
@@ -88,76 +86,6 @@ def read_text(source: str) -> str:
         byte = data[exc.start]
         problem = f"is not UTF-8 text (byte 0x{byte:02x} at offset {exc.start})"
         raise SpecError(source, "", problem) from None
-
-
-def _key(parent: str, key: str) -> str:
-    """A key path in TOML dotted form, quoting keys that are not bare keys."""
-    part = key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
-    return f"{parent}.{part}" if parent else part
-
-
-def _render(value: Any, room: int = 60) -> str:
-    """A value the way it would appear in TOML, cut to about ``room`` characters."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float) and not math.isfinite(value):
-        text = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    elif isinstance(value, int | float):
-        text = repr(value)
-    elif isinstance(value, str):
-        text = json.dumps(value[:room], ensure_ascii=False)
-        text = text if len(value) <= room else text[:-1] + '..."'
-    elif isinstance(value, list | dict):
-        text = _render_items(value, room)
-    elif isinstance(value, datetime.date | datetime.time):
-        text = value.isoformat()
-    else:
-        text = repr(value)
-    return text if len(text) <= room else text[: room - 3] + "..."
-
-
-def _render_items(value: list[Any] | dict[str, Any], room: int) -> str:
-    """An array or inline table, rendering only as many items as fit in ``room``."""
-    pairs = value.items() if isinstance(value, dict) else (("", item) for item in value)
-    parts: list[str] = []
-    used = 2
-    for key, item in pairs:
-        part = _render(item, max(room - used, 8))
-        part = f"{_key('', key)} = {part}" if isinstance(value, dict) else part
-        if parts and used + len(part) > room - 5:  # keep room for ", ..."
-            parts.append("...")
-            break
-        parts.append(part)
-        used += len(part) + 2
-    open_, close = ("{", "}") if isinstance(value, dict) else ("[", "]")
-    return open_ + ", ".join(parts) + close
-
-
-def _show(value: Any) -> str:
-    """``_render`` plus the kind of value, except for numbers (which speak for themselves)."""
-    if isinstance(value, bool):
-        kind = "a boolean"
-    elif isinstance(value, int | float):
-        return _render(value)
-    elif isinstance(value, str):
-        kind = "a string"
-    elif isinstance(value, list):
-        kind = "an array"
-    elif isinstance(value, dict):
-        kind = "a table"
-    elif isinstance(value, datetime.datetime):
-        kind = "a date-time"
-    elif isinstance(value, datetime.date):
-        kind = "a date"
-    elif isinstance(value, datetime.time):
-        kind = "a time"
-    else:
-        kind = type(value).__name__
-    return f"{_render(value)} ({kind})"
-
-
-def _quoted(options: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(f'"{option}"' for option in options)
 
 
 def _is_int(value: Any) -> bool:
@@ -248,23 +176,25 @@ class Parser:
             if not path and key in _ELSEWHERE:
                 self.fail(key, f"is not a known key; did you mean {_ELSEWHERE[key]}?")
             if close:
-                suggestion = _key(path, close[0])
-                self.fail(_key(path, key), f"is not a known key; did you mean {suggestion}?")
+                suggestion = key_path(path, close[0])
+                self.fail(key_path(path, key), f"is not a known key; did you mean {suggestion}?")
             hint = ""
             if not path:
                 hint = "; fixed parameters go in [params], searched ones in [search]"
             where = f"[{path}]" if path else "the top level"
             known_list = ", ".join(known)
-            self.fail(_key(path, key), f"is not a known key{hint} (known at {where}: {known_list})")
+            self.fail(
+                key_path(path, key), f"is not a known key{hint} (known at {where}: {known_list})"
+            )
 
     def table(self, value: Any, path: str, example: str) -> dict[str, Any]:
         if not isinstance(value, dict):
-            self.fail(path, f"must be a table ({example}), got {_show(value)}")
+            self.fail(path, f"must be a table ({example}), got {show(value)}")
         return value
 
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
-            self.fail(path, f"must be a string, got {_show(value)}")
+            self.fail(path, f"must be a string, got {show(value)}")
         return value
 
     def text(self, value: Any, path: str, example: str) -> str:
@@ -275,7 +205,7 @@ class Parser:
         if not text.strip() or len(text) > 200 or any(ord(c) < 32 for c in text):
             self.fail(
                 path,
-                f"must be a non-empty single line of at most 200 characters, got {_render(text)}",
+                f"must be a non-empty single line of at most 200 characters, got {render(text)}",
             )
         return text
 
@@ -283,27 +213,27 @@ class Parser:
         if not isinstance(value, str) or value not in options:
             close = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
             hint = f'; did you mean "{close[0]}"?' if close else ""
-            got = _render(value) if isinstance(value, str) else _show(value)
-            self.fail(path, f"must be one of {_quoted(options)}, got {got}{hint}")
+            got = render(value) if isinstance(value, str) else show(value)
+            self.fail(path, f"must be one of {quoted(options)}, got {got}{hint}")
         return value
 
     def integer(self, value: Any, path: str, *, low: int | None = None) -> int:
         bound = "" if low is None else f" >= {low}"
         if not _is_int(value) or (low is not None and value < low):
-            self.fail(path, f"must be an int{bound}, got {_show(value)}")
+            self.fail(path, f"must be an int{bound}, got {show(value)}")
         if not _INT64[0] <= value <= _INT64[1]:
             self.fail(path, f"must be an int{bound} that fits in 64 bits, got {value}")
         return int(value)
 
     def number(self, value: Any, path: str, requirement: str = "a number") -> float:
         if not _is_number(value) or not math.isfinite(value):
-            self.fail(path, f"must be {requirement}, got {_show(value)}")
+            self.fail(path, f"must be {requirement}, got {show(value)}")
         return float(value)
 
     def positive(self, value: Any, path: str) -> float:
         number = self.number(value, path, "a number > 0")
         if number <= 0:
-            self.fail(path, f"must be a number > 0, got {_show(value)}")
+            self.fail(path, f"must be a number > 0, got {show(value)}")
         return number
 
     def param_value(self, value: Any, path: str, depth: int = 1) -> None:
@@ -324,12 +254,12 @@ class Parser:
                 self.param_value(item, f"{path}[{i}]", depth + 1)
         elif isinstance(value, dict):
             for key, item in value.items():
-                self.param_value(item, _key(path, key), depth + 1)
+                self.param_value(item, key_path(path, key), depth + 1)
         else:
             self.fail(
                 path,
                 f"must be a string, number, boolean, array or table, got "
-                f"{_show(value)}; write dates and times as strings",
+                f"{show(value)}; write dates and times as strings",
             )
 
     def distinct(self, values: list[Any], path: str) -> tuple[Any, ...]:
@@ -341,7 +271,7 @@ class Parser:
             if first != i:
                 self.fail(
                     f"{path}[{i}]",
-                    f"repeats {_render(value)} from {path}[{first}]: list each value once",
+                    f"repeats {render(value)} from {path}[{first}]: list each value once",
                 )
         return tuple(values)
 
@@ -364,7 +294,7 @@ class Parser:
         else:
             hint = ""
         self.fail(
-            "entrypoint", f'must look like "package.module:function"{hint}, got {_render(text)}'
+            "entrypoint", f'must look like "package.module:function"{hint}, got {render(text)}'
         )
 
     def resources(self, value: Any) -> Resources:
@@ -379,18 +309,18 @@ class Parser:
     def params(self, value: Any) -> dict[str, Any]:
         table = self.table(value, "params", "name = value for each fixed parameter")
         for name, item in table.items():
-            self.param_value(item, _key("params", name))
+            self.param_value(item, key_path("params", name))
         return table
 
     def search(self, value: Any, params: dict[str, Any]) -> GridSearch | RandomSearch:
         table = self.table(value, "search", 'strategy = "grid" or "random"')
         strategy = table.get("strategy")
         if strategy is None:
-            self.fail("search.strategy", f"is required: one of {_quoted(list(_STRATEGY_KEYS))}")
+            self.fail("search.strategy", f"is required: one of {quoted(list(_STRATEGY_KEYS))}")
         if isinstance(strategy, str) and strategy in _RESERVED_STRATEGIES:
             self.fail(
                 "search.strategy",
-                f'"{strategy}" is not available yet (available: {_quoted(list(_STRATEGY_KEYS))})',
+                f'"{strategy}" is not available yet (available: {quoted(list(_STRATEGY_KEYS))})',
             )
         strategy = self.one_of(strategy, "search.strategy", tuple(_STRATEGY_KEYS))
         known = _STRATEGY_KEYS[strategy]
@@ -398,7 +328,7 @@ class Parser:
             if key not in known and any(key in keys for keys in _STRATEGY_KEYS.values()):
                 other = next(s for s, keys in _STRATEGY_KEYS.items() if key in keys)
                 self.fail(
-                    _key("search", key),
+                    key_path("search", key),
                     f'is only used with strategy = "{other}" (this search is "{strategy}")',
                 )
         self.check_keys(table, "search", known)
@@ -418,7 +348,7 @@ class Parser:
         if name in params:
             self.fail(
                 path,
-                f"is also set in [params] as {_key('params', name)}: a parameter is "
+                f"is also set in [params] as {key_path('params', name)}: a parameter is "
                 "either fixed or searched, not both",
             )
 
@@ -426,12 +356,12 @@ class Parser:
         raw = self.named_table(table, "grid", "e.g. lr = [0.1, 0.01]")
         grid: dict[str, tuple[Any, ...]] = {}
         for name, values in raw.items():
-            path = _key("search.grid", name)
+            path = key_path("search.grid", name)
             self.not_fixed(name, path, params)
             if not isinstance(values, list):
                 self.fail(
                     path,
-                    f"must be an array of values, got {_show(values)}; a single "
+                    f"must be an array of values, got {show(values)}; a single "
                     "fixed value belongs in [params]",
                 )
             if not values:
@@ -460,7 +390,7 @@ class Parser:
         raw = self.named_table(table, "space", example)
         space: dict[str, Distribution] = {}
         for name, value in raw.items():
-            path = _key("search.space", name)
+            path = key_path("search.space", name)
             self.not_fixed(name, path, params)
             space[name] = self.distribution(value, path, example)
         return RandomSearch(n=n, space=MappingProxyType(space), seed=seed)
@@ -474,11 +404,11 @@ class Parser:
             self.fail(
                 path,
                 f"must be a distribution table ({example}) or an array of "
-                f"choices, got {_show(value)}",
+                f"choices, got {show(value)}",
             )
         kinds = tuple(_DISTRIBUTIONS)
         if "distribution" not in value:
-            self.fail(f"{path}.distribution", f"is required: one of {_quoted(kinds)}")
+            self.fail(f"{path}.distribution", f"is required: one of {quoted(kinds)}")
         kind = self.one_of(value["distribution"], f"{path}.distribution", kinds)
         self.check_keys(value, path, ("distribution", *_DISTRIBUTIONS[kind]))
         for key in _DISTRIBUTIONS[kind]:
@@ -487,7 +417,7 @@ class Parser:
         if kind == "choice":
             values = value["values"]
             if not isinstance(values, list) or not values:
-                self.fail(f"{path}.values", f"must be a non-empty array, got {_show(values)}")
+                self.fail(f"{path}.values", f"must be a non-empty array, got {show(values)}")
             return Choice(self.distinct(values, f"{path}.values"))
         if kind == "int":
             low = self.integer(value["low"], f"{path}.low")
@@ -501,7 +431,7 @@ class Parser:
                 self.fail(
                     f"{path}.low",
                     f'must be a number > 0 for distribution = "loguniform", '
-                    f"got {_show(value['low'])}",
+                    f"got {show(value['low'])}",
                 )
         else:
             lo = self.number(value["low"], f"{path}.low")
@@ -509,6 +439,6 @@ class Parser:
         if hi <= lo:
             self.fail(
                 f"{path}.high",
-                f"must be greater than low ({_render(value['low'])}), got {_show(value['high'])}",
+                f"must be greater than low ({render(value['low'])}), got {show(value['high'])}",
             )
         return LogUniform(lo, hi) if kind == "loguniform" else Uniform(lo, hi)
