@@ -6,7 +6,9 @@ and a msgpack body, never pickle):
 - stdin carries job frames from the parent. The worker moves it to a private fd and
   points fd 0 at /dev/null, so a task cannot read the jobs. End of file on it means the
   parent is gone or wants the worker to stop: when idle the worker exits 0, while a task
-  runs it kills its own process group at once (a task must not outlive its node).
+  runs it kills its own process group (a task must not outlive its node) as soon as the
+  main thread takes the SIGIO the kernel sends for it: at once for Python code and
+  interruptible waits, after the current call for a long uninterruptible C call.
 - stdout carries message frames to the parent: ``{"t": "progress", "step", "metrics"}``
   zero or more times, then exactly one ``{"t": "result", "ok": true, "value"}`` or
   ``{"t": "result", "ok": false, "kind", "error", "traceback"}`` per job. The worker moves
@@ -24,12 +26,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import faulthandler
+import fcntl
 import os
-import queue
 import signal
 import sys
 import threading
 import traceback
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, NoReturn
@@ -74,45 +78,79 @@ class _Channel:
                 view = view[written:]
 
 
-class _Worker:
-    """State shared by the main thread (running tasks) and the job-reader thread."""
+class _JobPipe:
+    """The job pipe from the parent, read by the main thread.
 
-    def __init__(self, job_fd: int, channel: _Channel, base_log_fd: int) -> None:
-        self.job_fd = job_fd
+    Between tasks the worker blocks reading it. While a task runs, the pipe is switched
+    to O_ASYNC: the kernel sends SIGIO when it becomes readable, and the handler (run by
+    the main thread between bytecodes, or as soon as a blocking call is interrupted)
+    drains it; end of file there kills the worker's process group (module doc).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False  # end of file seen: the parent is gone or wants us to stop
+        self._frames = FrameBuffer()
+        self._pending: deque[dict[str, Any] | Exception] = deque()
+
+    def next_job(self) -> dict[str, Any] | Exception | None:
+        """The next job frame (or the decoding error); None at end of file."""
+        while not self._pending and not self.closed:
+            self._read()
+        return self._pending.popleft() if self._pending else None
+
+    def _read(self) -> bool:
+        """Read one chunk; False when nothing is there (non-blocking mode)."""
+        try:
+            data = os.read(self.fd, _READ_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            _log(f"reading the job pipe failed: {exc}")
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        try:
+            self._pending.extend(self._frames.feed(data))
+        except CodecError as exc:
+            self._pending.append(exc)
+            self.closed = True  # the stream is broken: read no further
+        return True
+
+    def _drain(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        while not self.closed and self._read():
+            pass
+        if self.closed:
+            _die("the job pipe closed while a task was running")
+
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[None]:
+        """While a task runs: end of file on the pipe stops the worker at once."""
+        previous = signal.signal(signal.SIGIO, self._drain)
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
+        try:
+            self._drain()  # what arrived before SIGIO was armed
+            yield
+        finally:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
+            signal.signal(signal.SIGIO, previous)
+
+
+class _Worker:
+    """Runs the jobs the pipe brings, one at a time, in the main thread."""
+
+    def __init__(self, jobs: _JobPipe, channel: _Channel, base_log_fd: int) -> None:
+        self.jobs = jobs
         self.channel = channel
         self.base_log_fd = base_log_fd
-        self.jobs: queue.SimpleQueue[dict[str, Any] | Exception | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._busy = False  # a task is running: the end of the job pipe kills it
-        self._parent_gone = False  # the job pipe ended: start nothing more
-
-    def read_jobs(self) -> None:
-        """Reader thread: decode job frames; on EOF stop the worker (see module doc)."""
-        frames = FrameBuffer()
-        while True:
-            try:
-                data = os.read(self.job_fd, _READ_CHUNK)
-            except OSError as exc:
-                data = b""
-                _log(f"reading the job pipe failed: {exc}")
-            if not data:
-                with self._lock:
-                    self._parent_gone = True
-                    if self._busy:
-                        _die("the job pipe closed while a task was running")
-                self.jobs.put(None)
-                return
-            try:
-                for message in frames.feed(data):
-                    self.jobs.put(message)
-            except CodecError as exc:
-                self.jobs.put(exc)
-                return
 
     def run(self, pool: bool) -> int:
-        """Main thread: run jobs until stdin closes (pool) or after one job."""
+        """Run jobs until stdin closes (pool) or after one job."""
         while True:
-            job = self.jobs.get()
+            job = self.jobs.next_job()
             if job is None:
                 return 0
             if isinstance(job, Exception):
@@ -128,17 +166,15 @@ class _Worker:
 
     def _run_job(self, fields: dict[str, Any]) -> bool:
         """Run one job and send its result; False when the parent is already gone."""
-        with self._lock:
-            if self._parent_gone:
-                return False
-            self._busy = True
+        if self.jobs.closed:
+            return False
         log_path = fields["log_path"]
         if log_path is not None:
             _redirect_output(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
-        frame = _execute(fields, self.channel)
-        _flush()
-        with self._lock:  # before the send: the parent may close our stdin as soon as it reads
-            self._busy = False
+        with self.jobs.watched():
+            frame = _execute(fields, self.channel)
+            _flush()
+        # Sent after the watch ends: the parent may close our stdin as soon as it reads.
         self.channel.send(frame)
         if log_path is not None:
             _redirect_output(os.dup(self.base_log_fd))
@@ -236,13 +272,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     faulthandler.enable()
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-    worker = _Worker(job_fd, _Channel(message_fd), base_log_fd=os.dup(2))
-    reader = threading.Thread(
-        target=worker.read_jobs,
-        name="mabeam-job-reader",
-        daemon=True,  # allow-bare: worker process, no event loop; watches the parent's pipe
-    )
-    reader.start()
+    worker = _Worker(_JobPipe(job_fd), _Channel(message_fd), base_log_fd=os.dup(2))
     try:
         code = worker.run(args.pool)
     except TaskTerminated:
