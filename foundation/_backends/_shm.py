@@ -216,13 +216,19 @@ class SharedMemoryBackend(SharedTableReads):
             t.mark(prev, T.EMPTY, 0, -1)
             prev = prev - 1 if prev else slots - 1
 
-    def _insert(self, t: T.Table, kt: int, kb: bytes, mb: bytes, ref: ActorRef) -> None:
-        if t.hget(T.H_COUNT) >= t.capacity and not self._reclaim(t):
-            raise RegistryFull(
-                f"registry table {self.name!r} is full ({t.capacity} entries); "
-                "choose a larger capacity when creating it"
-            )
-        index, was_tomb = self._free_slot(kt, kb)
+    def _insert(self, t: T.Table, kt: int, kb: bytes, mb: bytes, ref: ActorRef,
+                free: tuple[int, bool] | None) -> None:
+        """Add an entry at ``free``, the slot ``_locate`` found for this key."""
+        if t.hget(T.H_COUNT) >= t.capacity:
+            if not self._reclaim(t):
+                raise RegistryFull(
+                    f"registry table {self.name!r} is full ({t.capacity} entries); "
+                    "choose a larger capacity when creating it"
+                )
+            free = self._locate(kt, kb)[1]  # the reclaim freed slots on the chain
+        if free is None:
+            raise RegistryFull(f"registry table {self.name!r} has no free slot")
+        index, was_tomb = free
         t.write_slot(index, self._fields(kt, kb, mb, ref), kb, mb, +1, -1 if was_tomb else 0)
         self._local.setdefault(ref.pid, set()).add((kt, kb))
 
@@ -236,7 +242,8 @@ class SharedMemoryBackend(SharedTableReads):
         kt, kb = self._enc.key(key, writing=True)  # type: ignore[misc]
         mb = self._enc.meta(meta)
         with self._write() as t:
-            for index, s in self._chain(kt, kb):
+            found, free = self._locate(kt, kb)
+            for index, s in found:
                 if self.keys == "unique":
                     if self._live.fresh(self._owner(s)):
                         raise AlreadyRegistered(key, self._ref(s[9], s[10], s[7]))
@@ -245,7 +252,7 @@ class SharedMemoryBackend(SharedTableReads):
                 if self._is(s, ref):
                     t.write_slot(index, self._fields(kt, kb, mb, ref), kb, mb, 0, 0)
                     return
-            self._insert(t, kt, kb, mb, ref)
+            self._insert(t, kt, kb, mb, ref, free)
 
     def lookup_or_register(self, key: Hashable, ref: ActorRef, meta: Any) -> tuple[ActorRef, bool]:
         if self.keys != "unique":
@@ -253,12 +260,13 @@ class SharedMemoryBackend(SharedTableReads):
         kt, kb = self._enc.key(key, writing=True)  # type: ignore[misc]
         mb = self._enc.meta(meta)
         with self._write() as t:
-            for index, s in self._chain(kt, kb):
+            found, free = self._locate(kt, kb)
+            for index, s in found:
                 if self._live.fresh(self._owner(s)):
                     return self._ref(s[9], s[10], s[7]), False
                 self._take_over(t, index, kt, kb, mb, ref)
                 return ref, True
-            self._insert(t, kt, kb, mb, ref)
+            self._insert(t, kt, kb, mb, ref, free)
         return ref, True
 
     def unregister(self, key: Hashable, ref: ActorRef) -> bool:

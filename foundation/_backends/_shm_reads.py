@@ -15,7 +15,6 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._exceptions import RegistryFull
 from .._pid import Pid
 from .._ref import ActorRef
 from ..abc import Keys, MatchSpec, RegistryBackend, matches
@@ -103,35 +102,37 @@ class SharedTableReads(RegistryBackend):
         head: tuple[int, int, int, int, int] = self._settled(self._table.probe, index)
         return head
 
-    def _chain(self, kt: int, kb: bytes) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        """Every USED slot holding this key, along its probe chain (a slot is copied
-        whole only when its 16-byte head matches the key)."""
+    def _locate(
+        self, kt: int, kb: bytes
+    ) -> tuple[list[tuple[int, tuple[Any, ...]]], tuple[int, bool] | None]:
+        """One walk of this key's probe chain: the USED slots holding the key (each copied
+        whole only when its 16-byte head matches), and where a new entry for it would go,
+        ``(index, was_tombstone)``: the first tombstone, else the empty slot ending the
+        chain (None when the table has neither)."""
         if self._closed:
             raise RuntimeError(f"registry table {self.name!r} is closed")
         h = zlib.crc32(kb, kt)
         klen = len(kb)
         slots = self._slots
         index = h % slots
+        found: list[tuple[int, tuple[Any, ...]]] = []
+        free: tuple[int, bool] | None = None
         for _ in range(slots):
             _, sh, state, skt, sklen = self._probe(index)
+            if state != _USED and free is None:
+                free = (index, state == T.TOMBSTONE)
             if state == _EMPTY:
-                return
+                break
             if state == _USED and sh == h and skt == kt and sklen == klen:
                 s = self._slot(index)
                 if s[2] == _USED and s[1] == h and s[3] == kt and s[11] == kb:
-                    yield index, s
+                    found.append((index, s))
             index = index + 1 if index + 1 < slots else 0
+        return found, free
 
-    def _free_slot(self, kt: int, kb: bytes) -> tuple[int, bool]:
-        """Where a new entry for this key goes: ``(index, was_tombstone)``."""
-        slots = self._slots
-        index = zlib.crc32(kb, kt) % slots
-        for _ in range(slots):
-            state = self._probe(index)[2]
-            if state != _USED:
-                return index, state == T.TOMBSTONE
-            index = index + 1 if index + 1 < slots else 0
-        raise RegistryFull(f"registry table {self.name!r} has no free slot")
+    def _chain(self, kt: int, kb: bytes) -> list[tuple[int, tuple[Any, ...]]]:
+        """Every USED slot holding this key, along its probe chain."""
+        return self._locate(kt, kb)[0]
 
     @staticmethod
     def _owner(s: tuple[Any, ...]) -> Owner:
