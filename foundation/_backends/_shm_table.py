@@ -145,20 +145,20 @@ class WriterLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = -1
-        self._pid = 0
-        self._open()
+        self._for_this_process()
 
-    def _open(self) -> None:
+    def _for_this_process(self) -> None:
+        self._pid = os.getpid()
+        self._thread_lock = threading.Lock()
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Open the file at the path (closing ours) and remember which file it is."""
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._ident = self._identity()
-        self._pid = os.getpid()
-        self._thread_lock = threading.Lock()
-
-    def _identity(self) -> tuple[int, int]:
         st = os.fstat(self._fd)
-        return st.st_ino, st.st_dev
+        self._ident = (st.st_ino, st.st_dev)
 
     def _current(self) -> bool:
         try:
@@ -170,25 +170,20 @@ class WriterLock:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         if self._pid != os.getpid():
-            self._open()  # a forked child: its own file description (and thread lock)
+            self._for_this_process()  # a forked child: its own file description
         with self._thread_lock:
             for _ in range(100):
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
                 if self._current():
                     break
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-                self._open_keeping_thread_lock()
+                self._reopen()
             else:
                 raise RuntimeError(f"the registry lock file {self.path} keeps changing")
             try:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def _open_keeping_thread_lock(self) -> None:
-        os.close(self._fd)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._ident = self._identity()
 
     def close(self) -> None:
         if self._fd >= 0:
