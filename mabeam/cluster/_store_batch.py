@@ -59,11 +59,13 @@ class Complete:
 
 @dataclass(frozen=True, slots=True)
 class Fail:
-    """The attempt holding ``token`` failed: retry with back-off, or fail for good."""
+    """The attempt holding ``token`` failed: retry with back-off, or fail for good
+    (``permanent``: a failure no retry can fix, e.g. an entrypoint the node refuses)."""
 
     job_id: str
     token: str
     error: str
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,7 +279,9 @@ def _fail(tx: Tx, op: Fail) -> Retried | Failed | Cancelled | Stale:
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    return _attempt_failed(tx, row, _error_text(op.error))
+    if type(op.permanent) is not bool:
+        raise InvalidOpError(f"Fail.permanent must be a bool, got: {op.permanent!r}")
+    return _attempt_failed(tx, row, _error_text(op.error), permanent=op.permanent)
 
 
 def _release(tx: Tx, op: Release) -> Requeued | Cancelled | Stale:
@@ -341,12 +343,14 @@ def _requeue_unstarted(tx: Tx, row: _Row, reason: str) -> None:
     tx.event(row.seq, "requeued", row.attempt + 1, node=row.node, reason=reason)
 
 
-def _attempt_failed(tx: Tx, row: _Row, error: str) -> Retried | Failed | Cancelled:
+def _attempt_failed(
+    tx: Tx, row: _Row, error: str, *, permanent: bool = False
+) -> Retried | Failed | Cancelled:
     if row.cancel_requested:
         return _cancel_now(tx, row)
     job_id = tx.jid(row.seq)
     failures = row.failures + 1
-    if failures > row.max_retries:
+    if permanent or failures > row.max_retries:
         tx.conn.execute(
             "UPDATE jobs SET state = 'failed', failures = ?, error = ?, updated = ? WHERE seq = ?",
             (failures, error, tx.now, row.seq),

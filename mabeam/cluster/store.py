@@ -265,9 +265,15 @@ class JobStore:
         return out
 
     def fail(
-        self, job_id: str, token: str, error: str, *, now: float | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        permanent: bool = False,
+        now: float | None = None,
     ) -> Retried | Failed | Cancelled | Stale:
-        out = self._one(Fail(job_id, token, error), now)
+        out = self._one(Fail(job_id, token, error, permanent), now)
         assert isinstance(out, (Retried, Failed, Cancelled, Stale)), out
         return out
 

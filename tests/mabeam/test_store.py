@@ -728,7 +728,19 @@ def test_the_result_cache_key_is_the_sweep_specs_trial_hash() -> None:
     trials = sweep.trials()
     assert len(trials) == 6
     for trial in trials:
-        job = JobSpec(entrypoint=sweep.entrypoint, params=trial.params,
-                      code_version=sweep.code_version or "")
+        job = JobSpec(
+            entrypoint=sweep.entrypoint, params=trial.params, code_version=sweep.code_version or ""
+        )
         assert job.content_hash == trial.hash
     assert len({t.hash for t in trials}) == 6
+
+
+def test_permanent_failure_skips_the_retries(tmp_path: Path) -> None:
+    with JobStore(tmp_path / "jobs.db") as store:
+        (job,) = store.submit([JobSpec("pkg.mod:f", max_retries=5)], "client").job_ids
+        lease = store.lease(job, "n1")
+        assert isinstance(lease, Leased)
+        out = store.fail(job, lease.token, "entrypoint refused", permanent=True)
+        assert isinstance(out, Failed) and out.error == "entrypoint refused"
+        record = store.job(job)
+        assert record.state == "failed" and record.failures == 1
