@@ -26,11 +26,22 @@ def run(
         async with Runtime(clock=clock, **runtime_options):
             return await main(*args)
 
-    try:
-        return anyio.run(_entry, backend=backend)
-    except LookupError as exc:
-        raise RuntimeError(
-            f"unknown backend {backend!r}: use 'asyncio' or 'trio' "
-            "(install trio with: pip install trio)"
-        ) from exc
+    _check_backend(backend)
+    return anyio.run(_entry, backend=backend)
+
+
+def _check_backend(backend: str) -> None:
+    """Refuse an unknown or missing backend up front: a ``LookupError`` raised by
+    ``main`` itself must reach the caller as it is, never as "unknown backend"."""
+    if backend == "asyncio":
+        return
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "the trio backend needs trio (install it with: pip install trio)"
+            ) from exc
+        return
+    raise RuntimeError(f"unknown backend {backend!r}: use 'asyncio' or 'trio'")
 

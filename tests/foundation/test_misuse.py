@@ -226,6 +226,14 @@ def test_run_with_an_unknown_backend_names_the_supported_ones() -> None:
         foundation.run(main, backend="curio")
 
 
+def test_run_passes_a_lookup_error_of_main_through_unchanged() -> None:
+    async def main() -> None:
+        raise KeyError("a key the program itself misses")
+
+    with pytest.raises(KeyError, match="a key the program itself misses"):
+        foundation.run(main)
+
+
 def test_run_returns_the_result_of_main() -> None:
     async def main(x: int) -> int:
         return x * 2
