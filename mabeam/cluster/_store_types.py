@@ -31,7 +31,7 @@ _MAX_PARAM_DEPTH: Final = 16
 _INT64: Final = (-(1 << 63), 1 << 63)
 _SPEC_KEYS: Final = frozenset(
     {"entrypoint", "params", "resources", "timeout_s", "max_retries", "priority",
-     "code_version", "cache"}
+     "code_version", "cache", "isolation"}
 )  # fmt: skip
 _RESOURCE_KEYS: Final = frozenset({"gpus", "cpus", "memory_mb"})
 
@@ -127,7 +127,8 @@ class JobSpec:
 
     ``timeout_s`` (None: no limit) bounds one attempt; a job is retried after up to
     ``max_retries`` failures; higher ``priority`` goes first under the priority policy;
-    ``code_version`` is part of the result-cache key; ``cache=False`` always runs anew.
+    ``code_version`` is part of the result-cache key; ``cache=False`` always runs anew;
+    ``isolation`` (``"process"`` or ``"pool"``) is how a node runs it (not in the key).
     """
 
     entrypoint: str
@@ -138,6 +139,7 @@ class JobSpec:
     priority: int = 0
     code_version: str = ""
     cache: bool = True
+    isolation: str = "process"
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +161,10 @@ class JobSpec:
             raise InvalidSpecError(f"spec.code_version: expected a str, got: {self.code_version!r}")
         if type(self.cache) is not bool:
             raise InvalidSpecError(f"spec.cache: expected a bool, got: {self.cache!r}")
+        if self.isolation not in ("process", "pool"):
+            raise InvalidSpecError(
+                f"spec.isolation: expected 'process' or 'pool', got: {self.isolation!r}"
+            )
         try:
             CODEC.encode(canonical)
         except CodecError as exc:
@@ -182,6 +188,7 @@ class JobSpec:
             "priority": self.priority,
             "code_version": self.code_version,
             "cache": self.cache,
+            "isolation": self.isolation,
         }
 
     @classmethod
@@ -247,6 +254,7 @@ def stored_spec(blob: bytes, digest: str) -> JobSpec:
     for name in ("gpus", "cpus", "memory_mb"):
         object.__setattr__(resources, name, res[name])
     spec = object.__new__(JobSpec)
+    raw.setdefault("isolation", "process")  # written before specs had an isolation
     for name in _SPEC_KEYS:
         object.__setattr__(spec, name, resources if name == "resources" else raw[name])
     object.__setattr__(spec, "_hash", digest)

@@ -1,0 +1,122 @@
+"""``CoordinatorConfig``: every knob of a coordinator, checked when it is built.
+
+``mabeam.cluster.coordinator`` re-exports it; the CLI builds one from its options.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from ._coord_policy import POLICIES
+from ._health import MAX_CONSECUTIVE_BAD_FRAMES, QUARANTINE_S
+from ._limits import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+
+__all__ = ("DEFAULT_BIND", "CoordinatorConfig")
+
+DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
+_ENDPOINT: Final = re.compile(
+    r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(?P<port>\d{1,5}|\*)\Z|ipc://\S+\Z"
+)
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got: {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got: {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object, minimum: int = 1) -> int:
+    if type(value) is not int or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorConfig:
+    """How a coordinator listens, stores and schedules.
+
+    Attributes:
+        bind: the ROUTER's address, ``tcp://HOST:PORT``; port ``0`` or ``*`` picks a
+            free one (the handle's ``endpoint`` says which).
+        state: the SQLite job-store file (created on first use, with its directory).
+        policy: the scheduling policy, a name from ``POLICIES`` (``fifo``,
+            ``priority``).
+        heartbeat_s: the heartbeat interval; a node silent for ``heartbeat_s *
+            liveness`` seconds is lost and its leases requeued.
+        liveness: heartbeat intervals of silence that make a node (or client) lost.
+        lease_s: after a restart, leases of nodes that have not said HELLO within
+            ``lease_s + heartbeat_s`` are requeued (None: ``heartbeat_s * liveness``).
+        synchronous: the store's fsync mode, ``"FULL"`` (survives power loss) or
+            ``"NORMAL"`` (survives a process kill; for tests).
+        retry_backoff_s / retry_backoff_cap_s: a failed attempt waits
+            ``min(cap, base * 2 ** (failures - 1))`` before its retry.
+        max_batch_ops: ops in one store transaction at most (group commit).
+        max_bad_frames / quarantine_s: a peer sending this many bad frames in a row is
+            disconnected and its frames dropped for ``quarantine_s``.
+        status_jobs: jobs in a STATUS reply that names none.
+        name: the application's name; its actors are registered as ``NAME.store``,
+            ``NAME.router``, ... (two coordinators in one runtime need two names).
+    """
+
+    bind: str = DEFAULT_BIND
+    state: str | Path = "mabeam-coordinator.db"
+    policy: str = "fifo"
+    heartbeat_s: float = HEARTBEAT_INTERVAL_S
+    liveness: int = HEARTBEAT_LIVENESS
+    lease_s: float | None = None
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    retry_backoff_s: float = 1.0
+    retry_backoff_cap_s: float = 60.0
+    max_batch_ops: int = 5_000
+    max_bad_frames: int = MAX_CONSECUTIVE_BAD_FRAMES
+    quarantine_s: float = QUARANTINE_S
+    status_jobs: int = 200
+    name: str = "coordinator"
+
+    def __post_init__(self) -> None:
+        found = _ENDPOINT.match(self.bind) if isinstance(self.bind, str) else None
+        port = found.group("port") if found is not None else None
+        if found is None or (port is not None and port != "*" and int(port) > 65535):
+            raise ValueError(
+                "bind must be an address like tcp://127.0.0.1:5555 (port 0 or * picks a"
+                f" free one), got: {self.bind!r}"
+            )
+        if not isinstance(self.state, (str, Path)) or not str(self.state):
+            raise ValueError(f"state must be a file path, got: {self.state!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(
+                f"policy must be one of {', '.join(sorted(POLICIES))}, got: {self.policy!r}"
+            )
+        object.__setattr__(self, "heartbeat_s", _positive("heartbeat_s", self.heartbeat_s))
+        _count("liveness", self.liveness)
+        if self.lease_s is not None:
+            object.__setattr__(self, "lease_s", _positive("lease_s", self.lease_s))
+        if self.synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got: {self.synchronous!r}")
+        base = _positive("retry_backoff_s", self.retry_backoff_s)
+        cap = _positive("retry_backoff_cap_s", self.retry_backoff_cap_s)
+        if cap < base:
+            raise ValueError(f"retry_backoff_cap_s ({cap}) must be >= retry_backoff_s ({base})")
+        _count("max_batch_ops", self.max_batch_ops)
+        _count("max_bad_frames", self.max_bad_frames)
+        if not isinstance(self.quarantine_s, (int, float)) or not self.quarantine_s >= 0:
+            raise ValueError(f"quarantine_s must be >= 0, got: {self.quarantine_s!r}")
+        _count("status_jobs", self.status_jobs)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty str, got: {self.name!r}")
+
+    @property
+    def peer_timeout_s(self) -> float:
+        """Silence after which a node or a watching client is lost."""
+        return self.heartbeat_s * self.liveness
+
+    @property
+    def lease_timeout_s(self) -> float:
+        """How long a lease outlives its node's silence (see ``lease_s``)."""
+        return self.lease_s if self.lease_s is not None else self.peer_timeout_s

@@ -1,0 +1,267 @@
+"""The coordinator's socket actor: one ROUTER for nodes and clients, and the routing.
+
+It binds the ROUTER, spawns a linked ``WireReader``, and for every batch of messages:
+
+1. drops the frames of quarantined peers unread;
+2. decodes each payload (``protocol.decode``); a bad one is counted in ``PeerHealth``,
+   answered with an ERROR when it had a readable ``request_id`` (a client's), else
+   dropped; ``max_bad_frames`` in a row disconnect the peer (BYE, session ended,
+   watches dropped, frames ignored for ``quarantine_s``);
+3. routes the valid ones: HELLO starts a node session (or goes to the running one, which
+   resets itself), other node frames go to the node's session, client requests to the
+   client part. A node frame from a peer without a session (its coordinator restarted)
+   gets ERROR ``hello_first``; a frame no peer may send gets ERROR ``unexpected``.
+
+Frames for one receiver travel as one cast per batch. An exception while routing one
+frame is logged, counted and answered with ERROR ``internal``; the router goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import zmq
+
+from foundation import Actor, ActorRef, Down, Exit
+from supervision import DynamicSupervisor, child_spec
+
+from . import protocol as p
+from ._coord_config import CoordinatorConfig
+from ._coord_messages import ClientFrames, Disconnect, NodeFrames, PeerGone
+from ._coord_session import NodeSession
+from ._coord_shared import Outlet, Shared
+from ._sockets import configure_router
+from ._wire import Incoming, Wire, WireReader, context
+
+__all__ = ("RouterActor",)
+
+log = logging.getLogger("mabeam.coordinator")
+
+_NODE_TYPES: Final = frozenset({p.Ready, p.Accept, p.Progress, p.Result})
+_CLIENT_TYPES: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob})
+_EITHER: Final = frozenset({p.Heartbeat, p.Bye, p.Error})
+_REBIND_TRIES: Final = 40
+
+
+class RouterActor(Actor):
+    """Owns the ROUTER socket and routes what arrives (see the module docstring)."""
+
+    trap_exits = True  # a stop runs terminate, which closes the socket
+
+    async def init(self, config: CoordinatorConfig, shared: Shared) -> None:
+        self._config = config
+        self._shared = shared
+        self._names = shared.names
+        self._counters = shared.counters
+        self._health = shared.health
+        if shared.wire is not None:  # a killed predecessor could not close its socket
+            shared.wire.close()
+            shared.wire = None
+        sock = context().socket(zmq.ROUTER)
+        try:
+            configure_router(sock)
+            await self._bind(sock)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self.wire = shared.wire = Wire(sock)
+        self.outlet = Outlet(self.wire, self._counters)
+        self._sessions: dict[bytes, ActorRef] = {}
+        self._session_peer: dict[Any, bytes] = {}
+        await self.spawn_link(WireReader, self.wire, self.ref)
+
+    async def _bind(self, sock: zmq.Socket[Any]) -> None:
+        """Bind the configured address; a restarted router binds the same real port."""
+        rebind = self._shared.endpoint
+        address = rebind or self._config.bind
+        if address.endswith(":0"):
+            address = address[:-2] + ":*"
+        tries = _REBIND_TRIES if rebind else 1
+        for attempt in range(tries):
+            try:
+                sock.bind(address)
+                break
+            except zmq.ZMQError as exc:
+                # The old socket's listener closes on libzmq's I/O thread: wait a moment.
+                if exc.errno != zmq.EADDRINUSE or attempt == tries - 1:
+                    raise OSError(f"cannot bind {address}: {exc}") from None
+                await self.runtime.sleep(0.05)
+        self._shared.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    async def terminate(self, reason: Any) -> None:
+        wire = getattr(self, "wire", None)
+        if wire is not None:
+            wire.close()
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        if request == "outlet":
+            return self.outlet
+        if request == "peers":
+            return dict(self._sessions)
+        raise ValueError(f"unknown router request {request!r}")
+
+    async def handle_info(self, msg: Any) -> None:
+        if type(msg) is Exit:  # the reader died: so does the socket's owner
+            self.stop(msg.reason)
+        elif type(msg) is Down:
+            peer = self._session_peer.pop(msg.pid, None)
+            ref = self._sessions.get(peer) if peer is not None else None
+            if ref is not None and ref.pid == msg.pid:
+                del self._sessions[peer]  # type: ignore[arg-type]
+
+    async def handle_cast(self, msg: Any) -> None:
+        if type(msg) is not Incoming:
+            raise ValueError(f"unknown router message {msg!r}")
+        messages = msg.messages
+        counters = self._counters
+        counters.frames_in += len(messages)
+        now = self.runtime.clock.now()
+        health = self._health
+        decode = p.decode
+        to_nodes: dict[ActorRef, list[p.Frame]] = {}
+        to_clients: list[tuple[bytes, p.Frame]] = []
+        for parts in messages:
+            if len(parts) != 2:  # a multipart message: a frame is one part
+                counters.unexpected_frames += 1
+                if parts:
+                    self._bad(parts[0], "unexpected", now)
+                continue
+            peer, payload = parts
+            if health.quarantined(peer, now):
+                counters.quarantined_drops += 1
+                continue
+            try:
+                frame = decode(payload)
+            except p.ProtocolError as exc:
+                self._refuse(peer, exc, now)
+                continue
+            try:
+                if await self._route(peer, frame, now, to_nodes, to_clients):
+                    health.good(peer)  # ends the peer's run of bad frames
+            except Exception as exc:
+                self._internal(peer, frame, exc)
+        for ref, frames in to_nodes.items():
+            ref.cast(NodeFrames(frames))
+        if to_clients:
+            self._to_clients(ClientFrames(to_clients))
+
+    async def _route(
+        self,
+        peer: bytes,
+        frame: p.Frame,
+        now: float,
+        to_nodes: dict[ActorRef, list[p.Frame]],
+        to_clients: list[tuple[bytes, p.Frame]],
+    ) -> bool:
+        """Route one valid frame; False when the peer may not send it (counted bad)."""
+        kind = type(frame)
+        if kind in _CLIENT_TYPES:
+            to_clients.append((peer, frame))
+            return True
+        session = self._sessions.get(peer)
+        if session is not None and not session.is_alive:
+            session = None
+        if isinstance(frame, p.Hello):
+            if frame.node_id.encode() != peer:
+                self._send(peer, p.Error("bad_value", _id_mismatch(frame.node_id, peer)))
+                self._bad(peer, "bad_value", now)
+                return False
+            if session is None:
+                session = await self._start_session(peer, frame)
+                if session is None:
+                    return True
+            to_nodes.setdefault(session, []).append(frame)
+            return True
+        if kind in _NODE_TYPES or kind in _EITHER:
+            if session is not None:
+                to_nodes.setdefault(session, []).append(frame)
+            elif kind is p.Heartbeat or kind is p.Bye:
+                to_clients.append((peer, frame))  # a client's, or a forgotten node's
+            elif kind is p.Error:
+                log.info("ERROR from peer %r without a session: %s", peer, frame)
+            else:
+                self._send(peer, p.Error("hello_first", _HELLO_FIRST.format(frame.TYPE)))
+            return True
+        self._counters.unexpected_frames += 1
+        message = f"{frame.TYPE} is not a frame a node or a client sends"
+        self._send(peer, p.Error("unexpected", message, getattr(frame, "request_id", None)))
+        self._bad(peer, "unexpected", now)
+        return False
+
+    async def _start_session(self, peer: bytes, hello: p.Hello) -> ActorRef | None:
+        spec = child_spec(
+            NodeSession,
+            hello.node_id,
+            self._config,
+            self._shared,
+            self.outlet,
+            id=("node", hello.node_id),
+            restart="temporary",
+        )
+        try:
+            ref = await DynamicSupervisor.start_child(self._names.sessions, spec, timeout=10.0)
+        except Exception as exc:
+            log.error("could not start a session for node %r: %s", hello.node_id, exc)
+            self._send(peer, p.Error("internal", f"could not start a session: {exc}"))
+            return None
+        if ref is None:
+            return None
+        self._sessions[peer] = ref
+        self._session_peer[ref.pid] = peer
+        self.monitor(ref)
+        return ref
+
+    # -- refusals -----------------------------------------------------------------------
+
+    def _send(self, peer: bytes, frame: p.Frame) -> None:
+        try:
+            self.outlet.send(peer, frame)
+        except p.ProtocolError:  # an ERROR we built is wrong: never worth a crash
+            log.exception("could not encode %s for peer %r", frame.TYPE, peer)
+
+    def _refuse(self, peer: bytes, exc: p.ProtocolError, now: float) -> None:
+        log.debug("bad frame from %r: %s %s", peer, exc.code, exc.message)
+        if exc.request_id is not None:
+            self._send(peer, p.error_reply(exc))
+        self._bad(peer, exc.code, now)
+
+    def _bad(self, peer: bytes, code: str, now: float) -> None:
+        if self._health.bad(peer, code, now):
+            self._disconnect(
+                peer, f"{self._config.max_bad_frames} bad frames in a row (last: {code})"
+            )
+
+    def _disconnect(self, peer: bytes, reason: str) -> None:
+        log.warning("disconnecting peer %r: %s", peer, reason)
+        self._send(peer, p.Bye(f"disconnected: {reason}"))
+        session = self._sessions.pop(peer, None)
+        if session is not None:
+            session.cast(Disconnect(reason))
+        self._to_clients(PeerGone(peer))
+
+    def _internal(self, peer: bytes, frame: p.Frame, exc: Exception) -> None:
+        self._counters.internal_errors += 1
+        log.error("internal error handling %s from %r", frame.TYPE, peer, exc_info=exc)
+        message = f"internal error handling {frame.TYPE}: {type(exc).__name__}: {exc}"
+        self._send(peer, p.Error("internal", p.clip(message), getattr(frame, "request_id", None)))
+
+    def _to_clients(self, msg: Any) -> None:
+        ref = self.runtime.whereis(self._names.clients)
+        if ref is None:  # restarting: clients resend requests that get no answer
+            log.warning("client part not running; dropped %s", type(msg).__name__)
+            return
+        ref.cast(msg)
+
+
+_HELLO_FIRST: Final = (
+    "{} from a node this coordinator has no session for (it restarted, or the node was"
+    " dropped): send HELLO first"
+)
+
+
+def _id_mismatch(node_id: str, peer: bytes) -> str:
+    return (
+        f"HELLO.node_id {node_id!r} must equal the connection's routing id {peer!r}"
+        " (connect the DEALER with ROUTING_ID = the node id)"
+    )
