@@ -30,8 +30,18 @@ from typing import IO, Any, Final, Literal
 
 from foundation import CodecError
 
-from ._attempt_files import LOG_NAME, log_tail, partial_dir, publish
-from .gpus import Gpu, device_uuids, visible_devices_env
+from ._attempt_files import LOG_NAME, log_tail, partial_dir
+from ._worker_proc import (
+    conclude,
+    failed,
+    fresh_work_dir,
+    kill_group,
+    parse_message,
+    signal_group,
+    spawn_worker,
+    worker_environment,
+)
+from .gpus import Gpu, device_uuids
 from .task import FrameBuffer, Progress, TaskJob, TaskOutcome, job_to_wire, pack_frame
 
 __all__ = ("LOG_NAME", "TaskProcess", "partial_dir")
@@ -112,41 +122,23 @@ class TaskProcess:
         ``PYTHONUNBUFFERED=1`` are set on top. Raises ValueError when the job cannot be
         encoded (params must be msgpack types) and OSError when the worker cannot start.
         """
-        gpu_env = visible_devices_env(device_uuids(device))
+        gpus = device_uuids(device)
+        child_env = worker_environment(gpus, env)  # ValueError for a malformed UUID
         log_dir = Path(log_dir)
         output_dir = Path(job.output_dir) if job.output_dir is not None else log_dir / "output"
         work_dir = partial_dir(output_dir)
-        gpus = [g for g in gpu_env["CUDA_VISIBLE_DEVICES"].split(",") if g]
         try:
             frame = pack_frame(job_to_wire(job, work_dir=work_dir, gpus=gpus))
         except CodecError as exc:
             raise ValueError(f"job {job.job_id!r} cannot be sent to a worker: {exc}") from None
         log_dir.mkdir(parents=True, exist_ok=True)
-        if work_dir.exists():  # left by an earlier run of this same attempt
-            shutil.rmtree(work_dir)
-        work_dir.mkdir(parents=True)
-        child_env = dict(os.environ)
-        child_env.update(env or {})
-        child_env.update(gpu_env)
-        child_env["PYTHONUNBUFFERED"] = "1"
+        fresh_work_dir(output_dir)
         log_path = log_dir / LOG_NAME
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            proc = subprocess.Popen(
-                [python or sys.executable, "-m", "mabeam.cluster.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_fd,
-                env=child_env,
-                cwd=cwd,
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = spawn_worker(child_env, log_path, python=python or sys.executable, cwd=cwd)
         except BaseException:
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
-        finally:
-            os.close(log_fd)
         try:
             return cls(
                 job,
@@ -157,8 +149,7 @@ class TaskProcess:
                 job_frame=frame,
             )
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
             proc.wait()
             shutil.rmtree(work_dir, ignore_errors=True)
             raise
@@ -296,21 +287,12 @@ class TaskProcess:
         except subprocess.TimeoutExpired:
             code = self.terminate(grace_s)
         self._kill_group()
-        final = self._final
-        if final is None:
-            return self._failed(TaskOutcome.crashed(code, traceback=log_tail(self.log_path)))
-        if not final.ok:
-            return self._failed(final)
-        try:
-            publish(self.work_dir, self.output_dir)
-        except OSError as exc:
-            return self._failed(
-                TaskOutcome.failure(
-                    "publish_failed", f"could not publish outputs to {self.output_dir}: {exc}"
-                )
-            )
-        return TaskOutcome.success(
-            final.value, log_path=str(self.log_path), output_dir=str(self.output_dir)
+        return conclude(
+            self._final,
+            code,
+            work_dir=self.work_dir,
+            output_dir=self.output_dir,
+            log_path=self.log_path,
         )
 
     def _stopped(
@@ -326,19 +308,8 @@ class TaskProcess:
 
     def _failed(self, outcome: TaskOutcome) -> TaskOutcome:
         """Attach the log path and the exit status, and drop the partial outputs."""
-        shutil.rmtree(self.work_dir, ignore_errors=True)
-        code = self._proc.returncode
-        exit_code, signum = outcome.exit_code, outcome.signal
-        if code is not None and exit_code is None and signum is None:
-            exit_code, signum = (code, None) if code >= 0 else (None, -code)
-        assert outcome.kind is not None
-        return TaskOutcome.failure(
-            outcome.kind,
-            outcome.error,
-            traceback=outcome.traceback,
-            exit_code=exit_code,
-            signal=signum,
-            log_path=str(self.log_path),
+        return failed(
+            outcome, self._proc.returncode, work_dir=self.work_dir, log_path=self.log_path
         )
 
     # ----------------------------------------------------------------- stopping
@@ -369,15 +340,10 @@ class TaskProcess:
 
     def _kill_group(self) -> None:
         """SIGKILL what is left of the group (the task's own children)."""
-        self._signal_group(signal.SIGKILL)
+        kill_group(self._pgid)
 
     def _signal_group(self, signum: int) -> None:
-        try:
-            os.killpg(self._pgid, signum)
-        except ProcessLookupError:
-            pass  # the group is empty
-        except PermissionError:  # pragma: no cover - the pgid was reused by another user
-            pass
+        signal_group(self._pgid, signum)
 
     def close(self) -> None:
         """Stop the worker if it still runs and release every fd. Idempotent."""
@@ -454,23 +420,13 @@ class TaskProcess:
         if self._protocol_error is not None or self._final is not None:
             return  # nothing after a final result or a broken stream counts
         try:
-            if not isinstance(message, dict):
-                raise ValueError(f"expected a map, got {type(message).__name__}")
-            if message.get("t") == "progress":
-                step, metrics = message.get("step"), message.get("metrics")
-                if (step is not None and type(step) is not int) or not isinstance(metrics, dict):
-                    raise ValueError(f"bad progress message {message!r}")
-                self._inbox.append(Progress(step, metrics))
-            elif message.get("t") == "result":
-                outcome = TaskOutcome.from_wire(message)
-                if outcome.kind in ("timeout", "cancelled", "crashed", "publish_failed"):
-                    raise ValueError(f"a worker cannot report kind {outcome.kind!r}")
-                self._final = outcome
-                self._inbox.append(outcome)
-            else:
-                raise ValueError(f"unknown message type {message.get('t')!r}")
+            parsed = parse_message(message)
         except ValueError as exc:
             self._protocol_error = str(exc)
+            return
+        if isinstance(parsed, TaskOutcome):
+            self._final = parsed
+        self._inbox.append(parsed)
 
     def _write_input(self) -> None:
         while self._pending_input:

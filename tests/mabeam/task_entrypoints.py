@@ -121,3 +121,22 @@ def three_args(params: dict[str, Any], ctx: TaskContext, extra: int) -> None:
 
 
 not_callable = 42
+
+
+def pid(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Return the worker's pid (a pool worker keeps it across tasks)."""
+    return os.getpid()
+
+
+def wait_fifo(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Report step 0, then block reading the FIFO ``params["path"]`` until its writer
+    closes it (a test writes to let the task finish); return what was written."""
+    ctx.report(step=0, waiting=True)
+    with open(params["path"]) as fifo:
+        return fifo.read()
+
+
+def block_pid(params: dict[str, Any], ctx: TaskContext) -> None:
+    """Report the worker's pid, then never return on its own."""
+    ctx.report(step=0, pid=os.getpid())
+    threading.Event().wait()

@@ -1,0 +1,185 @@
+"""The node's socket to the coordinator: opening, closing, back-off, who spoke last.
+
+``Link`` is plain state of the connection actor (used from its handlers only): a DEALER
+whose routing id is the node id, wrapped in a ``Wire`` with a linked ``WireReader`` that
+casts ``Incoming`` batches to the actor. It knows whether HELLO went out on the
+current socket (``greeted``: only then may other frames follow) and whether the
+coordinator answered since (``heard``), when anything was last sent and heard, and the
+reconnect back-off: ``reconnect_min_s`` doubling to ``reconnect_max_s``, each delay
+drawn within +-20 % so that nodes cut off together do not come back in step. The
+back-off returns to its minimum whenever the coordinator is heard.
+
+Reopening is a timer message (``REOPEN``) to the actor, as is the retry of a HELLO that
+no connection took yet (``HELLO_RETRY``): DEALER's IMMEDIATE option refuses a send
+before the TCP connection completes, and a refused frame is never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Final
+
+import zmq
+
+from foundation import Actor, ActorRef, TimerRef
+
+from ._node_setup import NodeSetup
+from ._sockets import configure_dealer
+from ._wire import Wire, WireReader, context
+
+__all__ = ("HELLO_RETRY", "REOPEN", "Link", "stop_reader")
+
+log = logging.getLogger("mabeam.node")
+
+REOPEN: Final = "reopen"
+HELLO_RETRY: Final = "hello"
+_READER_EXIT_S: Final = 5.0
+
+
+async def stop_reader(owner: Actor, reader: ActorRef) -> None:
+    """Kill ``owner``'s linked reader actor and wait until it is gone.
+
+    A reader waits on an fd with ``anyio.wait_readable``, and its cancellation takes the
+    fd off the event loop's watch list. That must happen before the owner closes the
+    fd: once closed, the number may be reused for a new pipe or socket, whose watch
+    the late clean-up would remove instead.
+    """
+    owner.unlink(reader)
+    gone = owner.runtime.monitor(reader)
+    reader.kill()
+    await gone.wait(_READER_EXIT_S)
+
+
+class Link:
+    """The connection actor's socket state; see the module docstring."""
+
+    def __init__(self, actor: Actor, setup: NodeSetup) -> None:
+        self._actor = actor
+        self._setup = setup
+        now = self.now()
+        self.wire: Wire | None = None
+        self._reader: ActorRef | None = None
+        self.greeted = False  # HELLO went out on this socket
+        self.heard = False  # ... and the coordinator answered since
+        self.opened_at = self.last_heard = self.last_sent = now
+        self._backoff = setup.reconnect_min_s
+        self._hello_timer: TimerRef | None = None
+        self._reopen_timer: TimerRef | None = None
+
+    def now(self) -> float:
+        """The runtime clock."""
+        return self._actor.runtime.clock.now()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a socket is open (it may not be connected yet)."""
+        return self.wire is not None
+
+    @property
+    def reader(self) -> ActorRef | None:
+        """The current socket's reader (its Exit means the socket broke)."""
+        return self._reader
+
+    # -- opening and closing -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """A fresh DEALER connecting to the coordinator (HELLO not sent yet)."""
+        self._reopen_timer = None
+        sock = context().socket(zmq.DEALER)
+        try:
+            configure_dealer(sock, routing_id=self._setup.node_id.encode())
+            sock.connect(self._setup.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self.wire = Wire(sock)
+        self._reader = await self._actor.spawn_link(WireReader, self.wire, self._actor.ref)
+        self.opened_at = self.now()
+        self.greeted = self.heard = False
+
+    async def close(self) -> None:
+        """Close the socket (its reader first: nothing read from it arrives later)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await stop_reader(self._actor, reader)
+        wire, self.wire = self.wire, None
+        if wire is not None:
+            wire.close()
+        self.cancel_hello_retry()
+        self.greeted = self.heard = False
+
+    async def reconnect(self, why: str) -> bool:
+        """Close the socket and open a new one after the back-off; False if one is
+        already scheduled."""
+        if self._reopen_timer is not None:
+            return False
+        await self.close()
+        setup = self._setup
+        delay = self._backoff * random.uniform(0.8, 1.2)
+        self._backoff = min(self._backoff * 2, setup.reconnect_max_s)
+        log.warning(
+            "node %s: %s; reconnecting to %s in %.2f s", setup.node_id, why, setup.endpoint, delay
+        )
+        self._reopen_timer = self._actor.send_after(delay, REOPEN)
+        return True
+
+    def cancel_reopen(self) -> None:
+        """Forget a scheduled reopen (the node is stopping)."""
+        if self._reopen_timer is not None:
+            self._reopen_timer.cancel()
+            self._reopen_timer = None
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send_hello(self, payload: bytes) -> bool:
+        """Send HELLO; if no connection takes it yet, retry soon (False)."""
+        wire = self.wire
+        if wire is None:
+            return False
+        if not wire.send(payload):
+            if self._hello_timer is None:
+                self._hello_timer = self._actor.send_after(self._setup.hello_retry_s, HELLO_RETRY)
+            return False
+        self.cancel_hello_retry()
+        self.greeted = True
+        self.last_sent = self.now()
+        return True
+
+    def retry_hello_soon(self) -> None:
+        """Schedule a HELLO retry (after a frame that keeps credit in step was lost)."""
+        if self._hello_timer is None and self.wire is not None:
+            self._hello_timer = self._actor.send_after(self._setup.hello_retry_s, HELLO_RETRY)
+
+    def hello_retry_fired(self) -> None:
+        """The retry timer fired: the next one may be scheduled."""
+        self._hello_timer = None
+
+    def cancel_hello_retry(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+
+    def send(self, payload: bytes) -> bool:
+        """Send on a greeted connection; False when there is none or it refused the frame."""
+        wire = self.wire
+        if wire is None or not self.greeted or not wire.send(payload):
+            return False
+        self.last_sent = self.now()
+        return True
+
+    # -- hearing -------------------------------------------------------------------------
+
+    def heard_now(self) -> bool:
+        """Frames arrived: the coordinator is alive. True when this is its first answer
+        since HELLO on this socket."""
+        self.last_heard = self.now()
+        self._backoff = self._setup.reconnect_min_s
+        first = self.greeted and not self.heard
+        if first:
+            self.heard = True
+        return first
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the coordinator was last heard, or this socket was opened."""
+        return now - max(self.last_heard, self.opened_at)

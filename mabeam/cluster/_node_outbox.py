@@ -1,0 +1,183 @@
+"""The node's outbox: every RESULT frame on disk until the coordinator ACKs it.
+
+A result is written here before it is sent, resent after a reconnect (and now and then
+while un-ACKed), listed in HELLO so the coordinator keeps its lease, and dropped when
+the ACK for its lease arrives. The file is a small SQLite database in WAL mode with
+``synchronous=NORMAL``: a commit is one write to the log with no fsync, and a committed
+row survives a SIGKILL of the agent (not a power cut, which the coordinator's lease
+covers: it requeues the job). Writes come in batches (the new results and the ACKed
+ones of one wake-up of the connection actor share a transaction), and a copy of the
+rows in memory answers every read.
+
+The file is input like any other: a row that does not hold a valid RESULT is dropped
+with a warning, and a file SQLite cannot read is moved aside (``outbox.sqlite3.bad-N``)
+and a fresh one started, so a damaged outbox never keeps a node from starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from .protocol import ProtocolError, Result, decode
+
+__all__ = ("OUTBOX_NAME", "Outbox", "OutboxEntry")
+
+log = logging.getLogger("mabeam.node")
+
+OUTBOX_NAME: Final = "outbox.sqlite3"
+
+Key = tuple[str, str]
+"""(job_id, lease): what a RESULT, its ACK and a CANCEL name."""
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS results (
+    job_id  TEXT    NOT NULL,
+    lease   TEXT    NOT NULL,
+    attempt INTEGER NOT NULL,
+    payload BLOB    NOT NULL,
+    UNIQUE (job_id, lease)
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One un-ACKed result: its key, attempt and the encoded RESULT frame."""
+
+    job_id: str
+    lease: str
+    attempt: int
+    payload: bytes
+
+    @property
+    def key(self) -> Key:
+        """(job_id, lease)."""
+        return (self.job_id, self.lease)
+
+
+class Outbox:
+    """Un-ACKed RESULT frames in ``<dir>/outbox.sqlite3``; see the module docstring.
+
+    Used from one thread (the connection actor's); ``close`` when done.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / OUTBOX_NAME
+        self._entries: dict[Key, OutboxEntry] = {}
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            aside = self._move_aside()
+            log.error("outbox %s is unreadable (%s); moved to %s, starting empty", self.path,
+                      exc, aside)  # fmt: skip
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            rows = db.execute(
+                "SELECT rowid, job_id, lease, attempt, payload FROM results ORDER BY rowid"
+            ).fetchall()
+        except BaseException:
+            db.close()
+            raise
+        bad: list[int] = []
+        for rowid, job_id, lease, attempt, payload in rows:
+            entry = _checked(job_id, lease, attempt, payload)
+            if entry is None:
+                bad.append(rowid)
+            else:
+                self._entries[entry.key] = entry
+        if bad:
+            log.warning("outbox %s: dropped %d unreadable rows", self.path, len(bad))
+            db.executemany("DELETE FROM results WHERE rowid = ?", [(r,) for r in bad])
+        return db
+
+    def _move_aside(self) -> Path:
+        n = 1
+        while (aside := self.path.with_name(f"{self.path.name}.bad-{n}")).exists():
+            n += 1
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                self.path.with_name(self.path.name + suffix).unlink()
+        return aside
+
+    # -- reads (from memory) -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[OutboxEntry]:
+        """The entries, oldest first."""
+        return iter(list(self._entries.values()))
+
+    def get(self, key: Key) -> OutboxEntry | None:
+        """The entry for (job_id, lease), if un-ACKed."""
+        return self._entries.get(key)
+
+    # -- writes (one transaction per call) -----------------------------------------------
+
+    def write(self, put: Iterable[OutboxEntry] = (), remove: Iterable[Key] = ()) -> int:
+        """Store the ``put`` results (replacing one held for the same key) and drop the
+        ``remove`` keys (ACKed), in one transaction; returns how many were dropped."""
+        batch = list(put)
+        gone = [key for key in dict.fromkeys(remove) if key in self._entries]
+        if not batch and not gone:
+            return 0
+        with self._transaction() as db:
+            if gone:
+                db.executemany("DELETE FROM results WHERE job_id = ? AND lease = ?", gone)
+            if batch:
+                db.executemany(
+                    "INSERT OR REPLACE INTO results (job_id, lease, attempt, payload) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(e.job_id, e.lease, e.attempt, e.payload) for e in batch],
+                )
+        for key in gone:
+            del self._entries[key]
+        for entry in batch:
+            self._entries[entry.key] = entry
+        return len(gone)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the file (idempotent); the rows stay for the next start."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+def _checked(job_id: object, lease: object, attempt: object, payload: object) -> OutboxEntry | None:
+    """The entry a row holds, or None when the row is not a RESULT for its key."""
+    if not isinstance(payload, bytes) or type(attempt) is not int:
+        return None
+    try:
+        frame = decode(payload)
+    except ProtocolError:
+        return None
+    if not isinstance(frame, Result) or (frame.job_id, frame.lease) != (job_id, lease):
+        return None
+    return OutboxEntry(frame.job_id, frame.lease, frame.attempt, payload)

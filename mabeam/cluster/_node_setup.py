@@ -1,0 +1,138 @@
+"""What a running node agent works with: its resolved settings and its counters.
+
+``node.NodeConfig`` is what a user writes; ``node_app`` resolves it once (GPU discovery,
+slots, absolute paths, the task environment) into a ``NodeSetup`` that every actor of
+the node's tree reads. ``NodeCounters`` is the one mutable record the connection actor
+updates and ``NodeHandle.statistics()`` copies into a frozen ``NodeStatistics``; both
+live on the event loop's thread, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .protocol import Inventory
+
+__all__ = ("NodeCounters", "NodeSetup", "NodeStatistics", "TaskSettings")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """How the node starts task workers.
+
+    ``env`` is added to the agent's environment (PYTHONPATH with the agent's working
+    directory in front); ``grace_s`` is the time between SIGTERM and SIGKILL when a
+    task is stopped; ``log_dir`` holds the pool workers' own logs.
+    """
+
+    python: str
+    env: dict[str, str]
+    grace_s: float
+    max_tasks_per_worker: int
+    log_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatistics:
+    """A snapshot of a node agent's counters (``NodeHandle.statistics()``).
+
+    ``tasks_run`` counts attempts started; ``tasks_ok`` / ``tasks_failed`` the results
+    reported (``handed_back`` and ``refused`` are failures too, counted apart as well);
+    ``fenced`` the attempts stopped without a result after losing the coordinator;
+    ``outbox`` the results on disk waiting for an ACK.
+    """
+
+    node_id: str
+    connected: bool
+    draining: bool
+    reconnects: int
+    running: int
+    tasks_run: int
+    tasks_ok: int
+    tasks_failed: int
+    handed_back: int
+    refused: int
+    fenced: int
+    outbox: int
+    results_sent: int
+    results_resent: int
+    acks: int
+    bad_frames: int
+    progress_dropped: int
+
+
+@dataclass(slots=True)
+class NodeCounters:
+    """The mutable counters behind ``NodeStatistics`` (same fields, see there)."""
+
+    node_id: str
+    connected: bool = False
+    draining: bool = False
+    reconnects: int = 0
+    running: int = 0
+    tasks_run: int = 0
+    tasks_ok: int = 0
+    tasks_failed: int = 0
+    handed_back: int = 0
+    refused: int = 0
+    fenced: int = 0
+    outbox: int = 0
+    results_sent: int = 0
+    results_resent: int = 0
+    acks: int = 0
+    bad_frames: int = 0
+    progress_dropped: int = 0
+
+    def snapshot(self) -> NodeStatistics:
+        """A frozen copy."""
+        return NodeStatistics(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(NodeStatistics)}
+        )
+
+
+ConnectListener = Callable[[bool], Any]
+"""Called with ``again`` (False the first time) when the coordinator first answers on a
+connection: the CLI prints its "connected" line, ``start_node`` sets its event."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSetup:
+    """A node agent's settings, resolved from a ``NodeConfig`` by ``node_app``."""
+
+    node_id: str
+    endpoint: str
+    inventory: Inventory
+    gpus: tuple[str, ...]  # UUIDs the node may assign, in NVML order
+    slots: int
+    allow: tuple[str, ...]
+    work_dir: Path  # absolute
+    heartbeat_s: float
+    peer_timeout_s: float
+    lease_s: float
+    drain_timeout_s: float
+    reconnect_min_s: float
+    reconnect_max_s: float
+    task: TaskSettings
+    runners_name: Any  # registered names of the two supervisors in the node's tree
+    pool_name: Any
+    counters: NodeCounters
+    listeners: list[ConnectListener] = field(default_factory=list)
+
+    @property
+    def tick_s(self) -> float:
+        """Period of the connection's housekeeping timer (heartbeats, liveness, fencing)."""
+        return self.heartbeat_s / 4
+
+    @property
+    def hello_retry_s(self) -> float:
+        """Retry period of a HELLO that no connection took yet (IMMEDIATE refused it)."""
+        return min(0.02, self.tick_s)
+
+    @property
+    def resend_s(self) -> float:
+        """An un-ACKed result is sent again after this long (a few heartbeat intervals)."""
+        return 3 * self.heartbeat_s
