@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One idempotent bootstrap for development and CI.
 #
-#   scripts/dev.sh demo           run the demo
+#   scripts/dev.sh demo           run the demo (the digits sweep, locally: mabeam demo)
 #   scripts/dev.sh test [ARGS]    ruff, mypy, pytest -q [ARGS], then the benchmark checks
 #
 # Creates .venv (python3.11, else python3 >= 3.11) when it is missing, and reinstalls the
-# project (pip install -e '.[test]') only when pyproject.toml changed since the last
+# project (pip install -e '.[test,examples]') only when pyproject.toml changed since the last
 # install; the hash of the installed pyproject.toml is kept in .venv/.mabeam-install-stamp.
 set -euo pipefail
 
@@ -49,8 +49,8 @@ ensure_venv() {
         pyproject.toml)"
     [[ -f "$STAMP" ]] && have="$(<"$STAMP")"
     if [[ "$want" != "$have" ]]; then
-        step "pip install -e '.[test]' (pyproject.toml changed since the last install)"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e '.[test]'
+        step "pip install -e '.[test,examples]' (pyproject.toml changed since the last install)"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e '.[test,examples]'
         echo "$want" >"$STAMP"
     fi
 }

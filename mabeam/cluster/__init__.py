@@ -1,9 +1,12 @@
-"""mabeam.cluster: the coordinator, node agents and their ZeroMQ protocol (in progress).
+"""mabeam.cluster: the coordinator, node agents, the client and their ZeroMQ protocol.
 
-Landed so far: ``protocol`` (versioned, schema-checked msgpack frames and the socket
-options), ``store`` (the coordinator's durable SQLite job store with leases, fencing,
-retries, idempotency and the result cache), ``task`` / ``worker`` (the task model and
-the per-task worker process) and ``gpus`` (NVML discovery with a CPU-only fallback).
+``coordinator`` (an Application: socket actor, durable job store, scheduler, one
+session per node), ``node`` (an Application: connection, runners, worker pool, outbox),
+``client`` (``connect``: submit, watch, result, cancel, status), ``protocol``
+(versioned, schema-checked msgpack frames and the socket options), ``store`` (the SQLite
+job store with leases, fencing, retries, idempotency and the result cache), ``task`` /
+``worker`` (the task model and the worker process) and ``gpus`` (NVML discovery with a
+CPU-only fallback). docs/cluster.md is the operating guide.
 
 The names below are loaded on first use: every task's worker process imports this
 package, and it should not pay for SQLite or ZeroMQ it does not use. ``protocol`` and
@@ -31,6 +34,31 @@ _LAZY = {
     "EntrypointError": "task",
     "load_entrypoint": "task",
     "entrypoint_allowed": "task",
+    "connect": "client",
+    "Client": "client",
+    "Submission": "client",
+    "JobEvent": "client",
+    "ClusterStatus": "client",
+    "ClientError": "client",
+    "CoordinatorUnreachable": "client",
+    "JobFailed": "client",
+    "BadSpec": "client",
+    "BadRequest": "client",
+    "UnknownJob": "client",
+    "UnknownSweep": "client",
+    "RequestRefused": "client",
+    "ResultTimeout": "client",
+    "NodeConfig": "node",
+    "NodeHandle": "node",
+    "NodeStatistics": "node",
+    "NodeApplication": "node",
+    "node_app": "node",
+    "start_node": "node",
+    "CoordinatorConfig": "coordinator",
+    "CoordinatorHandle": "coordinator",
+    "CoordinatorStatistics": "coordinator",
+    "coordinator_app": "coordinator",
+    "start_coordinator": "coordinator",
     "discover_gpus": "gpus",
     "visible_devices_env": "gpus",
 }

@@ -1,4 +1,6 @@
-"""The ``mabeam`` console script: version, and clear argparse errors for bad input."""
+"""The ``mabeam`` console script: version, clear argparse errors for bad input, and the
+runtime demo (``mabeam demo --runtime``; plain ``mabeam demo`` runs the digits sweep,
+tested in test_cli_cluster.py)."""
 
 from __future__ import annotations
 
@@ -52,15 +54,17 @@ def test_an_unknown_option_exits_2_with_a_clear_message(
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
-def test_help_lists_the_demo_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    assert "demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    for command in ("run", "submit", "status", "cancel", "coordinator", "node", "demo"):
+        assert f"    {command}" in out
 
 
-def test_demo_exits_0_and_prints_the_tree_with_restart_counts_after_the_chaos() -> None:
-    result = _mabeam("demo")
+def test_demo_runtime_exits_0_and_prints_the_tree_with_restart_counts_after_the_chaos() -> None:
+    result = _mabeam("demo", "--runtime")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Traceback" not in out + result.stderr

@@ -1,0 +1,1 @@
+"""Runnable example sweeps for mabeam (see each folder's README)."""

@@ -1,0 +1,235 @@
+"""``mabeam run SPEC``: run a sweep locally, the default way (no cluster to set up).
+
+One process embeds a coordinator (bound to 127.0.0.1 on a free port, its job store in
+a fresh temporary directory unless ``--state PATH`` keeps it) and one node agent with
+``--slots`` task slots (default: the number of CPUs) and this machine's GPUs, allowed
+to run the spec's entrypoint only. The trials are submitted through the ordinary
+client, so the run behaves as it would on a cluster: retries, timeouts, the result
+cache (a kept ``--state`` file skips trials that already succeeded). The worker
+processes can import modules from the current directory (it is put first on their
+``PYTHONPATH``), as the spec's ``entrypoint`` usually lives there.
+
+``mabeam demo`` runs ``examples/digits/sweep.toml`` this way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from ._options import CommandError, positive_int, run_async
+
+__all__ = ("add_parser", "demo_spec", "run", "run_spec")
+
+NODE_ID = "local"
+CONNECT_TIMEOUT_S = 30.0
+"""How long the embedded node may take to reach the embedded coordinator."""
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``run`` to the top-level subparsers."""
+    parser = commands.add_parser(
+        "run",
+        help="run a sweep locally (embedded coordinator and node)",
+        description="Run the trials of a sweep spec on this machine: an embedded "
+        "coordinator and one node agent in this process, a progress bar while it "
+        "runs, and the results table, best trial first.",
+    )
+    parser.add_argument("spec", metavar="SPEC", help="the sweep spec file (see docs/spec.md)")
+    parser.add_argument(
+        "--policy",
+        type=_policy,
+        default="fifo",
+        help="the coordinator's scheduling policy: fifo (default) or priority",
+    )
+    parser.add_argument(
+        "--slots",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="trials run at once (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="PATH",
+        default=None,
+        help="keep the job store in this file (default: a temporary file, removed after "
+        "the run); run again with the same file to reuse finished trials",
+    )
+
+
+def _policy(name: str) -> str:
+    """argparse type: a scheduling policy the coordinator knows."""
+    try:
+        from mabeam.cluster._coord_policy import POLICIES
+    except ImportError:  # checked again by the coordinator's config
+        return name
+    if name not in POLICIES:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(sorted(POLICIES))}, got {name!r}"
+        )
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the spec and run it locally; the exit status is 0 if every trial succeeded."""
+    from mabeam.ml.spec import load_spec
+
+    spec = load_spec(args.spec)
+    return run_spec(spec, policy=args.policy, slots=args.slots, state=args.state)
+
+
+def demo_spec() -> tuple[Path, Any]:
+    """The source checkout's root and its ``examples/digits/sweep.toml``, loaded; a
+    ``DemoUnavailable`` says what is missing (the examples, scikit-learn or numpy)."""
+    from importlib.util import find_spec
+
+    from mabeam.ml.spec import load_spec
+
+    root = Path(__file__).resolve().parents[2]
+    path = root / "examples" / "digits" / "sweep.toml"
+    if not path.is_file():
+        raise DemoUnavailable(
+            f"the digits demo needs the examples/ folder of a mabeam source checkout "
+            f"(looked for {path}); `mabeam demo --runtime` runs without it"
+        )
+    missing = [name for name in ("numpy", "sklearn") if find_spec(name) is None]
+    if missing:
+        raise DemoUnavailable(
+            f"the digits demo needs numpy and scikit-learn ({', '.join(missing)} missing): "
+            "pip install 'mabeam[examples]', or run `mabeam demo --runtime`"
+        )
+    return root, load_spec(path)
+
+
+class DemoUnavailable(CommandError):
+    """The digits demo cannot run here: its files or packages are missing."""
+
+
+def run_spec(
+    spec: Any,
+    *,
+    policy: str = "fifo",
+    slots: int | None = None,
+    state: str | os.PathLike[str] | None = None,
+    import_root: Path | None = None,
+) -> int:
+    """Run ``spec`` (a ``SweepSpec``) in an embedded coordinator and node; print the
+    progress and the results; return the exit status. ``import_root`` (default: the
+    current directory) is put first on the workers' ``PYTHONPATH``."""
+    from mabeam.cluster.coordinator import CoordinatorConfig
+    from mabeam.cluster.node import NodeConfig
+
+    root = (import_root or Path.cwd()).resolve()
+    slots = slots or os.cpu_count() or 1
+    with (
+        _importable(root),
+        _quiet_services(),
+        tempfile.TemporaryDirectory(prefix="mabeam-run-") as scratch,
+    ):
+        coordinator = CoordinatorConfig(
+            bind="tcp://127.0.0.1:0",
+            state=Path(state) if state is not None else Path(scratch) / "jobs.db",
+            policy=policy,
+            # A temporary store only has to survive this process; a kept one, power loss.
+            synchronous="FULL" if state is not None else "NORMAL",
+            name="local-coordinator",
+        )
+        node = NodeConfig(
+            coordinator="tcp://127.0.0.1:1",  # the real port is known once bound
+            node_id=NODE_ID,
+            slots=slots,
+            allow=(spec.entrypoint,),
+            work_dir=Path(scratch) / "node",
+            pythonpath=(str(root),),
+        )
+        status: int = run_async(_local, spec, coordinator, node, Console())
+        return status
+
+
+@contextlib.contextmanager
+def _importable(root: Path) -> Iterator[None]:
+    """``root`` first on ``sys.path`` while the run lasts: the client finds the
+    entrypoint's source there to derive the sweep's code version."""
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(root))
+
+
+@contextlib.contextmanager
+def _quiet_services() -> Iterator[None]:
+    """Only errors from the embedded coordinator and node: their routine warnings (a
+    node said BYE, a reconnect) are not the user's concern here, and a trial that
+    failed shows in the results table."""
+    loggers = [logging.getLogger(name) for name in ("mabeam.coordinator", "mabeam.node")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+async def _local(spec: Any, coordinator: Any, node_config: Any, console: Console) -> int:
+    from mabeam.cluster.client import connect
+    from mabeam.cluster.coordinator import start_coordinator
+    from mabeam.cluster.node import start_node
+
+    from ._sweep_view import follow
+
+    async with start_coordinator(coordinator) as coord:
+        node_config = dataclasses.replace(node_config, coordinator=coord.endpoint)
+        async with start_node(node_config) as node:
+            _check_fits(spec, node.app.setup.inventory)
+            with anyio.move_on_after(CONNECT_TIMEOUT_S):
+                await node.connected.wait()
+            if not node.connected.is_set():
+                raise CommandError(
+                    f"the local node did not reach the embedded coordinator at "
+                    f"{coord.endpoint} within {CONNECT_TIMEOUT_S:g} s"
+                )
+            kept = "kept" if coordinator.synchronous == "FULL" else "temporary"
+            plural = "s" if node_config.slots != 1 else ""
+            console.print(
+                f"[bold]mabeam run[/]: {spec.num_trials} trials of {spec.name!r} on "
+                f"{node_config.slots} local slot{plural}\n  coordinator {coord.endpoint}, "
+                f"job store {coordinator.state} ({kept})",
+                highlight=False,
+            )
+            async with connect(coord.endpoint) as client:
+                submission = await client.submit(spec)
+                return await follow(client, spec, submission, console)
+
+
+def _check_fits(spec: Any, inventory: Any) -> None:
+    """``CommandError`` when one trial needs more than this machine has (its jobs would
+    wait in the queue forever)."""
+    need = spec.resources
+    short = []
+    if need.gpus > len(inventory.gpus):
+        short.append(f"{need.gpus} GPUs (this machine has {len(inventory.gpus)})")
+    if need.cpus > inventory.cpus:
+        short.append(f"{need.cpus:g} CPUs (this machine has {inventory.cpus})")
+    if inventory.ram_mb and need.memory_mb > inventory.ram_mb:
+        short.append(f"{need.memory_mb} MiB of memory (this machine has {inventory.ram_mb})")
+    if short:
+        raise CommandError(
+            f"{spec.source}: a trial needs {' and '.join(short)}; lower [resources] in the "
+            "spec, or submit it to a cluster with `mabeam submit`"
+        )

@@ -1,0 +1,282 @@
+"""What a client sends: job specs in their wire form, in SUBMIT-sized chunks; requests.
+
+``wire_specs`` turns what ``Client.submit`` accepts (store ``JobSpec``s, plain dicts,
+wire ``JobSpec``s, or a sweep spec expanded into one spec per trial) into
+``protocol.JobSpec``s, checking each one before anything is sent. ``chunks`` cuts them
+into SUBMIT frames of at most ``MAX_SPECS_PER_SUBMIT`` specs and at most
+``MAX_FRAME_BYTES``, each with an idempotency key derived from the caller's, so a
+retried submit of the same specs maps to the same keys and never duplicates a job.
+
+``derive_code_version`` is the default code version of a sweep without one: a short
+hash of the entrypoint module's source file, so editing ``train.py`` changes every
+trial's content hash and the result cache trains anew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib.machinery import PathFinder
+from pathlib import Path
+from typing import Any, Final
+
+from ..ml.spec import SweepSpec
+from . import protocol
+from ._client_errors import BadRequest, BadSpec
+from ._limits import MAX_FRAME_BYTES, MAX_SPECS_PER_SUBMIT
+from .store import InvalidSpecError
+from .store import JobSpec as StoreJobSpec
+
+__all__ = (
+    "SubmitChunk",
+    "chunks",
+    "derive_code_version",
+    "encoded",
+    "is_id",
+    "sweep_id_for",
+    "sweep_key",
+    "wire_specs",
+)
+
+_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}\Z")
+_MAX_KEY_LEN: Final = 256
+
+
+# -- specs ----------------------------------------------------------------------------
+
+
+def wire_specs(specs: Any) -> list[protocol.JobSpec]:
+    """Every spec in wire form; ``BadSpec`` (naming the spec's index and key) for the
+    first one that cannot be sent. A ``SweepSpec`` gives one spec per trial, in order."""
+    if isinstance(specs, SweepSpec):
+        return sweep_specs(specs)
+    if isinstance(specs, StoreJobSpec | protocol.JobSpec | Mapping):
+        specs = [specs]
+    if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+        raise BadSpec(
+            "submit() takes a SweepSpec, a job spec, or a list of job specs (store.JobSpec,"
+            f" protocol.JobSpec or dicts), got {type(specs).__name__}"
+        )
+    out = [_one(spec, f"specs[{index}]") for index, spec in enumerate(specs)]
+    if not out:
+        raise BadSpec("submit() needs at least one job spec")
+    return out
+
+
+def sweep_specs(spec: SweepSpec) -> list[protocol.JobSpec]:
+    """One wire spec per trial of ``spec``, with the derived code version when the spec
+    names none (so the trials' hashes equal the store's content hashes)."""
+    code_version = spec.code_version
+    if code_version is None:
+        code_version = derive_code_version(spec.entrypoint) or ""
+    resources = protocol.Resources(
+        gpus=spec.resources.gpus,
+        cpus=_whole_cpus(spec.resources.cpus),
+        memory_mb=spec.resources.memory_mb,
+    )
+    out = []
+    for trial in dataclasses.replace(spec, code_version=code_version).iter_trials():
+        job = protocol.JobSpec(
+            entrypoint=spec.entrypoint,
+            params=trial.params,
+            resources=resources,
+            timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries,
+            priority=spec.priority,
+            isolation=spec.isolation,
+            code_version=code_version,
+        )
+        out.append(_checked(job, f"trial {trial.index}"))
+    return out
+
+
+def _one(spec: Any, where: str) -> protocol.JobSpec:
+    if isinstance(spec, protocol.JobSpec):
+        return _checked(spec, where)
+    isolation: Any = "process"
+    if isinstance(spec, Mapping):
+        raw = dict(spec)
+        isolation = raw.pop("isolation", "process")
+        if isolation not in ("process", "pool"):
+            raise BadSpec(f"{where}.isolation: expected 'process' or 'pool', got: {isolation!r}")
+        try:
+            spec = StoreJobSpec.from_dict(raw)
+        except InvalidSpecError as exc:
+            raise BadSpec(f"{where}: {exc}") from None
+    if not isinstance(spec, StoreJobSpec):
+        raise BadSpec(
+            f"{where}: expected a store.JobSpec, protocol.JobSpec or dict, got "
+            f"{type(spec).__name__}"
+        )
+    res = spec.resources
+    job = protocol.JobSpec(
+        entrypoint=spec.entrypoint,
+        params=spec.params,
+        resources=protocol.Resources(
+            gpus=res.gpus, cpus=_whole_cpus(res.cpus), memory_mb=res.memory_mb
+        ),
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+        priority=spec.priority,
+        isolation=isolation,
+        code_version=spec.code_version,
+    )
+    return _checked(job, where)
+
+
+def _whole_cpus(cpus: float) -> int:
+    """The wire carries whole CPUs: a fraction is rounded up (a node reserves a core)."""
+    return max(1, math.ceil(cpus)) if cpus > 0 else 0
+
+
+def _checked(job: protocol.JobSpec, where: str) -> protocol.JobSpec:
+    """``job`` if a SUBMIT can carry it, else ``BadSpec`` with the protocol's reason."""
+    try:
+        protocol.encode(protocol.Submit(request_id="check", idempotency_key="k", specs=(job,)))
+    except protocol.ProtocolError as exc:
+        reason = exc.message.replace("SUBMIT.specs[0].", "").replace("SUBMIT.specs[0]", "spec")
+        raise BadSpec(f"{where}: {reason}") from None
+    return job
+
+
+def encoded(frame: Any) -> bytes:
+    """``protocol.encode(frame)`` for a request; ``BadRequest`` naming the field it
+    refuses (a malformed job id, say), so nothing malformed is ever sent."""
+    try:
+        return protocol.encode(frame)
+    except protocol.ProtocolError as exc:
+        raise BadRequest(f"cannot send this request: {exc.message}") from None
+
+
+# -- chunks ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitChunk:
+    """One SUBMIT's worth of specs: ``start`` is the index of its first spec."""
+
+    start: int
+    specs: tuple[protocol.JobSpec, ...]
+    idempotency_key: str
+
+
+def chunks(
+    specs: Sequence[protocol.JobSpec],
+    key: str,
+    *,
+    limit: int = MAX_SPECS_PER_SUBMIT,
+    max_bytes: int = MAX_FRAME_BYTES,
+) -> list[SubmitChunk]:
+    """Cut ``specs`` into chunks of at most ``limit`` specs whose SUBMIT encodes within
+    ``max_bytes``. One chunk keeps ``key``; several get ``key#START`` each (same specs,
+    same keys: a retry is recognised chunk by chunk)."""
+    bounds = list(_split(specs, 0, len(specs), limit, max_bytes))
+    if len(bounds) == 1:
+        return [SubmitChunk(0, tuple(specs), key)]
+    return [SubmitChunk(lo, tuple(specs[lo:hi]), _derived(key, lo)) for lo, hi in bounds]
+
+
+def _split(
+    specs: Sequence[protocol.JobSpec], lo: int, hi: int, limit: int, max_bytes: int
+) -> Iterator[tuple[int, int]]:
+    for start in range(lo, hi, limit):
+        end = min(start + limit, hi)
+        if _fits(specs[start:end], max_bytes):
+            yield start, end
+        elif end - start == 1:
+            raise BadSpec(f"specs[{start}]: too large for one SUBMIT frame ({max_bytes} bytes)")
+        else:
+            half = (end - start + 1) // 2
+            yield from _split(specs, start, end, half, max_bytes)
+
+
+def _fits(specs: Sequence[protocol.JobSpec], max_bytes: int) -> bool:
+    frame = protocol.Submit(
+        request_id="r" * 64, idempotency_key="k" * _MAX_KEY_LEN, specs=tuple(specs)
+    )
+    try:
+        return len(protocol.encode(frame)) <= max_bytes
+    except protocol.ProtocolError as exc:
+        if exc.code == "too_large":
+            return False
+        raise BadSpec(exc.message) from None
+
+
+def _derived(key: str, start: int) -> str:
+    suffix = f"#{start}"
+    if len(key) + len(suffix) > _MAX_KEY_LEN:
+        key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key + suffix
+
+
+def sweep_key(name: str) -> str:
+    """A fresh idempotency key for one submission of sweep ``name``, usable as its
+    sweep id too: ``<name as an id>-<12 random hex digits>``."""
+    return f"{_slug(name)}-{uuid.uuid4().hex[:12]}"
+
+
+def sweep_id_for(key: str, name: str) -> str:
+    """The sweep id of a sweep submitted under idempotency ``key``: the key itself when
+    it is a valid id, else ``<name as an id>-<hash of the key>`` (the same for a retry)."""
+    if is_id(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{_slug(name)}-{digest}"
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:60] or "sweep"
+    return slug if slug[0].isalnum() else "s" + slug
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` is a valid protocol id (a sweep id, a job id)."""
+    return bool(_ID.match(text))
+
+
+# -- code version ---------------------------------------------------------------------
+
+
+def derive_code_version(entrypoint: str) -> str | None:
+    """``src:<12 hex digits>``: the SHA-256 of the entrypoint module's source file, found
+    as a worker started in this directory would find it (the current directory first,
+    then ``sys.path``) without importing it; None when there is no such ``.py`` file."""
+    module = entrypoint.partition(":")[0]
+    path = module_source(module, [os.getcwd(), *(p or os.getcwd() for p in sys.path)])
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return "src:" + hashlib.sha256(data).hexdigest()[:12]
+
+
+def module_source(module: str, search: list[str]) -> Path | None:
+    """The ``.py`` file of the dotted ``module`` on ``search``, or None; packages on the
+    way are located, never executed."""
+    path: list[str] | None = search
+    spec = None
+    parts = module.split(".")
+    for depth, part in enumerate(parts):
+        try:
+            spec = PathFinder.find_spec(part, path)
+        except (ImportError, ValueError, OSError):
+            return None
+        if spec is None:
+            return None
+        if depth < len(parts) - 1:
+            locations = spec.submodule_search_locations
+            if not locations:
+                return None
+            path = list(locations)
+    origin = None if spec is None else spec.origin
+    if not origin or not origin.endswith(".py"):
+        return None
+    return Path(origin)
