@@ -56,8 +56,8 @@ ensure_venv() {
 }
 
 run_tests() {
-    step "ruff check foundation supervision mabeam tests benchmarks"
-    "$VENV/bin/ruff" check foundation supervision mabeam tests benchmarks
+    step "ruff check foundation supervision mabeam tests benchmarks examples"
+    "$VENV/bin/ruff" check foundation supervision mabeam tests benchmarks examples
 
     step "mypy"
     "$VENV/bin/mypy"

@@ -63,7 +63,7 @@ def nodes_table(nodes: Any, address: str) -> Table:
     table = Table(title=f"nodes of {address}")
     for column in ("node", "GPUs", "CPUs", "memory", "slots", "credit", "running", "last seen"):
         table.add_column(column, justify="left" if column in ("node", "GPUs") else "right")
-    for info in nodes:
+    for info in sorted(nodes, key=lambda n: n.inventory.node_id):
         inv = info.inventory
         table.add_row(
             inv.node_id,
@@ -112,18 +112,20 @@ def jobs_table(jobs: Any, title: str) -> Table:
     from ._sweep_view import format_value
 
     table = Table(title=title)
-    table.add_column("job", no_wrap=True)
-    table.add_column("state")
-    table.add_column("attempt", justify="right")
-    table.add_column("node", overflow="fold")
-    table.add_column("sweep", overflow="fold")
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("result / error", overflow="fold")
+    # Ids, states and numbers are never cut; the result shrinks to what is left.
+    width = max((len(job.job_id) for job in jobs), default=3)
+    table.add_column("job", no_wrap=True, min_width=width)
+    table.add_column("state", no_wrap=True, min_width=9)
+    table.add_column("attempt", justify="right", no_wrap=True, min_width=7)
+    table.add_column("node", no_wrap=True, min_width=6)
+    table.add_column("sweep", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("duration", justify="right", no_wrap=True, min_width=8)
+    table.add_column("result / error", no_wrap=True, overflow="ellipsis")
     for job in jobs:
         if job.state == "succeeded":
-            outcome = format_value(job.value, 60)
+            outcome = format_value(job.value, 32)
         elif job.error:
-            outcome = format_value(last_line(job.error), 60)
+            outcome = format_value(last_line(job.error), 32)
         else:
             outcome = ""
         table.add_row(

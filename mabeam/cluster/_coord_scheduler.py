@@ -412,14 +412,16 @@ class Scheduler(Actor):
                 node.cap.credit += 1  # running before this HELLO: not from this credit
             else:
                 releases.append(Release(rec.job_id, rec.token or "", "node restarted without it"))
+        cancelled = 0
         for rj in tag.running:
             if current.get(rj.job_id) != rj.lease and rj.job_id not in finished:
                 self._outlet.send(node.peer, p.Cancel(rj.job_id, rj.lease))
+                cancelled += 1
         if releases:
             self._store.cast(StoreRequest(releases))
         node.active = True
         log.info("node %s reconciled: %d leases kept, %d released, %d cancelled", tag.node_id,
-                 len(current), len(releases), len(tag.running) - len(current))  # fmt: skip
+                 len(current), len(releases), cancelled)  # fmt: skip
 
     def _down(self, down: Down) -> None:
         node_id = self._by_pid.pop(down.pid, None)
