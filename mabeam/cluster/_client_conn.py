@@ -225,7 +225,10 @@ class ClientConnection(Actor):
             self.last_sent = now  # sent or not (no connection yet): next one in an interval
 
     def _unreachable(self, req: _Request) -> None:
-        error = CoordinatorUnreachable(self.address, self.timeout)
+        self._fail(req, CoordinatorUnreachable(self.address, self.timeout))
+
+    def _fail(self, req: _Request, error: Exception) -> None:
+        """End ``req`` (with every chunk of its group) by raising ``error`` in its caller."""
         if req.group is not None:
             self._close_group(req.group.gid, error)
         else:
@@ -317,13 +320,7 @@ class ClientConnection(Actor):
     def _error(self, frame: protocol.Error, now: float) -> None:
         req = None if frame.in_reply_to is None else self.requests.get(frame.in_reply_to)
         if req is not None:
-            error = refusal(frame.code, frame.message)
-            if req.group is not None:
-                self._close_group(req.group.gid, error)
-            else:
-                del self.requests[req.request_id]
-                if req.caller is not None:
-                    req.caller.fail(error)
+            self._fail(req, refusal(frame.code, frame.message))
         elif frame.code == "hello_first":
             # The coordinator restarted and no longer knows this peer: say it all again.
             self._resend_watches(now)

@@ -242,13 +242,7 @@ class ClientHub(Actor):
             self._refuse(peer, frame.request_id, "internal", f"the job store failed: {why}")
             return
         members, (found, unknown) = reply.read
-        if frame.sweep_id is not None and not members:
-            self._refuse(
-                peer, frame.request_id, "unknown_sweep", f"unknown sweep id {frame.sweep_id!r}"
-            )
-            return
-        if unknown:
-            self._refuse(peer, frame.request_id, "unknown_job", f"unknown job id {unknown[0]!r}")
+        if self._refused_missing(peer, frame, members, unknown):
             return
         for job_id in members:
             self._sweep_of.setdefault(job_id, frame.sweep_id)  # type: ignore[arg-type]
@@ -265,6 +259,20 @@ class ClientHub(Actor):
             self._watches.add(watch, self._clock.now())
             self._arm_liveness()
         self._events_switch()
+
+    def _refused_missing(
+        self, peer: bytes, frame: p.Watch | p.Status, members: Any, unknown: Any
+    ) -> bool:
+        """Answer ERROR for an unknown sweep or job of a WATCH / STATUS; True if it did."""
+        if frame.sweep_id is not None and not members:
+            self._refuse(
+                peer, frame.request_id, "unknown_sweep", f"unknown sweep id {frame.sweep_id!r}"
+            )
+            return True
+        if unknown:
+            self._refuse(peer, frame.request_id, "unknown_job", f"unknown job id {unknown[0]!r}")
+            return True
+        return False
 
     def _committed(self, batch: Committed) -> None:
         table = self._watches
@@ -393,13 +401,7 @@ class ClientHub(Actor):
             self._refuse(peer, frame.request_id, "internal", f"the job store failed: {why}")
             return
         members, (found, unknown), counts = reply.read
-        if frame.sweep_id is not None and not members:
-            self._refuse(
-                peer, frame.request_id, "unknown_sweep", f"unknown sweep id {frame.sweep_id!r}"
-            )
-            return
-        if unknown:
-            self._refuse(peer, frame.request_id, "unknown_job", f"unknown job id {unknown[0]!r}")
+        if self._refused_missing(peer, frame, members, unknown):
             return
         nodes = await node_infos(self.runtime, self._names.scheduler)
         jobs = [job_info(rec, self._sweep_of.get(rec.job_id)) for rec in found]
