@@ -3,6 +3,7 @@
     python -m benchmarks.compare kernel [--short] [--check] [--json PATH]
     python -m benchmarks.compare supervision [--short] [--check] [--json PATH]
     python -m benchmarks.compare registry [--short] [--check] [--json PATH]
+    python -m benchmarks.compare cluster [--short] [--check] [--json PATH] [--ray-python PATH]
 
 Every figure is taken in this one process run (memory in fresh child interpreters, see
 ``benchmarks._memprobe``), each best of R repetitions interleaved across
@@ -409,6 +410,20 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
     )
     r.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    c = sub.add_parser(
+        "cluster", help="coordinator + node agents vs a raw ZeroMQ dispatcher, heartbeats, Ray"
+    )
+    c.add_argument("--short", action="store_true", help="small sizes (CI)")
+    c.add_argument(
+        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
+    )
+    c.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    c.add_argument(
+        "--ray-python",
+        metavar="PATH",
+        help="interpreter with ray installed for the peer (default: $MABEAM_RAY_PYTHON, "
+        "else this one if it imports ray)",
+    )
     return p
 
 
@@ -432,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._suite_registry import run_registry
 
         return run_registry(args.short, args.check, args.json, console)
+    if args.suite == "cluster":
+        from ._suite_cluster import run_cluster
+
+        return run_cluster(args.short, args.check, args.json, console, args.ray_python)
     return 2  # pragma: no cover - argparse rejects unknown suites
 
 

@@ -79,6 +79,8 @@ run_tests() {
         "$VENV/bin/python" -m benchmarks.compare supervision --short --check
         step "python -m benchmarks.compare registry --short --check"
         "$VENV/bin/python" -m benchmarks.compare registry --short --check
+        step "python -m benchmarks.compare cluster --short --check"
+        "$VENV/bin/python" -m benchmarks.compare cluster --short --check
     fi
 }
 

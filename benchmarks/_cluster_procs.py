@@ -1,0 +1,236 @@
+"""Child processes of the cluster benchmark: coordinator and node agents as real
+``python -m mabeam ... start`` subprocesses, their ready lines, CPU time, clean-up.
+
+Each child prints one line once it serves (``mabeam coordinator listening on ...``,
+``mabeam node ID connected to ...``); the parent waits for that line (a select on the
+pipe, bounded by a deadline) instead of sleeping. With ``MABEAM_BENCH_PROFILE=DIR`` in
+the environment each child runs under ``cProfile`` and writes ``DIR/<name>.prof`` when
+it stops (SIGTERM is a graceful exit), for ``python -m pstats``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from ._common import REPO_ROOT
+
+PROFILE_ENV = "MABEAM_BENCH_PROFILE"
+_ENDPOINT = re.compile(r"listening on (tcp://\S+)")
+
+
+class ChildFailed(RuntimeError):
+    """A benchmark child process exited or printed nothing in time."""
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the children: the repository on ``PYTHONPATH`` (the pool
+    workers import ``benchmarks._cluster_tasks`` from it)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Child:
+    """One started child: its process, log file and name."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    lines: list[str] = field(default_factory=list)
+    _buf: bytes = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def read_line(self, timeout: float) -> str:
+        """The next stdout line; ``ChildFailed`` (with the log tail) at EOF or after
+        ``timeout`` seconds. Reads the pipe itself (no buffered reader that could hold
+        a second line where ``select`` does not see it)."""
+        out = self.proc.stdout
+        assert out is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(out, selectors.EVENT_READ)
+            while b"\n" not in self._buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise ChildFailed(f"{self.name}: no output in {timeout:.0f} s; {self.tail()}")
+                chunk = os.read(out.fileno(), 65536)
+                if not chunk:
+                    raise ChildFailed(f"{self.name} exited (rc={self.proc.poll()}); {self.tail()}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        text = line.decode(errors="replace").strip()
+        self.lines.append(text)
+        return text
+
+    def tail(self, n: int = 3) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(lines[-n:]) or "empty log"
+
+
+def start_child(name: str, argv: Sequence[str], log_dir: Path, *, stdin: bool = False) -> Child:
+    """Start ``python [-m cProfile -o ...] -m <argv>`` from the repository root, stdout
+    piped (read by ``Child.read_line``), stderr to ``log_dir/<name>.log``; with ``stdin``, a
+    pipe to its stdin (closed by ``stop_all``), else /dev/null."""
+    prefix: list[str] = []
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        prefix = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"{name}.prof")]
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *prefix, "-m", *argv],
+            cwd=REPO_ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    return Child(name, proc, log_path)
+
+
+def start_coordinator(state: Path, log_dir: Path, heartbeat_s: float = 1.0) -> tuple[Child, str]:
+    """A ``mabeam coordinator start`` on a free port; the child and its endpoint."""
+    child = start_child(
+        "coordinator",
+        [
+            "mabeam",
+            "coordinator",
+            "start",
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--state",
+            str(state),
+            "--heartbeat",
+            str(heartbeat_s),
+            "--log-level",
+            "warning",
+        ],
+        log_dir,
+    )
+    try:
+        line = child.read_line(60.0)
+        match = _ENDPOINT.search(line)
+        if match is None:
+            raise ChildFailed(f"coordinator printed {line!r}, not its endpoint")
+    except BaseException:
+        stop_all([child])
+        raise
+    return child, match.group(1)
+
+
+def start_nodes(
+    endpoint: str, count: int, slots: int, work: Path, log_dir: Path, heartbeat_s: float = 1.0
+) -> list[Child]:
+    """``count`` ``mabeam node start`` agents (``--gpus none``, pool workers never
+    recycled: ``--max-tasks-per-worker 1000000``), each connected before returning."""
+    nodes: list[Child] = []
+    try:
+        for i in range(count):
+            node_id = f"bench-n{i}"
+            nodes.append(
+                start_child(
+                    node_id,
+                    [
+                        "mabeam",
+                        "node",
+                        "start",
+                        "--coordinator",
+                        endpoint,
+                        "--node-id",
+                        node_id,
+                        "--slots",
+                        str(slots),
+                        "--gpus",
+                        "none",
+                        "--work-dir",
+                        str(work / node_id),
+                        "--max-tasks-per-worker",
+                        "1000000",
+                        "--heartbeat",
+                        str(heartbeat_s),
+                        "--drain-timeout",
+                        "5",
+                        "--log-level",
+                        "warning",
+                    ],
+                    log_dir,
+                )
+            )
+        for node in nodes:
+            line = node.read_line(60.0)
+            if "connected to" not in line:
+                raise ChildFailed(f"{node.name} printed {line!r}")
+    except BaseException:
+        stop_all(nodes)
+        raise
+    return nodes
+
+
+def cpu_seconds(pids: Iterable[int], children: bool = False) -> float:
+    """User + system CPU seconds of these processes (all threads; with ``children``, of
+    their live descendants too); processes that are gone count 0."""
+    total = 0.0
+    for pid in pids:
+        with suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            procs = [proc, *(proc.children(recursive=True) if children else [])]
+            for p in procs:
+                with suppress(psutil.Error):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+    return total
+
+
+def stop_all(children: Sequence[Child], grace: float = 10.0) -> None:
+    """SIGTERM every child (a graceful stop), wait up to ``grace`` s in all, then
+    SIGKILL what is left, descendants (pool workers in their own sessions) included."""
+    descendants: list[psutil.Process] = []
+    for child in children:
+        _close(child.proc.stdin)
+        with suppress(psutil.Error):
+            descendants.extend(psutil.Process(child.pid).children(recursive=True))
+        if child.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        with suppress(subprocess.TimeoutExpired):
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        if child.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                child.proc.kill()
+            child.proc.wait()
+        _close(child.proc.stdout)
+        _close(child.proc.stdin)
+    for proc in descendants:
+        with suppress(psutil.Error):
+            if proc.is_running():
+                proc.kill()
+
+
+def _close(stream: IO[Any] | None) -> None:
+    if stream is not None:
+        with suppress(OSError):
+            stream.close()
