@@ -143,6 +143,7 @@ class Link:
             return False
         self.cancel_hello_retry()
         self.greeted = True
+        self.heard = False  # the answer to a HELLO starts a session (again, after the first)
         self.last_sent = self.now()
         return True
 

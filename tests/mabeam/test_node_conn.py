@@ -129,6 +129,8 @@ async def test_hello_first_gets_a_new_hello_and_the_outbox_again_at_once(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
     async with running(fake, tmp_path) as handle:
+        seen: list[bool] = []
+        handle.app.on_connected(seen.append)
         await fake.handshake()
         fake.send("n1", dispatch("j1", "echo"))
         first = await fake.result()
@@ -138,6 +140,8 @@ async def test_hello_first_gets_a_new_hello_and_the_outbox_again_at_once(
         assert (await fake.expect(Ready)).credit == 2
         assert await fake.expect(Result) == first
         assert handle.statistics().reconnects == 0  # the same socket
+        fake.send("n1", Heartbeat())  # the restarted coordinator answers the new HELLO
+        await until(lambda: seen == [False, True], timeout=WAIT_S)  # "reconnected"
 
 
 async def test_bye_from_the_coordinator_makes_the_node_reconnect(
