@@ -140,3 +140,36 @@ def block_pid(params: dict[str, Any], ctx: TaskContext) -> None:
     """Report the worker's pid, then never return on its own."""
     ctx.report(step=0, pid=os.getpid())
     threading.Event().wait()
+
+
+def square(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """A tiny bit of work: return ``x`` and its square (checked by the sweep tests)."""
+    x: int = params["x"]
+    checksum = sum(i * i for i in range(2_000)) % 7
+    return {"x": x, "y": x * x, "checksum": checksum, "attempt": ctx.attempt}
+
+
+def gate(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Block the attempts listed in ``params["block"]`` until a line is written to the
+    FIFO ``<params["dir"]>/<job_id>.<attempt>``; other attempts return at once.
+
+    The FIFO is opened read-write before the step-0 report, so once the report is in
+    the store a test's non-blocking open for writing finds a reader, and the read
+    blocks until the line arrives (never on end of file). One FIFO per attempt, so a
+    worker of a killed node can never take the line meant for a later attempt.
+    """
+    text = "open"
+    if ctx.attempt in params.get("block", ()):
+        path = os.path.join(params["dir"], f"{ctx.job_id}.{ctx.attempt}")
+        if not os.path.exists(path):  # a rerun of the same attempt finds it
+            os.mkfifo(path)
+        fd = os.open(path, os.O_RDWR)
+        ctx.report(step=0, waiting=True)
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                data += os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        text = data.decode().strip()
+    return {"x": params["x"], "attempt": ctx.attempt, "gate": text}
