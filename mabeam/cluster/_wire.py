@@ -48,9 +48,9 @@ class Wire:
 
     def __init__(self, sock: zmq.Socket[Any]) -> None:
         self.sock = sock
-        self._fd: int = sock.getsockopt(zmq.FD)
+        self._fd = int(sock.getsockopt(zmq.FD))
         self._waiting: anyio.CancelScope | None = None
-        self.closed = False
+        self._closed = False
         self.sent = 0
         self.received = 0
 
@@ -70,7 +70,7 @@ class Wire:
 
     def _kick(self) -> None:
         waiting = self._waiting
-        if waiting is not None and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if waiting is not None and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             waiting.cancel()
 
     async def receive(self, limit: int = DRAIN_LIMIT) -> list[list[bytes]]:
@@ -89,11 +89,16 @@ class Wire:
                 finally:
                     self._waiting = None
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran."""
+        return self._closed
+
     def close(self) -> None:
         """Wake a waiting reader and close the socket (LINGER=0: never blocks)."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
+        self._closed = True
         with contextlib.suppress(Exception):
             anyio.notify_closing(self._fd)
         self.sock.close(linger=0)
@@ -111,7 +116,7 @@ class WireReader(Actor):
         if msg != "run":
             raise ValueError(f"WireReader takes no messages, got {msg!r}")
         wire, owner = self._wire, self._owner
-        while not wire.closed:
+        while True:  # receive() raises ClosedResourceError once the wire is closed
             try:
                 messages = await wire.receive()
             except (anyio.ClosedResourceError, zmq.ZMQError):

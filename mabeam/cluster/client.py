@@ -319,7 +319,7 @@ async def connect(
 def _only(group: BaseExceptionGroup[Any]) -> BaseException | None:
     """The one exception at the bottom of nested single-member groups, else None."""
     while len(group.exceptions) == 1:
-        inner = group.exceptions[0]
+        inner: BaseException = group.exceptions[0]
         if not isinstance(inner, BaseExceptionGroup):
             return inner
         group = inner
