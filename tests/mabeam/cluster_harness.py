@@ -1,8 +1,8 @@
 """A cluster of real processes for end-to-end tests, and a checker of its job history.
 
 ``ClusterHarness`` starts ``python -m mabeam coordinator start`` and ``python -m mabeam
-node start`` as subprocesses on 127.0.0.1, reads their stdout and stderr in reader
-threads (a test waits for a printed line with a deadline, never sleeps), signals them
+node start`` as subprocesses on 127.0.0.1 with their stdout and stderr in files (a
+test waits for a printed line with a deadline, woken by inotify, never sleeps), signals them
 (SIGKILL, SIGTERM, SIGSTOP, SIGCONT), restarts them on the same state file / work dir
 and port, and kills whatever is left (workers included) when the test ends, passed or
 not. A failure message carries the tail of every process's stderr.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import os
 import re
 import select
@@ -30,13 +31,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import msgpack
@@ -76,9 +76,11 @@ class DirWatch:
                 os.close(self.fd)
                 raise OSError(ctypes.get_errno(), f"cannot watch {directory}")
 
-    def wait(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
-        if ready:
+    def wait(self, timeout: float, *, also: int | None = None) -> None:
+        """Wait for a change (or for ``also``, e.g. a pidfd, to become readable)."""
+        fds = [self.fd] if also is None else [self.fd, also]
+        ready, _, _ = select.select(fds, [], [], max(timeout, 0.0))
+        if self.fd in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.fd, 65536):
                     pass
@@ -111,43 +113,43 @@ def wait_until(
 
 
 class Proc:
-    """A ``python -m mabeam ...`` subprocess whose output lines are collected by reader
-    threads; ``wait_line`` waits for a line on stdout (or stderr) with a deadline."""
+    """A ``python -m mabeam ...`` subprocess whose stdout and stderr go to files;
+    ``wait_line`` waits for a line in one of them with a deadline, woken by inotify on
+    the files' directory and by the process's pidfd (no reader threads, no polling)."""
 
-    def __init__(self, name: str, args: Sequence[str], cwd: Path) -> None:
+    _serial = itertools.count(1)
+
+    def __init__(self, name: str, args: Sequence[str], cwd: Path, log_dir: Path) -> None:
         self.name = name
         self.args = list(args)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mabeam", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = log_dir
+        stem = f"{next(Proc._serial):03d}-{re.sub(r'[^A-Za-z0-9#-]+', '_', name)}"
+        self._paths = (log_dir / f"{stem}.out", log_dir / f"{stem}.err")
+        with open(self._paths[0], "wb") as out, open(self._paths[1], "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mabeam", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=cwd,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         self.pid = self.proc.pid
-        self._readers = [
-            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._pidfd = os.pidfd_open(self.pid)
 
-    def _pump(self, stream: IO[str] | None, lines: list[str]) -> None:
-        assert stream is not None
-        with contextlib.suppress(ValueError, OSError):
-            for line in stream:
-                with self._changed:
-                    lines.append(line.rstrip("\n"))
-                    self._changed.notify_all()
-        with self._changed:
-            self._eof += 1
-            self._changed.notify_all()
+    def _lines(self, index: int) -> list[str]:
+        return self._paths[index].read_text(errors="replace").splitlines()
+
+    @property
+    def out(self) -> list[str]:
+        """Its stdout lines so far."""
+        return self._lines(0)
+
+    @property
+    def err(self) -> list[str]:
+        """Its stderr lines so far."""
+        return self._lines(1)
 
     @property
     def alive(self) -> bool:
@@ -158,32 +160,33 @@ class Proc:
     ) -> re.Match[str]:
         """The first line (from index ``start``) matching ``pattern``; fails with the
         process's stderr if it ends or the deadline passes first."""
-        lines = self.err if stderr else self.out
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        with self._changed:
+        watch = DirWatch([self.log_dir])
+        try:
             while True:
-                for line in lines[start:]:
+                ended = not self.alive  # read after this: nothing more can come then
+                for line in self._lines(1 if stderr else 0)[start:]:
                     found = regex.search(line)
                     if found:
                         return found
                 left = deadline - time.monotonic()
-                if self._eof == 2 or left <= 0:
-                    why = "ended" if self._eof == 2 else f"printed none within {timeout} s"
+                if ended or left <= 0:
+                    why = "ended" if ended else f"printed none within {timeout} s"
                     raise AssertionError(
                         f"{self.name} {why} waiting for {pattern!r}\n{self.tail()}"
                     )
-                self._changed.wait(left)
+                watch.wait(left, also=self._pidfd)
+        finally:
+            watch.close()
 
     def count(self, pattern: str, *, stderr: bool = True) -> int:
         """Lines so far matching ``pattern``."""
         regex = re.compile(pattern)
-        with self._changed:
-            return sum(1 for line in (self.err if stderr else self.out) if regex.search(line))
+        return sum(1 for line in (self.err if stderr else self.out) if regex.search(line))
 
     def tail(self, n: int = 40) -> str:
-        with self._changed:
-            lines = [*self.out[-10:], "--- stderr ---", *self.err[-n:]]
+        lines = [*self.out[-10:], "--- stderr ---", *self.err[-n:]]
         return f"=== {self.name} (pid {self.pid}, rc {self.proc.poll()}) ===\n" + "\n".join(lines)
 
     def descendants(self) -> list[psutil.Process]:
@@ -212,16 +215,12 @@ class Proc:
             return self.kill()
 
     def close(self) -> None:
-        """Kill it if it still runs, and reap it; the reader threads end at EOF."""
+        """Kill it if it still runs, and reap it."""
         if self.alive:
             self.signal(signal.SIGCONT)
             self.kill()
-        for reader in self._readers:
-            reader.join(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        with contextlib.suppress(OSError):
+            os.close(self._pidfd)
 
 
 # -- coordinator and nodes ----------------------------------------------------------------
@@ -233,7 +232,7 @@ class Coordinator(Proc):
     def __init__(self, name: str, state: Path, bind: str, heartbeat: float, log_level: str):
         args = ["coordinator", "start", "--bind", bind, "--state", str(state)]
         args += ["--heartbeat", str(heartbeat), "--log-level", log_level]
-        super().__init__(name, args, ROOT)
+        super().__init__(name, args, ROOT, state.parent / "logs")
         self.state = state
         found = self.wait_line(r"^mabeam coordinator listening on (tcp://\S+) \(state ")
         self.endpoint = found.group(1)
@@ -246,7 +245,7 @@ class Node(Proc):
     def __init__(self, node_id: str, endpoint: str, work_dir: Path, options: Sequence[str]):
         args = ["node", "start", "--coordinator", endpoint, "--node-id", node_id]
         args += ["--work-dir", str(work_dir), "--gpus", "none", *options]
-        super().__init__(f"node {node_id}", args, HERE)
+        super().__init__(f"node {node_id}", args, HERE, work_dir.parent / "logs")
         self.node_id = node_id
         self.work_dir = work_dir
         self.wait_line(rf"^mabeam node {re.escape(node_id)} connected to ")
