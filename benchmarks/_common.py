@@ -34,13 +34,16 @@ class ProbeError(RuntimeError):
     """A benchmark subprocess failed; the message carries its stderr tail."""
 
 
-def run_json_module(module: str, args: list[str], label: str, timeout: float) -> Any:
-    """Run ``python -m module *args`` from the repository root; the JSON object on the
-    last line of its stdout (``ProbeError`` with the stderr tail when it fails)."""
+def run_json_module(
+    module: str, args: list[str], label: str, timeout: float, *, python: str | None = None
+) -> Any:
+    """Run ``python -m module *args`` from the repository root (with ``python``, default
+    this interpreter); the JSON object on the last line of its stdout (``ProbeError``
+    with the stderr tail when it fails)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [python or sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -40,9 +40,7 @@ scaling, latencies, CPU per task, process mode, mabeam / Ray.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +49,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._common import REPO_ROOT, ProbeError, run_json_module
+from ._common import run_json_module
 from ._report import banner, conclude, run_checked
 
 RAY_ENV = "MABEAM_RAY_PYTHON"
@@ -121,18 +119,9 @@ def ray_python(explicit: str | None) -> tuple[str | None, str]:
 
 def run_ray(python: str, n: int, cpus: int, timeout: float = 300.0) -> dict[str, Any]:
     """Ray's echo tasks/s in ``python`` (``benchmarks/_ray_peer.py``)."""
-    proc = subprocess.run(
-        [python, str(REPO_ROOT / "benchmarks" / "_ray_peer.py"), str(n), str(cpus)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    result: dict[str, Any] = run_json_module(
+        "benchmarks._ray_peer", [str(n), str(cpus)], "ray peer", timeout, python=python
     )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ProbeError(f"ray peer failed (rc={proc.returncode}): " + " | ".join(tail))
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 

@@ -444,16 +444,18 @@ def client_call(endpoint: str, fn: Callable[[Any], Any]) -> Any:
     return anyio.run(go)
 
 
-def mabeam_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """``python -m mabeam ARGS`` to the end."""
+def mabeam_cli(
+    *args: str, cwd: Path = ROOT, timeout: float = 50.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m mabeam ARGS`` to the end, with its output (200 columns for tables)."""
     return subprocess.run(
         [sys.executable, "-m", "mabeam", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200"},
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 

@@ -8,7 +8,6 @@ its "listening" line read from its stdout instead of sleeping) and stop it with 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -19,6 +18,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from cluster_harness import mabeam_cli as mabeam
 from rich.console import Console
 
 from mabeam.cli import main
@@ -32,31 +32,6 @@ SPECS = HERE / "specs"
 
 def _missing(*modules: str) -> list[str]:
     return [m for m in modules if find_spec(m) is None]
-
-
-needs_coordinator = pytest.mark.skipif(
-    bool(_missing("mabeam.cluster.coordinator", "mabeam.cli._coordinator")),
-    reason="mabeam.cluster.coordinator / mabeam.cli._coordinator are not built yet",
-)
-needs_cluster = pytest.mark.skipif(
-    bool(_missing("mabeam.cluster.coordinator", "mabeam.cluster.node")),
-    reason="mabeam.cluster.coordinator / mabeam.cluster.node are not built yet",
-)
-
-
-def mabeam(
-    *args: str, cwd: Path = ROOT, timeout: float = 50, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m mabeam ARGS`` to the end, with its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "mabeam", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -248,8 +223,6 @@ class Node(Service):
         assert "mabeam node cli-node connected to" in self.first_line, self.log.read_text()
 
 
-@needs_coordinator
-@pytest.mark.skipif(bool(_missing("mabeam.cli._node")), reason="mabeam.cli._node is not built yet")
 def test_submit_wait_runs_on_a_node_and_status_lists_it(
     coordinator: Coordinator, tmp_path: Path
 ) -> None:
@@ -269,13 +242,11 @@ def test_submit_wait_runs_on_a_node_and_status_lists_it(
         assert node.stop() == 0
 
 
-@needs_coordinator
 def test_cancel_of_an_unknown_job_is_one_line(coordinator: Coordinator) -> None:
     line = one_error_line(mabeam("cancel", "j-nope-1", "--coordinator", coordinator.endpoint))
     assert "j-nope-1" in line
 
 
-@needs_coordinator
 def test_submit_then_status_shows_the_queue_and_the_jobs(coordinator: Coordinator) -> None:
     submitted = mabeam("submit", str(SPECS / "grid.toml"), "--coordinator", coordinator.endpoint)
     assert submitted.returncode == 0, submitted.stderr
@@ -319,7 +290,6 @@ lr = -1
 """
 
 
-@needs_cluster
 def test_run_executes_a_sweep_locally_and_prints_the_results_table(tmp_path: Path) -> None:
     spec = tmp_path / "count.toml"
     spec.write_text(COUNT_SPEC)
@@ -337,7 +307,6 @@ def test_run_executes_a_sweep_locally_and_prints_the_results_table(tmp_path: Pat
     assert "(temporary)" in out and "cached" not in out
 
 
-@needs_cluster
 def test_run_again_on_a_kept_state_file_answers_from_the_result_cache(tmp_path: Path) -> None:
     spec = tmp_path / "count.toml"
     spec.write_text(COUNT_SPEC)
@@ -350,7 +319,6 @@ def test_run_again_on_a_kept_state_file_answers_from_the_result_cache(tmp_path: 
     assert len(rows) == 3 and all("cached" in row for row in rows)
 
 
-@needs_cluster
 def test_run_lists_a_failed_trial_with_its_error_and_exits_1(tmp_path: Path) -> None:
     spec = tmp_path / "fail.toml"
     spec.write_text(FAIL_SPEC)
@@ -362,7 +330,6 @@ def test_run_lists_a_failed_trial_with_its_error_and_exits_1(tmp_path: Path) -> 
     assert state.exists()
 
 
-@needs_cluster
 @pytest.mark.skipif(bool(_missing("numpy", "sklearn")), reason="needs the examples extra")
 def test_demo_runs_the_digits_sweep_and_ranks_real_accuracies(tmp_path: Path) -> None:
     result = mabeam("demo", cwd=tmp_path)  # the examples are found from the package

@@ -49,15 +49,6 @@ def anyio_backend() -> str:
     return "asyncio"  # the node's socket and pipes on trio: test_node_conn.py
 
 
-@pytest.fixture
-def fake() -> Any:
-    coordinator = FakeCoordinator()
-    try:
-        yield coordinator
-    finally:
-        coordinator.close()
-
-
 @asynccontextmanager
 async def node(
     fake: FakeCoordinator, tmp_path: Path, **overrides: Any

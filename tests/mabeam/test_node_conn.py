@@ -48,15 +48,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def fake() -> Any:
-    coordinator = FakeCoordinator()
-    try:
-        yield coordinator
-    finally:
-        coordinator.close()
-
-
 @asynccontextmanager
 async def running(
     fake: FakeCoordinator, tmp_path: Path, **overrides: Any
