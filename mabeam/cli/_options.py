@@ -4,12 +4,8 @@ and ``CommandError``, the one-line failure of a command."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
-T = TypeVar("T")
-
-__all__ = ("CommandError", "add_client_options", "positive_float", "positive_int", "run_async")
+__all__ = ("CommandError", "add_client_options", "positive_float", "positive_int")
 
 
 class CommandError(Exception):
@@ -54,20 +50,3 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds to wait for the coordinator to answer (default: 10)",
     )
-
-
-def run_async(main: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Run ``main(*args)`` in a fresh foundation ``Runtime`` on asyncio.
-
-    Not ``foundation.run``: that one reports any ``LookupError`` escaping ``main`` (an
-    ``UnknownJob``) as an unknown anyio backend.
-    """
-    import anyio
-
-    from foundation import Runtime
-
-    async def entry() -> T:
-        async with Runtime():
-            return await main(*args)
-
-    return anyio.run(entry)

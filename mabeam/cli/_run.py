@@ -28,7 +28,9 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from ._options import CommandError, positive_int, run_async
+import foundation
+
+from ._options import CommandError, positive_int
 
 __all__ = ("add_parser", "demo_spec", "run", "run_spec")
 
@@ -154,7 +156,7 @@ def run_spec(
             work_dir=Path(scratch) / "node",
             pythonpath=(str(root),),
         )
-        status: int = run_async(_local, spec, coordinator, node, Console())
+        status: int = foundation.run(_local, spec, coordinator, node, Console())
         return status
 
 

@@ -15,7 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._options import add_client_options, run_async
+import foundation
+
+from ._options import add_client_options
 
 __all__ = ("add_parser", "jobs_table", "nodes_table", "run")
 
@@ -36,7 +38,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status tables; 0, or 1 when the coordinator cannot be reached."""
-    return run_async(_status, args, Console())
+    return foundation.run(_status, args, Console())
 
 
 async def _status(args: argparse.Namespace, console: Console) -> int:

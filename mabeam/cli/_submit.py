@@ -14,7 +14,9 @@ from typing import Any
 
 from rich.console import Console
 
-from ._options import add_client_options, run_async
+import foundation
+
+from ._options import add_client_options
 
 __all__ = ("add_parsers", "run_cancel", "run_submit")
 
@@ -56,7 +58,7 @@ def run_submit(args: argparse.Namespace) -> int:
     from mabeam.ml.spec import load_spec
 
     spec = load_spec(args.spec)
-    return run_async(_submit, spec, args, Console())
+    return foundation.run(_submit, spec, args, Console())
 
 
 async def _submit(spec: Any, args: argparse.Namespace, console: Console) -> int:
@@ -83,7 +85,7 @@ async def _submit(spec: Any, args: argparse.Namespace, console: Console) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     """Cancel each job of ``args.jobs``; print its state after the request."""
-    return run_async(_cancel, args, Console())
+    return foundation.run(_cancel, args, Console())
 
 
 async def _cancel(args: argparse.Namespace, console: Console) -> int:

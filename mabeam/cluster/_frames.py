@@ -8,21 +8,13 @@ here validates: ``protocol.encode`` and ``protocol.decode`` check every field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
 
 Isolation: TypeAlias = Literal["process", "pool"]
 ErrorKind: TypeAlias = Literal[
     "exception", "timeout", "cancelled", "crashed", "refused", "not_found", "handed_back"
 ]
-ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
-    "exception",
-    "timeout",
-    "cancelled",
-    "crashed",
-    "refused",
-    "not_found",
-    "handed_back",
-)
+ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 """Why an attempt failed (RESULT.error_kind): the task raised, ran past its timeout, was
 cancelled, its worker died, its entrypoint is not on the node's allow-list or cannot be
 imported, or the node handed the job back unfinished (draining)."""

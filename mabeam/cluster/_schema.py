@@ -13,7 +13,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal, NoReturn, get_args
 
 from foundation.codec import Codec
 
@@ -27,16 +27,7 @@ ErrorCode = Literal[
     "bad_type",
     "bad_value",
 ]
-ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
-    "bad_msgpack",
-    "too_large",
-    "bad_version",
-    "unknown_type",
-    "missing_field",
-    "unknown_field",
-    "bad_type",
-    "bad_value",
-)
+ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)
 
 
 class ProtocolError(ValueError):
