@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import re
 import sys
@@ -75,11 +74,8 @@ def sweep_specs(spec: SweepSpec) -> list[protocol.JobSpec]:
     code_version = spec.code_version
     if code_version is None:
         code_version = derive_code_version(spec.entrypoint) or ""
-    resources = protocol.Resources(
-        gpus=spec.resources.gpus,
-        cpus=_whole_cpus(spec.resources.cpus),
-        memory_mb=spec.resources.memory_mb,
-    )
+    res = spec.resources
+    resources = protocol.Resources.of(res.gpus, res.cpus, res.memory_mb)
     out = []
     for trial in dataclasses.replace(spec, code_version=code_version).iter_trials():
         job = protocol.JobSpec(
@@ -99,14 +95,9 @@ def sweep_specs(spec: SweepSpec) -> list[protocol.JobSpec]:
 def _one(spec: Any, where: str) -> protocol.JobSpec:
     if isinstance(spec, protocol.JobSpec):
         return _checked(spec, where)
-    isolation: Any = "process"
     if isinstance(spec, Mapping):
-        raw = dict(spec)
-        isolation = raw.pop("isolation", "process")
-        if isolation not in ("process", "pool"):
-            raise BadSpec(f"{where}.isolation: expected 'process' or 'pool', got: {isolation!r}")
         try:
-            spec = StoreJobSpec.from_dict(raw)
+            spec = StoreJobSpec.from_dict(spec)
         except InvalidSpecError as exc:
             raise BadSpec(f"{where}: {exc}") from None
     if not isinstance(spec, StoreJobSpec):
@@ -118,21 +109,14 @@ def _one(spec: Any, where: str) -> protocol.JobSpec:
     job = protocol.JobSpec(
         entrypoint=spec.entrypoint,
         params=spec.params,
-        resources=protocol.Resources(
-            gpus=res.gpus, cpus=_whole_cpus(res.cpus), memory_mb=res.memory_mb
-        ),
+        resources=protocol.Resources.of(res.gpus, res.cpus, res.memory_mb),
         timeout_s=spec.timeout_s,
         max_retries=spec.max_retries,
         priority=spec.priority,
-        isolation=isolation,
+        isolation=spec.isolation,
         code_version=spec.code_version,
     )
     return _checked(job, where)
-
-
-def _whole_cpus(cpus: float) -> int:
-    """The wire carries whole CPUs: a fraction is rounded up (a node reserves a core)."""
-    return max(1, math.ceil(cpus)) if cpus > 0 else 0
 
 
 def _checked(job: protocol.JobSpec, where: str) -> protocol.JobSpec:

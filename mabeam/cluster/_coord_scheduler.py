@@ -28,7 +28,6 @@ is released (requeued), a job it lists under a lease that is not current gets a 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -70,10 +69,6 @@ _WAKE: Final = "wake"
 _ORPHANS: Final = "orphans"
 _RESUME: Final = "resume"
 _STORE_ERROR_PAUSE_S: Final = 0.5
-
-
-def _whole_cpus(cpus: float) -> int:
-    return math.ceil(cpus - 1e-9) if cpus > 0 else 0
 
 
 @dataclass(slots=True)
@@ -272,9 +267,9 @@ class Scheduler(Actor):
             lease=leased.token,
             entrypoint=spec.entrypoint,
             params=spec.params,
-            resources=p.Resources(res.gpus, _whole_cpus(res.cpus), res.memory_mb),
+            resources=p.Resources.of(res.gpus, res.cpus, res.memory_mb),
             timeout_s=spec.timeout_s,
-            isolation=spec.isolation,  # type: ignore[arg-type]
+            isolation=spec.isolation,
         )
         try:
             outcome = self._outlet.send(node.peer, frame, self.runtime.clock.now())

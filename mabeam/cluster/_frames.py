@@ -7,6 +7,7 @@ here validates: ``protocol.encode`` and ``protocol.decode`` check every field.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
 
@@ -53,6 +54,12 @@ class Resources:
     gpus: int = 0
     cpus: int = 1
     memory_mb: int = 0
+
+    @classmethod
+    def of(cls, gpus: int, cpus: float, memory_mb: int) -> Resources:
+        """The wire form of a request: whole CPUs, a fraction rounded up (a node
+        reserves whole cores)."""
+        return cls(gpus, math.ceil(cpus), memory_mb)
 
 
 @dataclass(frozen=True, slots=True)

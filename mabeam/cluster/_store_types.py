@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from foundation import CodecError
 from foundation.codec import Codec
@@ -139,7 +139,7 @@ class JobSpec:
     priority: int = 0
     code_version: str = ""
     cache: bool = True
-    isolation: str = "process"
+    isolation: Literal["process", "pool"] = "process"
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
