@@ -232,6 +232,16 @@ def _judge(ok: bool, tolerant: bool) -> str:
     return "pass" if ok else ("pass~" if tolerant else "FAIL")
 
 
+def _at_most(
+    figure: str, value: str, detail: str, measured: float, bound: float, tol: float, op: str
+) -> Row:
+    """A gated row: ``measured`` must stay within ``bound`` (``tol`` more still passes~)."""
+    result = _judge(measured <= bound, measured <= bound * (1 + tol))
+    return Row(
+        figure, value, detail, measured, f"{op} {bound:g} (fail > {bound * (1 + tol):.3g})", result
+    )
+
+
 def _rows(
     pool: Any,
     one: Any,
@@ -324,34 +334,29 @@ def _rows(
                 f"simulator {hb.sim_cores:.2f} cores; detection {hb.detect_s:.2f} s",
             )
         )
-        bound, tol = t["detect"]["max_intervals"], t["detect"]["tolerance"]
-        r = _judge(hb.detect_intervals <= bound, hb.detect_intervals <= bound * (1 + tol))
-        rows.append(
-            Row(
+        for row in (
+            _at_most(
                 "failure detection",
                 f"{hb.detect_s:.2f} s",
                 "intervals",
                 hb.detect_intervals,
-                f"<= {bound:g} (fail > {bound * (1 + tol):.3g})",
-                r,
-            )
-        )
-        if r == "FAIL":
-            failed.append("failure detection")
-        bound, tol = t["heartbeat_cpu"]["max_cores"], t["heartbeat_cpu"]["tolerance"]
-        r = _judge(hb.coord_cores <= bound, hb.coord_cores <= bound * (1 + tol))
-        rows.append(
-            Row(
+                t["detect"]["max_intervals"],
+                t["detect"]["tolerance"],
+                "<=",
+            ),
+            _at_most(
                 "heartbeat load",
                 f"{hb.coord_cores:.2f} cores",
                 "coordinator cores",
                 hb.coord_cores,
-                f"< {bound:g} (fail > {bound * (1 + tol):.3g})",
-                r,
-            )
-        )
-        if r == "FAIL":
-            failed.append("heartbeat load")
+                t["heartbeat_cpu"]["max_cores"],
+                t["heartbeat_cpu"]["tolerance"],
+                "<",
+            ),
+        ):
+            rows.append(row)
+            if row.result == "FAIL":
+                failed.append(row.label)
     else:
         rows.append(Row("heartbeats", "error", errors.get("hb", ""), None, "", "ERROR"))
         failed.append("heartbeats")

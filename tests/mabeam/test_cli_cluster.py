@@ -9,15 +9,14 @@ its "listening" line read from its stdout instead of sleeping) and stop it with 
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from cluster_harness import Coordinator, Node
 from cluster_harness import mabeam_cli as mabeam
 from rich.console import Console
 
@@ -164,63 +163,15 @@ def test_the_results_table_puts_the_best_trial_first_and_failures_last(mode: str
 # -- against a live coordinator ---------------------------------------------------------
 
 
-class Service:
-    """A long-running ``mabeam`` subprocess: its first stdout line is read (the line it
-    prints once it is ready); its stderr goes to a log file; SIGTERM stops it."""
-
-    def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
-        self.log = log
-        with log.open("w") as errors:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mabeam", *args],
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-                cwd=cwd,
-            )
-        assert self.proc.stdout is not None
-        self.first_line = self.proc.stdout.readline()
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-
-class Coordinator(Service):
-    """``mabeam coordinator start`` on a free port; ``endpoint`` is read from stdout."""
-
-    def __init__(self, state: Path) -> None:
-        args = ["coordinator", "start", "--bind", "tcp://127.0.0.1:0", "--state", str(state)]
-        super().__init__(args, ROOT, state.with_suffix(".log"))
-        found = re.search(r"listening on (tcp://\S+)", self.first_line)
-        assert found, (self.first_line, self.log.read_text())
-        self.endpoint = found.group(1)
-
-
 @pytest.fixture
 def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
-    coord = Coordinator(tmp_path / "jobs.db")
+    """``mabeam coordinator start`` on a free port, stopped with SIGTERM."""
+    coord = Coordinator("coordinator", tmp_path / "jobs.db", "tcp://127.0.0.1:0", 1.0, "info")
     try:
         yield coord
     finally:
-        coord.stop()
-
-
-class Node(Service):
-    """``mabeam node start`` run from tests/mabeam (so that it imports task_entrypoints),
-    waited for by its "connected" line."""
-
-    def __init__(self, endpoint: str, work_dir: Path) -> None:
-        args = ["node", "start", "--coordinator", endpoint, "--node-id", "cli-node"]
-        args += ["--slots", "2", "--work-dir", str(work_dir)]
-        super().__init__(args, HERE, work_dir.with_suffix(".log"))
-        assert "mabeam node cli-node connected to" in self.first_line, self.log.read_text()
+        coord.terminate()
+        coord.close()
 
 
 def test_submit_wait_runs_on_a_node_and_status_lists_it(
@@ -228,7 +179,7 @@ def test_submit_wait_runs_on_a_node_and_status_lists_it(
 ) -> None:
     spec = tmp_path / "count.toml"
     spec.write_text(COUNT_SPEC)
-    node = Node(coordinator.endpoint, tmp_path / "node")
+    node = Node("cli-node", coordinator.endpoint, tmp_path / "node", ["--slots", "2"])
     try:
         result = mabeam("submit", str(spec), "--wait", "--coordinator", coordinator.endpoint)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -239,7 +190,8 @@ def test_submit_wait_runs_on_a_node_and_status_lists_it(
         assert re.search(r"cli-node\s+│\s+-\s+│\s+\d+\s+│.*│\s+2\s+│", status.stdout)
         assert re.search(r"│\s+0\s+│\s+0\s+│\s+0\s+│\s+3\s+│", status.stdout)  # 3 succeeded
     finally:
-        assert node.stop() == 0
+        assert node.terminate() == 0
+        node.close()
 
 
 def test_cancel_of_an_unknown_job_is_one_line(coordinator: Coordinator) -> None:
