@@ -99,11 +99,13 @@ async def _scenario(console: Console) -> int:
         )
         seen = await guardian.call("seen")
         rows.append(("guardian (traps exits)", f"Exit message: {seen[0].reason!r}", "alive"))
-        rows.append((
-            "partner (linked, no trap)",
-            f"exit signal; died with {partner_exit.metadata['reason']!r}",
-            "dead",
-        ))
+        rows.append(
+            (
+                "partner (linked, no trap)",
+                f"exit signal; died with {partner_exit.metadata['reason']!r}",
+                "dead",
+            )
+        )
         exits = len(events.named("foundation.actor.exit"))
         spawns = len(events.named("foundation.actor.spawn"))
 
@@ -114,9 +116,7 @@ async def _scenario(console: Console) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(
-        f"telemetry: {spawns} spawn and {exits} exit events; runtime {rt.statistics()}"
-    )
+    console.print(f"telemetry: {spawns} spawn and {exits} exit events; runtime {rt.statistics()}")
     ok = not partner.is_alive and guardian.is_alive and not worker.is_alive
     return 0 if ok else 1
 

@@ -34,10 +34,11 @@ from foundation import Actor, ActorRef, CodecError, TimerRef
 from ._attempt_files import LOG_NAME, log_tail
 from ._node_link import stop_reader
 from ._node_setup import TaskSettings
-from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, make_attempt_dir
+from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress
 from ._worker_proc import (
     conclude,
     failed,
+    fresh_work_dir,
     kill_group,
     parse_message,
     signal_group,
@@ -248,7 +249,7 @@ class PoolWorker(Actor):
             return
         log_path = attempt.directory / LOG_NAME
         try:
-            work_dir = make_attempt_dir(attempt.directory, attempt.output_dir)
+            work_dir = fresh_work_dir(attempt.output_dir)
         except OSError as exc:
             why = f"could not prepare {attempt.directory}: {exc}"
             outcome = TaskOutcome.failure("crashed", why)

@@ -10,13 +10,10 @@ protocol's (``bad_entrypoint`` becomes ``not_found``: a permanent failure).
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ._attempt_files import partial_dir
 from ._limits import MAX_TEXT_LEN
 from .protocol import ErrorKind as WireKind
 from .protocol import Progress, ProtocolError, Result, clip, encode
@@ -29,7 +26,6 @@ __all__ = (
     "TaskProgress",
     "TaskStarted",
     "attempt_dir",
-    "make_attempt_dir",
     "progress_payload",
     "result_payload",
 )
@@ -54,25 +50,6 @@ def attempt_dir(work_dir: Path, job_id: str, attempt: int) -> Path:
     """``<work_dir>/jobs/<job_id>/<attempt>``: the attempt's log and outputs. A job id
     may hold "/" (ids allow it), which is escaped so the path stays under work_dir."""
     return work_dir / "jobs" / job_id.replace("/", "%2F") / str(attempt)
-
-
-def make_attempt_dir(directory: Path, output_dir: Path) -> Path:
-    """Create an attempt's directory and return the temporary output directory its
-    worker will create and write into. A new attempt costs two ``mkdir`` calls (this
-    runs once per pool task); a re-run of the same attempt loses its leftover outputs."""
-    try:
-        os.mkdir(directory.parent)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(directory.parent, exist_ok=True)
-    work_dir = partial_dir(output_dir)
-    try:
-        os.mkdir(directory)
-    except FileExistsError:
-        if work_dir.exists():  # left by an earlier run of this same attempt
-            shutil.rmtree(work_dir)
-    return work_dir
 
 
 @dataclass(frozen=True, slots=True)

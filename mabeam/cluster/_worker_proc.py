@@ -91,12 +91,12 @@ def kill_group(pgid: int) -> None:
 
 
 def fresh_work_dir(output_dir: Path) -> Path:
-    """The empty temporary directory an attempt writes its outputs into (an earlier run
-    of the same attempt may have left one: it is removed first)."""
+    """The temporary directory an attempt writes its outputs into, made by the task on
+    first use (``ctx.output_dir``); what an earlier run of the same attempt left there is
+    removed. Costs one ``stat`` when there is nothing to remove."""
     work_dir = partial_dir(output_dir)
-    if work_dir.exists():
+    if os.path.lexists(work_dir):
         shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True)
     return work_dir
 
 
@@ -138,7 +138,7 @@ def failed(
         traceback=outcome.traceback,
         exit_code=exit_code,
         signal=signum,
-        log_path=str(log_path),
+        log_path=str(log_path) if os.path.exists(log_path) else None,
     )
 
 
@@ -151,18 +151,24 @@ def conclude(
     log_path: Path,
 ) -> TaskOutcome:
     """How an attempt ended, from the worker's final message (None: it died without
-    one): a success publishes ``work_dir`` as ``output_dir``, anything else drops it."""
+    one): a success publishes ``work_dir`` as ``output_dir`` (if the task made it),
+    anything else drops it. The outcome names the log only if there is one (a pool
+    task that printed nothing has none)."""
     if final is None:
         code = -signal.SIGKILL if returncode is None else returncode
         crash = TaskOutcome.crashed(code, traceback=log_tail(log_path))
         return failed(crash, returncode, work_dir=work_dir, log_path=log_path)
     if not final.ok:
         return failed(final, returncode, work_dir=work_dir, log_path=log_path)
-    try:
-        publish(work_dir, output_dir)
-    except OSError as exc:
-        outcome = TaskOutcome.failure(
-            "publish_failed", f"could not publish outputs to {output_dir}: {exc}"
-        )
-        return failed(outcome, returncode, work_dir=work_dir, log_path=log_path)
-    return TaskOutcome.success(final.value, log_path=str(log_path), output_dir=str(output_dir))
+    published: str | None = None
+    if os.path.isdir(work_dir):
+        try:
+            publish(work_dir, output_dir)
+        except OSError as exc:
+            outcome = TaskOutcome.failure(
+                "publish_failed", f"could not publish outputs to {output_dir}: {exc}"
+            )
+            return failed(outcome, returncode, work_dir=work_dir, log_path=log_path)
+        published = str(output_dir)
+    log = str(log_path) if os.path.exists(log_path) else None
+    return TaskOutcome.success(final.value, log_path=log, output_dir=published)

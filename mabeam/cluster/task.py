@@ -350,10 +350,11 @@ class TaskContext:
     ``device`` is ``"cpu"`` or the assigned GPU UUIDs joined with commas (also in
     ``gpus``); the process sees exactly those GPUs through ``CUDA_VISIBLE_DEVICES``, so
     inside the task they are ``cuda:0``, ``cuda:1``, ... ``output_dir`` is a fresh
-    directory, published by an atomic rename only if the task succeeds.
+    directory (made on first use), published by an atomic rename only if the task
+    succeeds.
     """
 
-    __slots__ = ("_lock", "_send", "attempt", "device", "gpus", "job_id", "output_dir")
+    __slots__ = ("_lock", "_made", "_output_dir", "_send", "attempt", "device", "gpus", "job_id")
 
     def __init__(
         self,
@@ -368,9 +369,19 @@ class TaskContext:
         self.attempt = attempt
         self.gpus = gpus
         self.device = ",".join(gpus) if gpus else "cpu"
-        self.output_dir = output_dir
+        self._output_dir = output_dir
+        self._made = False
         self._send = send
         self._lock = threading.Lock()
+
+    @property
+    def output_dir(self) -> Path:
+        """The attempt's output directory, created on first use (a task that writes no
+        outputs costs no directory)."""
+        if not self._made:
+            self._output_dir.mkdir(parents=True, exist_ok=True)
+            self._made = True
+        return self._output_dir
 
     def report(self, step: int | None = None, **metrics: Any) -> None:
         """Stream one progress record (``step`` and named metrics) to the node.
@@ -390,7 +401,7 @@ class TaskContext:
     def __repr__(self) -> str:
         return (
             f"TaskContext(job_id={self.job_id!r}, attempt={self.attempt}, "
-            f"device={self.device!r}, output_dir={str(self.output_dir)!r})"
+            f"device={self.device!r}, output_dir={str(self._output_dir)!r})"
         )
 
 

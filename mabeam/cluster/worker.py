@@ -18,7 +18,9 @@ and a msgpack body, never pickle):
   blocks run; the worker then exits 143 without a result (the parent decided the outcome).
 
 Without ``--pool`` the worker runs one job and exits; with it, it runs jobs one after the
-other until its stdin closes (reusable workers for short CPU tasks).
+other until its stdin closes (reusable workers for short CPU tasks), and what each task
+prints goes to that attempt's ``log_path``, a file made on the first write
+(``_task_log.AttemptLog``). Jobs may arrive while one runs: they wait their turn.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, Final, NoReturn
 
 from foundation import CodecError
 
+from ._task_log import AttemptLog
 from .task import (
     EntrypointError,
     FrameBuffer,
@@ -142,13 +145,16 @@ class _JobPipe:
 class _Worker:
     """Runs the jobs the pipe brings, one at a time, in the main thread."""
 
-    def __init__(self, jobs: _JobPipe, channel: _Channel, base_log_fd: int) -> None:
+    def __init__(self, jobs: _JobPipe, channel: _Channel) -> None:
         self.jobs = jobs
         self.channel = channel
-        self.base_log_fd = base_log_fd
+        self.log: AttemptLog | None = None
 
     def run(self, pool: bool) -> int:
         """Run jobs until stdin closes (pool) or after one job."""
+        if pool:  # print() of each task goes to its attempt's log (module doc)
+            self.log = AttemptLog(sys.stderr)
+            sys.stdout = sys.stderr = self.log
         while True:
             job = self.jobs.next_job()
             if job is None:
@@ -168,16 +174,16 @@ class _Worker:
         """Run one job and send its result; False when the parent is already gone."""
         if self.jobs.closed:
             return False
-        log_path = fields["log_path"]
-        if log_path is not None:
-            _redirect_output(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        log = self.log
+        if log is not None:
+            log.begin(fields["log_path"])
         with self.jobs.watched():
             frame = _execute(fields, self.channel)
             _flush()
+        if log is not None:
+            log.end()  # complete on disk before the parent hears of the end
         # Sent after the watch ends: the parent may close our stdin as soon as it reads.
         self.channel.send(frame)
-        if log_path is not None:
-            _redirect_output(os.dup(self.base_log_fd))
         return True
 
 
@@ -191,13 +197,11 @@ def _execute(job: dict[str, Any], channel: _Channel) -> bytes:
         cause = exc.__cause__
         tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
         return _failure("bad_entrypoint", str(exc), tb)
-    work_dir = Path(job["work_dir"])
-    work_dir.mkdir(parents=True, exist_ok=True)
     ctx = TaskContext(
         job_id=job["job_id"],
         attempt=job["attempt"],
         gpus=tuple(job["gpus"]),
-        output_dir=work_dir,
+        output_dir=Path(job["work_dir"]),
         send=channel.send,
     )
     try:
@@ -225,14 +229,6 @@ def _execute(job: dict[str, Any], channel: _Channel) -> bytes:
 
 def _failure(kind: str, error: str, tb: str) -> bytes:
     return pack_frame({"t": "result", "ok": False, "kind": kind, "error": error, "traceback": tb})
-
-
-def _redirect_output(fd: int) -> None:
-    """Point fds 1 and 2 at ``fd`` (and close it): the task's prints go to the log."""
-    _flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
 
 
 def _flush() -> None:
@@ -272,7 +268,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     faulthandler.enable()
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-    worker = _Worker(_JobPipe(job_fd), _Channel(message_fd), base_log_fd=os.dup(2))
+    worker = _Worker(_JobPipe(job_fd), _Channel(message_fd))
     try:
         code = worker.run(args.pool)
     except TaskTerminated:

@@ -133,7 +133,8 @@ async def test_dispatch_accept_progress_result_and_the_ack_empties_the_outbox(
         await settled(handle, lambda s: s.outbox == 0)
         assert len(Outbox(handle.work_dir)) == 0
         attempt = handle.work_dir / "jobs" / "j1" / "1"
-        assert (attempt / "task.log").exists() and (attempt / "output").is_dir()
+        assert (attempt / "task.log").exists()  # a fresh process always has its log
+        assert not (attempt / "output").exists()  # count never used ctx.output_dir
         stats = handle.statistics()
         assert (stats.tasks_run, stats.tasks_ok, stats.tasks_failed) == (1, 1, 0)
 

@@ -320,49 +320,58 @@ def test_params_that_cannot_be_encoded_are_refused_before_spawning(tmp_path: Pat
     assert not (tmp_path / LOG_NAME).exists()
 
 
-def test_the_pool_worker_runs_jobs_in_turn_and_exits_when_stdin_closes(tmp_path: Path) -> None:
-    def job(value: int) -> bytes:
-        job = TaskJob("task_entrypoints:echo", {"value": value}, job_id=f"j{value}")
+def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
+    tmp_path: Path,
+) -> None:
+    def job(name: str, job_id: str) -> bytes:
+        job = TaskJob(f"task_entrypoints:{name}", {"id": job_id}, job_id=job_id)
         wire = job_to_wire(
-            job, work_dir=tmp_path / f"w{value}", gpus=[], log_path=tmp_path / "j.log"
+            job, work_dir=tmp_path / f"w-{job_id}", gpus=[], log_path=tmp_path / f"{job_id}.log"
         )
         return pack_frame(wire)
 
-    def next_message(frames: FrameBuffer, fd: int) -> Any:
-        while True:
+    def results(frames: FrameBuffer, fd: int, n: int) -> list[Any]:
+        got: list[Any] = []
+        while sum(m["t"] == "result" for m in got) < n:
             ready, _, _ = select.select([fd], [], [], 20)
             assert ready, "no message from the pool worker in 20 s"
             data = os.read(fd, 65536)
             assert data, "the pool worker closed its stdout"
-            messages = frames.feed(data)
-            if messages:
-                assert len(messages) == 1
-                return messages[0]
+            got.extend(frames.feed(data))
+        return [m for m in got if m["t"] == "result"]
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **CHILD_ENV},
-    )
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, **CHILD_ENV},
+        )
     assert proc.stdin is not None and proc.stdout is not None
-    frames = FrameBuffer()
-    results = []
     try:
-        for value in (1, 2):  # one job at a time: closing stdin mid-job would stop the worker
-            proc.stdin.write(job(value))
-            proc.stdin.flush()
-            results.append(next_message(frames, proc.stdout.fileno()))
+        # All three at once: the worker queues what arrives while a task runs.
+        proc.stdin.write(job("pid", "j1") + job("noisy", "j2") + job("echo", "j3"))
+        proc.stdin.flush()
+        got = results(FrameBuffer(), proc.stdout.fileno(), 3)
         proc.stdin.close()  # idle: a clean stop
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    assert [r["value"]["params"] for r in results] == [{"value": 1}, {"value": 2}]
-    assert [r["value"]["job_id"] for r in results] == ["j1", "j2"]
-    assert (tmp_path / "j.log").exists()
+    assert [r["ok"] for r in got] == [True, True, True]
+    assert got[0]["value"] == proc.pid and got[1]["value"] == "quiet result"
+    assert got[2]["value"]["job_id"] == "j3"
+    # A task that prints gets its own log; a silent one costs no file, and one that never
+    # touches ctx.output_dir no directory. Raw fd writes land in the worker's own log.
+    assert (tmp_path / "j2.log").read_text() == (
+        "hello from the task stdout\nhello from the task stderr\n"
+    )
+    assert not (tmp_path / "j1.log").exists() and not (tmp_path / "j3.log").exists()
+    assert not (tmp_path / "w-j1").exists() and (tmp_path / "w-j3").is_dir()
+    assert "raw bytes on fd 1" in worker_log.read_text()
 
 
 # ----------------------------------------------------------------------------- in-process pieces
