@@ -141,10 +141,17 @@ def start_coordinator(state: Path, log_dir: Path, heartbeat_s: float = 1.0) -> t
 
 
 def start_nodes(
-    endpoint: str, count: int, slots: int, work: Path, log_dir: Path, heartbeat_s: float = 1.0
+    endpoint: str,
+    count: int,
+    slots: int,
+    work: Path,
+    log_dir: Path,
+    heartbeat_s: float = 1.0,
+    prefetch: int = 0,
 ) -> list[Child]:
     """``count`` ``mabeam node start`` agents (``--gpus none``, pool workers never
-    recycled: ``--max-tasks-per-worker 1000000``), each connected before returning."""
+    recycled: ``--max-tasks-per-worker 1000000``, ``--prefetch``), each connected
+    before returning."""
     nodes: list[Child] = []
     try:
         for i in range(count):
@@ -162,6 +169,8 @@ def start_nodes(
                         node_id,
                         "--slots",
                         str(slots),
+                        "--prefetch",
+                        str(prefetch),
                         "--gpus",
                         "none",
                         "--work-dir",

@@ -106,6 +106,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="tasks run at once (default: the GPUs selected, or the CPU count)",
     )
     start.add_argument(
+        "--prefetch",
+        type=_int(0),
+        default=0,
+        metavar="N",
+        help="assignments taken beyond the free slots, queued until a slot frees: hides "
+        "the round trip to the coordinator for short tasks (default: 0)",
+    )
+    start.add_argument(
         "--gpus",
         type=_gpus,
         default="all",
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "coordinator": args.coordinator,
         "slots": args.slots,
+        "prefetch": args.prefetch,
         "gpus": args.gpus,
         "work_dir": Path(args.work_dir),
         "drain_timeout_s": args.drain_timeout,

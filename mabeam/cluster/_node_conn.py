@@ -11,8 +11,9 @@ slots, then every un-ACKed result. The coordinator's first frame after HELLO mar
 node connected (the listeners print "connected" / "reconnected"). An ERROR
 ``hello_first`` (the coordinator restarted and forgot this peer) gets a HELLO at once.
 
-Credit. A HELLO resets the coordinator's credit for the node to 0; READY adds to it.
-Each DISPATCH uses one; one that arrives without credit or a free slot is handed back.
+Credit. A HELLO resets the coordinator's credit for the node to 0; READY adds to it
+(``slots + prefetch`` in all: ``Work`` runs ``slots`` at once and holds the rest in
+order). Each DISPATCH uses one; one without credit or a free place is handed back.
 A slot freed by an ending task, or by a DISPATCH that never started (refused), is
 granted again, coalesced into one READY per wake-up. A lost READY would leave the two
 sides' credit out of step, so it makes the node HELLO again.
@@ -92,7 +93,7 @@ class NodeConnection(Actor):
         self._setup = setup
         self._counters = counters = setup.counters
         self._outbox = Outbox(setup.work_dir)
-        self._work = Work(self, setup)
+        self._work = Work(self, setup, self._accept)
         self._link = link = Link(self, setup)
         self._hello_due = False
         self._answered = 0  # connections the coordinator answered
@@ -120,7 +121,7 @@ class NodeConnection(Actor):
         if cls is Incoming:
             await self._incoming(msg.messages)
         elif cls is TaskEnded:
-            self._ended(msg)
+            await self._ended(msg)
         elif cls is TaskProgress:
             self._progress(msg)
         elif cls is TaskStarted:
@@ -141,7 +142,7 @@ class NodeConnection(Actor):
             if lost is not None:
                 key, reason = lost
                 why = f"the node's runner for this task failed: {reason!r}"
-                self._ended(TaskEnded(key, TaskOutcome.failure("crashed", why)))
+                await self._ended(TaskEnded(key, TaskOutcome.failure("crashed", why)))
         elif cls is Exit:
             reader = self._link.reader
             if reader is not None and msg.pid == reader.pid:
@@ -175,7 +176,7 @@ class NodeConnection(Actor):
         self._link.cancel_reopen()
         await self._link.close()
         self._outbox.close()
-        self._counters.running = 0
+        self._counters.running = self._counters.queued = 0
         self._counters.connected = False
 
     # -- the socket ----------------------------------------------------------------------
@@ -296,8 +297,11 @@ class NodeConnection(Actor):
         if self._drain is not None:
             self._refuse(d, "handed_back", "the node is draining (shutting down)")
         elif over:
-            slots = self._setup.slots
-            self._refuse(d, "handed_back", f"the node has no free slot (all {slots} are in use)")
+            setup = self._setup
+            why = f"all {setup.slots} are in use" + (
+                f" and {setup.prefetch} more wait" if setup.prefetch else ""
+            )
+            self._refuse(d, "handed_back", f"the node has no free slot ({why})")
         elif not entrypoint_allowed(d.entrypoint, self._setup.allow):
             try:
                 check_entrypoint_allowed(d.entrypoint, self._setup.allow)
@@ -309,9 +313,10 @@ class NodeConnection(Actor):
                 self._refuse(d, problem[0], problem[1], regrant=True)
                 return
             self._counters.tasks_run += 1
-            self._counters.running = len(work.running)
-            if work.running[key].pool:
-                self._link.send(encode(Accept(d.job_id, d.lease)))
+
+    def _accept(self, key: Key) -> None:
+        """A pool attempt went to its worker (a runner reports its start instead)."""
+        self._link.send(encode(Accept(*key)))
 
     def _refuse(self, d: Dispatch, kind: ErrorKind, why: str, *, regrant: bool = False) -> None:
         """Answer a DISPATCH that will not run with a failed RESULT."""
@@ -341,10 +346,11 @@ class NodeConnection(Actor):
 
     # -- what the runners report ---------------------------------------------------------
 
-    def _ended(self, msg: TaskEnded) -> None:
+    async def _ended(self, msg: TaskEnded) -> None:
         entry = self._work.ended(msg)
         if entry is None:
             return  # forgotten (fenced) or already ended
+        await self._work.fill()  # the freed slot takes the next waiting attempt
         outcome = msg.outcome
         kind: ErrorKind | None = None
         if not outcome.ok and entry.stopping in ("cancelled", "handed_back"):
@@ -353,7 +359,6 @@ class NodeConnection(Actor):
         payload = result_payload(msg.key, entry.number, outcome, duration, kind=kind)
         self._queue_result(OutboxEntry(*msg.key, entry.number, payload))
         counters = self._counters
-        counters.running = len(self._work.running)
         if outcome.ok and kind is None:
             counters.tasks_ok += 1
         else:
@@ -452,7 +457,6 @@ class NodeConnection(Actor):
         for key in keys:
             self._work.forget(key)
         self._counters.fenced += len(keys)
-        self._counters.running = 0
         silent, setup = now - self._link.last_heard, self._setup
         log.warning("node %s: cut off from the coordinator for %.1f s (lease %g s): stopped "
                     "%d tasks without a result", setup.node_id, silent, setup.lease_s,
@@ -467,10 +471,11 @@ class NodeConnection(Actor):
     def _start_drain(self, caller: Caller) -> Any:
         if self._drain is not None:
             return self._drain.join(caller)
-        setup = self._setup
-        running = len(self._work.running)
-        log.info("node %s draining: %d tasks running, %g s to finish", setup.node_id, running,
-                 setup.drain_timeout_s)  # fmt: skip
+        setup, work = self._setup, self._work
+        log.info("node %s draining: %d tasks running, %d waiting (handed back), %g s to finish",
+                 setup.node_id, work.active, work.waiting(), setup.drain_timeout_s)  # fmt: skip
+        for key in [k for k, entry in work.running.items() if not entry.launched]:
+            work.stop(key, "handed_back")  # never started: back to the coordinator now
         self._drain = Drain(self, setup, caller)
         self._credit_due = 0
         self._counters.draining = True

@@ -40,7 +40,8 @@ class TaskSettings:
 class NodeStatistics:
     """A snapshot of a node agent's counters (``NodeHandle.statistics()``).
 
-    ``tasks_run`` counts attempts started; ``tasks_ok`` / ``tasks_failed`` the results
+    ``running`` counts the attempts in a slot now, ``queued`` those held waiting for one
+    (``prefetch``); ``tasks_run`` counts attempts taken; ``tasks_ok`` / ``tasks_failed`` the results
     reported (``handed_back`` and ``refused`` are failures too, counted apart as well);
     ``fenced`` the attempts stopped without a result after losing the coordinator;
     ``outbox`` the results on disk waiting for an ACK.
@@ -51,6 +52,7 @@ class NodeStatistics:
     draining: bool
     reconnects: int
     running: int
+    queued: int
     tasks_run: int
     tasks_ok: int
     tasks_failed: int
@@ -74,6 +76,7 @@ class NodeCounters:
     draining: bool = False
     reconnects: int = 0
     running: int = 0
+    queued: int = 0
     tasks_run: int = 0
     tasks_ok: int = 0
     tasks_failed: int = 0
@@ -108,6 +111,7 @@ class NodeSetup:
     inventory: Inventory
     gpus: tuple[str, ...]  # UUIDs the node may assign, in NVML order
     slots: int
+    prefetch: int  # assignments held beyond the slots, waiting for one
     allow: tuple[str, ...]
     work_dir: Path  # absolute
     heartbeat_s: float

@@ -1,18 +1,23 @@
 """The node's work table: which attempts run where, and what they hold.
 
 ``Work`` belongs to the connection actor (it is plain state, used from that actor's
-handlers only). It turns a DISPATCH into a running attempt: GPUs taken from the free
-ones by UUID, a ``TaskRunner`` started under the runner supervisor (a fresh process
-per task) or the attempt handed to an idle ``PoolWorker`` (one is started when none is
-idle), the runner or worker monitored so that one that dies without reporting still
-ends its attempt. It stops attempts (a cancel, a hand-back, fencing) and takes their
-``TaskEnded`` back, returning GPUs, the slot and an idle pool worker.
+handlers only). It turns a DISPATCH into a held attempt: GPUs taken from the free ones
+by UUID, then, while fewer than ``slots`` run, started at once: a ``TaskRunner`` under
+the runner supervisor (a fresh process per task) or the attempt handed to an idle
+``PoolWorker`` (one is started when none is idle), the runner or worker monitored so
+that one that dies without reporting still ends its attempt. With ``prefetch`` the node
+holds up to that many more attempts than it runs: they wait here in arrival order and
+start as slots free (``fill``), so a short task's slot never idles for a round trip to
+the coordinator. It stops attempts (a cancel, a hand-back, fencing; one still waiting
+ends at once without running) and takes their ``TaskEnded`` back, returning GPUs, the
+slot and an idle pool worker.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +31,14 @@ from ._node_runner import StopSwitch, TaskRunner
 from ._node_setup import NodeSetup
 from ._node_tasks import Attempt, Key, TaskEnded, attempt_dir
 from .protocol import Dispatch, ErrorKind, RunningJob
-from .task import TaskJob
+from .task import TaskJob, TaskOutcome
 
 __all__ = ("Running", "Work")
 
 log = logging.getLogger("mabeam.node")
+
+_UNSTARTED = {"handed_back": "handed back", "shutdown": "the node stopped"}
+"""How a stop reason reads in the error of an attempt that never started."""
 
 _SHUTDOWN_MARGIN_S = 1.0
 """A runner or pool worker gets its stop grace plus this long to exit at shutdown."""
@@ -38,12 +46,13 @@ _SHUTDOWN_MARGIN_S = 1.0
 
 @dataclass(slots=True)
 class Running:
-    """An attempt the node holds: started, maybe stopping, not yet ended."""
+    """An attempt the node holds: waiting or started, maybe stopping, not yet ended."""
 
     attempt: Attempt
     number: int  # the DISPATCH's attempt number
     pool: bool
-    started: float
+    started: float  # when the node took it (a RESULT's duration counts from here)
+    launched: bool = False  # False while it waits for a slot
     worker: ActorRef | None = None  # its TaskRunner or PoolWorker
     monitor: MonitorRef | None = None  # a runner's monitor
     switch: StopSwitch | None = None
@@ -53,9 +62,12 @@ class Running:
 class Work:
     """Running attempts, free GPUs and the pool; see the module docstring."""
 
-    def __init__(self, actor: Actor, setup: NodeSetup) -> None:
+    def __init__(self, actor: Actor, setup: NodeSetup, accept: Callable[[Key], None]) -> None:
         self._actor = actor
         self._setup = setup
+        self._accept = accept  # sends ACCEPT for a pool attempt handed to its worker
+        self._waiting: deque[Key] = deque()
+        self.active = 0  # attempts launched and not ended
         self._free_gpus = list(setup.gpus)
         self._gpu_order = {uuid: i for i, uuid in enumerate(setup.gpus)}
         self.running: dict[Key, Running] = {}
@@ -68,8 +80,13 @@ class Work:
     # -- questions -----------------------------------------------------------------------
 
     def free_slots(self) -> int:
-        """Slots not held by a running attempt."""
-        return max(0, self._setup.slots - len(self.running))
+        """Assignments the node can still take: ``slots + prefetch`` minus those held."""
+        setup = self._setup
+        return max(0, setup.slots + setup.prefetch - len(self.running))
+
+    def waiting(self) -> int:
+        """Attempts held but not started (waiting for a slot)."""
+        return len(self.running) - self.active
 
     def held(self, results: Iterable[OutboxEntry]) -> tuple[RunningJob, ...]:
         """What HELLO lists: the running attempts, then those with un-ACKed ``results``
@@ -92,7 +109,8 @@ class Work:
     # -- starting ------------------------------------------------------------------------
 
     async def start(self, dispatch: Dispatch, now: float) -> tuple[ErrorKind, str] | None:
-        """Start the attempt; None when it runs, else (error_kind, why) for its RESULT."""
+        """Take the attempt: start it, or queue it when every slot runs one (prefetch);
+        None when it is held, else (error_kind, why) for its RESULT."""
         key = (dispatch.job_id, dispatch.lease)
         wanted = dispatch.resources.gpus
         if wanted > len(self._free_gpus):
@@ -118,17 +136,48 @@ class Work:
         # A pool worker's environment is fixed, so a GPU job always gets its own process.
         pool = dispatch.isolation == "pool" and not gpus
         entry = self.running[key] = Running(attempt, dispatch.attempt, pool, now)
+        if self.active >= self._setup.slots:
+            self._waiting.append(key)
+            self._count()
+            return None
+        why = await self._launch(entry)
+        if why is not None:
+            self._release(self.running.pop(key))
+            return ("crashed", why)
+        return None
+
+    def _count(self) -> None:
+        counters = self._setup.counters
+        counters.running, counters.queued = self.active, self.waiting()
+
+    async def fill(self) -> None:
+        """Start waiting attempts while a slot is free (after an attempt ended)."""
+        while self._waiting and self.active < self._setup.slots:
+            entry = self.running.get(self._waiting.popleft())
+            if entry is None or entry.launched:
+                continue  # stopped while it waited
+            why = await self._launch(entry)
+            if why is not None:  # reported like any end: a RESULT, the slot back
+                outcome = TaskOutcome.failure("crashed", why)
+                self._actor.ref.cast(TaskEnded(entry.attempt.key, outcome))
+
+    async def _launch(self, entry: Running) -> str | None:
+        """Run a held attempt in a slot; why not when it cannot start."""
+        key = entry.attempt.key
+        entry.launched = True
+        self.active += 1
+        self._count()
         try:
-            if pool:
+            if entry.pool:
                 worker = await self._pool_worker()
                 entry.worker = worker
                 self._busy[worker] = key
-                worker.cast(RunAttempt(attempt))
+                worker.cast(RunAttempt(entry.attempt))
+                self._accept(key)
             else:
                 await self._start_runner(entry)
         except (FoundationError, SupervisionError) as exc:
-            self._release(self.running.pop(key))
-            return ("crashed", f"the node could not start the task: {exc!r}")
+            return f"the node could not start the task: {exc!r}"
         return None
 
     async def _start_runner(self, entry: Running) -> None:
@@ -173,12 +222,16 @@ class Work:
     # -- stopping and ending -------------------------------------------------------------
 
     def stop(self, key: Key, reason: str) -> bool:
-        """Ask the attempt to stop (its TaskEnded follows); False if it is not running."""
+        """Ask the attempt to stop (its TaskEnded follows); False if it is not held."""
         entry = self.running.get(key)
         if entry is None:
             return False
         if entry.stopping is None:
             entry.stopping = reason
+            if not entry.launched:  # it never ran: it ends now
+                why = _UNSTARTED.get(reason, reason)
+                outcome = TaskOutcome.failure("cancelled", f"{why} before it started")
+                self._actor.ref.cast(TaskEnded(key, outcome))
         if entry.switch is not None:
             entry.switch.request(reason)
         elif entry.worker is not None:
@@ -203,6 +256,9 @@ class Work:
         return entry
 
     def _release(self, entry: Running) -> None:
+        if entry.launched:
+            self.active -= 1
+        self._count()
         if entry.attempt.gpus:
             self._free_gpus.extend(entry.attempt.gpus)
             self._free_gpus.sort(key=self._gpu_order.__getitem__)

@@ -124,6 +124,10 @@ class NodeConfig:
         coordinator: the coordinator's address, ``tcp://HOST:PORT``.
         node_id: this node's id (also its DEALER routing id); the host name by default.
         slots: tasks run at once; default: the GPUs selected if any, else the CPU count.
+        prefetch: assignments the node takes beyond its free slots, held in arrival
+            order until a slot frees (default 0). For short tasks it hides the round
+            trip to the coordinator between one task and the next; a waiting task is
+            not running elsewhere, so keep it 0 for long ones.
         gpus: ``all``, ``none``, or a list of indices / UUIDs (``--gpus``).
         allow: fnmatch patterns of the entrypoints this node runs (default: all).
         work_dir: per-attempt directories, logs, outputs and the outbox.
@@ -143,6 +147,7 @@ class NodeConfig:
     coordinator: str = DEFAULT_COORDINATOR
     node_id: str = field(default_factory=socket.gethostname)
     slots: int | None = None
+    prefetch: int = 0
     gpus: str = "all"
     allow: tuple[str, ...] = ("*",)
     work_dir: Path = Path("mabeam-work")
@@ -167,6 +172,7 @@ class NodeConfig:
         object.__setattr__(self, "work_dir", Path(self.work_dir))
         if self.slots is not None:
             _count("slots", self.slots, 1, MAX_CREDIT)
+        _count("prefetch", self.prefetch, 0, MAX_CREDIT - (self.slots or 1))
         gpu_discovery.parse_gpus_option(self.gpus)
         if not all(isinstance(p, str) for p in self.allow):
             raise ValueError(f"allow must be a list of pattern strings, got {self.allow!r}")
@@ -283,6 +289,7 @@ def _resolve(config: NodeConfig) -> NodeSetup:
         inventory=inventory,
         gpus=tuple(g.uuid for g in chosen),
         slots=slots,
+        prefetch=min(config.prefetch, MAX_CREDIT - slots),
         allow=tuple(config.allow),
         work_dir=work_dir,
         heartbeat_s=heartbeat,

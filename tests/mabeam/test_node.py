@@ -262,6 +262,37 @@ async def test_a_dispatch_beyond_the_granted_credit_is_handed_back(
         assert handle.statistics().running == 1
 
 
+async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_skips_one(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=2)
+    async with Runtime(), start_node(config) as handle:
+        _, ready = await fake.handshake()
+        assert ready.credit == 3  # the slot and two places to wait
+        fake.send("n1", dispatch("a", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
+        for job in ("b", "c", "d"):
+            fake.send("n1", dispatch(job, "pid", isolation="pool"))
+        over = await fake.result("d")  # beyond slots + prefetch
+        assert over.error_kind == "handed_back"
+        assert over.error == "the node has no free slot (all 1 are in use and 2 more wait)"
+        await settled(handle, lambda s: (s.running, s.queued) == (1, 2))
+        fake.send("n1", Cancel("b", "L-b"))
+        cancelled = await fake.result("b")  # at once: it never ran
+        assert cancelled.error_kind == "cancelled"
+        assert cancelled.error == "cancelled before it started"
+        accepted = lambda: [f.job_id for f in fake.seen if isinstance(f, Accept)]  # noqa: E731
+        assert accepted() == ["a"]  # ACCEPT when an attempt starts
+        await anyio.to_thread.run_sync(fifo.write_text, "done")
+        first, last = await fake.result("a"), await fake.result("c")
+        assert first.value == "done" and last.ok and isinstance(last.value, int)
+        assert accepted() == ["a", "c"]  # c took the freed slot; b never ran
+        stats = handle.statistics()
+        assert (stats.running, stats.queued, stats.tasks_ok, stats.tasks_failed) == (0, 0, 2, 2)
+        fake.ack_results()
+
+
 async def test_a_malformed_frame_is_counted_and_dropped(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:

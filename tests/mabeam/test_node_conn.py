@@ -219,6 +219,31 @@ async def test_a_task_still_running_at_the_drain_timeout_is_handed_back(
         assert handle.statistics().handed_back == 1
 
 
+async def test_a_drain_hands_back_a_waiting_attempt_at_once_and_finishes_the_running_one(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    async with running(fake, tmp_path, slots=1, prefetch=1, drain_timeout_s=WAIT_S) as handle:
+        await fake.handshake()
+        fake.send("n1", dispatch("j1", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
+        fake.send("n1", dispatch("j2", "echo", isolation="pool"))
+        await fake.expect(Progress, skip=(Accept,))
+        await settled(handle, lambda s: s.queued == 1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(handle.app.stop)
+            waiting = await fake.result("j2")  # handed back before j1 ends
+            assert (waiting.error_kind, waiting.error) == (
+                "handed_back",
+                "handed back before it started",
+            )
+            await anyio.to_thread.run_sync(fifo.write_text, "finished")
+            assert (await fake.result("j1")).value == "finished"
+            fake.ack_results()
+            assert await fake.expect(Bye) == Bye("node drained")
+        assert handle.statistics().handed_back == 1
+
+
 # -- the other event loop --------------------------------------------------------------
 
 
