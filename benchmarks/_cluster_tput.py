@@ -11,6 +11,11 @@ Completion is awaited by events, not by polling: the client watches the last job
 submitted (FIFO: dispatched last), then reads the store once and watches whatever is
 still unfinished. Watching only that one job keeps the watch traffic (an EVENT per
 state change) out of the coordinator's per-task cost.
+
+``warmup`` jobs run first and are left out of every figure: they start the pool
+workers (an interpreter each; the process-mode row measures that cost) and warm the
+caches, as the Ray peer's warm-up round does for its workers. ``prefetch`` is the
+agents' ``--prefetch``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Throughput:
     nodes: int
     slots: int
     isolation: str
+    prefetch: int
     tasks_per_s: float
     elapsed_s: float
     submit_s: float  # the SUBMITs alone (store commits included)
@@ -54,28 +60,40 @@ class Throughput:
 
 
 def measure(
-    n: int, nodes: int, slots: int, isolation: str = "pool", timeout_s: float = 300.0
+    n: int,
+    nodes: int,
+    slots: int,
+    isolation: str = "pool",
+    timeout_s: float = 300.0,
+    *,
+    prefetch: int = 0,
+    warmup: int = 0,
 ) -> Throughput:
-    """Start the processes, run ``n`` echo tasks, stop everything (even on failure)."""
+    """Start the processes, run ``warmup`` then ``n`` echo tasks (only those measured),
+    stop everything (even on failure)."""
     with tempfile.TemporaryDirectory(prefix="mabeam-bench-") as tmp:
         root = Path(tmp)
         state = root / "coordinator.db"
         coord, endpoint = start_coordinator(state, root)
         children = [coord]
         try:
-            children += start_nodes(endpoint, nodes, slots, root / "work", root)
+            children += start_nodes(endpoint, nodes, slots, root / "work", root, prefetch=prefetch)
             pids = [c.pid for c in children[1:]]
+            if warmup:
+                anyio.run(_drive, endpoint, warmup, isolation, state, timeout_s)
             cpu0 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
-            t0, t_submitted = anyio.run(_drive, endpoint, n, isolation, state, timeout_s)
+            t0, t_submitted, first = anyio.run(_drive, endpoint, n, isolation, state, timeout_s)
             cpu1 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
         finally:
             stop_all(children)
-        return _summarize(state, n, nodes, slots, isolation, t0, t_submitted, cpu0, cpu1)
+        run = (nodes, slots, isolation, prefetch)
+        return _summarize(state, n, run, first, t0, t_submitted, cpu0, cpu1)
 
 
 async def _drive(
     endpoint: str, n: int, isolation: str, state: Path, timeout_s: float
-) -> tuple[float, float]:
+) -> tuple[float, float, int]:
+    """Submit ``n`` echo jobs, wait for all; (t0, submitted, the first job's seq)."""
     from mabeam.cluster import protocol
     from mabeam.cluster.client import connect
 
@@ -100,7 +118,11 @@ async def _drive(
             left = _unfinished(state, sub.job_ids)
             if left:
                 await _wait_terminal(client, left)
-    return t0, t_submitted
+    return t0, t_submitted, _seq(sub.job_ids[0])
+
+
+def _seq(job_id: str) -> int:
+    return int(job_id.rsplit("-", 1)[1])
 
 
 async def _wait_terminal(client: Any, job_ids: list[str]) -> None:
@@ -114,7 +136,7 @@ def _read(state: Path) -> sqlite3.Connection:
 
 
 def _unfinished(state: Path, job_ids: tuple[str, ...]) -> list[str]:
-    wanted = {int(j.rsplit("-", 1)[1]): j for j in job_ids}
+    wanted = {_seq(j): j for j in job_ids}
     with _read(state) as db:
         rows = db.execute(
             "SELECT seq FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"
@@ -125,20 +147,27 @@ def _unfinished(state: Path, job_ids: tuple[str, ...]) -> list[str]:
 def _summarize(
     state: Path,
     n: int,
-    nodes: int,
-    slots: int,
-    isolation: str,
+    run: tuple[int, int, str, int],
+    first: int,
     t0: float,
     t_submitted: float,
     cpu0: tuple[float, float],
     cpu1: tuple[float, float],
 ) -> Throughput:
+    """The figures of the jobs from seq ``first`` on (the warm-up's come before)."""
+    nodes, slots, isolation, prefetch = run
     db = _read(state)
     try:
-        counts = dict(db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        counts = dict(
+            db.execute(
+                "SELECT state, count(*) FROM jobs WHERE seq >= ? GROUP BY state", (first,)
+            ).fetchall()
+        )
         times: dict[str, dict[int, float]] = {"submitted": {}, "leased": {}, "succeeded": {}}
         for job, kind, at in db.execute(
-            "SELECT job, kind, time FROM events WHERE kind IN ('submitted', 'leased', 'succeeded')"
+            "SELECT job, kind, time FROM events WHERE job >= ? "
+            "AND kind IN ('submitted', 'leased', 'succeeded')",
+            (first,),
         ):
             times[kind].setdefault(job, at)
     finally:
@@ -156,6 +185,7 @@ def _summarize(
         nodes=nodes,
         slots=slots,
         isolation=isolation,
+        prefetch=prefetch,
         tasks_per_s=n / elapsed,
         elapsed_s=elapsed,
         submit_s=t_submitted - t0,
@@ -174,10 +204,11 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-if __name__ == "__main__":  # quick look: python -m benchmarks._cluster_tput N NODES SLOTS [ISO]
+if __name__ == "__main__":  # python -m benchmarks._cluster_tput N NODES SLOTS [ISO [PREFETCH]]
     import json
     import sys
 
     a = sys.argv[1:]
-    res = measure(int(a[0]), int(a[1]), int(a[2]), a[3] if len(a) > 3 else "pool")
+    iso, pf = (a[3] if len(a) > 3 else "pool"), (int(a[4]) if len(a) > 4 else 0)
+    res = measure(int(a[0]), int(a[1]), int(a[2]), iso, prefetch=pf, warmup=int(a[1]) * 40)
     print(json.dumps(res.as_dict(), indent=1))

@@ -4,9 +4,10 @@ Every figure is taken in this run, on this machine, with real processes:
 
 1. **Throughput**: trivial ``echo`` tasks (``benchmarks._cluster_tasks``) submitted by
    one client through one ``mabeam coordinator start`` to 8 ``mabeam node start``
-   agents (2 pool slots each, ``cpus=0`` so the slots bound concurrency, pool workers
-   never recycled), then to 1 agent, then in ``isolation="process"`` (a fresh worker
-   process per task; full run only). Tasks/s from the first SUBMIT to the last
+   agents (2 pool slots each and ``--prefetch 16``, ``cpus=0`` so the slots bound
+   concurrency, pool workers never recycled, a warm-up round first that starts them),
+   then to 1 agent, then in ``isolation="process"`` (a fresh worker process per task,
+   no prefetch; full run only). Tasks/s from the first SUBMIT to the last
    ``succeeded`` event in the store, all N checked ``succeeded`` in the store file;
    latency submit -> succeeded (all N submitted at once: queueing included) and
    leased -> succeeded (the pipeline: dispatch, run, RESULT, commit); coordinator and
@@ -39,6 +40,7 @@ scaling, latencies, CPU per task, process mode, mabeam / Ray.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -71,6 +73,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 10_000,
         "one_node_n": 3_000,
+        "prefetch": 16,
+        "warmup": 400,
         "process_n": 100,
         "raw_n": 20_000,
         "ray_n": 20_000,
@@ -84,6 +88,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 1_500,
         "one_node_n": 500,
+        "prefetch": 16,
+        "warmup": 200,
         "process_n": 0,
         "raw_n": 5_000,
         "ray_n": 2_000,
@@ -158,17 +164,24 @@ def _run_once(
     t_start = time.perf_counter()
     nodes, slots = s["nodes"], s["slots"]
     errors: dict[str, str] = {}
+    warm = {"prefetch": s["prefetch"], "warmup": s["warmup"]}
     pool, errors["pool"] = _timed(
         console,
         f"pool, {nodes} nodes x {slots}",
-        _cluster_tput.measure,
+        functools.partial(_cluster_tput.measure, **warm),
         s["pool_n"],
         nodes,
         slots,
         "pool",
     )
     one, errors["one"] = _timed(
-        console, f"pool, 1 node x {slots}", _cluster_tput.measure, s["one_node_n"], 1, slots, "pool"
+        console,
+        f"pool, 1 node x {slots}",
+        functools.partial(_cluster_tput.measure, **warm),
+        s["one_node_n"],
+        1,
+        slots,
+        "pool",
     )
     proc = None
     if s["process_n"]:
@@ -261,7 +274,8 @@ def _rows(
             continue
         rows.append(
             Row(
-                f"{name} (n={res.n}, {res.nodes}x{res.slots})",
+                f"{name} (n={res.n}, {res.nodes}x{res.slots}"
+                + (f", prefetch {res.prefetch})" if res.prefetch else ")"),
                 f"{res.tasks_per_s:,.0f} tasks/s",
                 f"p50/p99 submit->done {res.p50_ms:,.0f}/{res.p99_ms:,.0f} ms, leased->done "
                 f"{res.run_p50_ms:.1f}/{res.run_p99_ms:.1f} ms; CPU/task coord "
