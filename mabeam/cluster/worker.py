@@ -30,6 +30,7 @@ import contextlib
 import faulthandler
 import fcntl
 import os
+import select
 import signal
 import sys
 import threading
@@ -93,6 +94,7 @@ class _JobPipe:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.closed = False  # end of file seen: the parent is gone or wants us to stop
+        self._draining = False
         self._frames = FrameBuffer()
         self._pending: deque[dict[str, Any] | Exception] = deque()
 
@@ -122,8 +124,22 @@ class _JobPipe:
         return True
 
     def _drain(self, signum: int | None = None, frame: FrameType | None = None) -> None:
-        while not self.closed and self._read():
-            pass
+        # Not reentrant: a SIGIO can interrupt this very loop (or the drain that opens
+        # a watch) between bytecodes, and a nested read would tear the frame buffer
+        # apart. The interrupted loop reads on until the pipe is empty; since the
+        # signal it swallowed may announce the end of file, the pipe is polled once
+        # more after the flag drops.
+        if self._draining:
+            return
+        while True:
+            self._draining = True
+            try:
+                while not self.closed and self._read():
+                    pass
+            finally:
+                self._draining = False
+            if self.closed or not select.select([self.fd], [], [], 0)[0]:
+                break
         if self.closed:
             _die("the job pipe closed while a task was running")
 
@@ -138,8 +154,11 @@ class _JobPipe:
             self._drain()  # what arrived before SIGIO was armed
             yield
         finally:
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
+            # Disarm in this order: no new SIGIO, then the old handler, and only then
+            # blocking reads again, so a late handler never blocks on an empty pipe.
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
             signal.signal(signal.SIGIO, previous)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
 
 
 class _Worker:

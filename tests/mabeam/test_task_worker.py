@@ -374,6 +374,58 @@ def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
     assert "raw bytes on fd 1" in worker_log.read_text()
 
 
+def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    # Jobs keep arriving while tasks run, so the SIGIO drain fires inside the worker's
+    # own reads of the job pipe: every job must still come back, in order.
+    n = 2000
+    frames = [
+        pack_frame(
+            job_to_wire(
+                TaskJob("task_entrypoints:pid", {}, job_id=f"j{i}"),
+                work_dir=tmp_path / f"w{i}",
+                gpus=[],
+                log_path=tmp_path / f"j{i}.log",
+            )
+        )
+        for i in range(n)
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **CHILD_ENV},
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    jobs, out = proc.stdin.fileno(), proc.stdout.fileno()
+    os.set_blocking(jobs, False)
+    pending = memoryview(b"".join(frames))
+    buffer, got = FrameBuffer(), 0
+    try:
+        while got < n:
+            ready, writable, _ = select.select([out], [jobs] if pending else [], [], 20)
+            assert ready or writable, f"the pool worker stalled after {got} of {n} results"
+            if writable:
+                pending = pending[os.write(jobs, pending[:4096]) :]
+            if ready:
+                data = os.read(out, 1 << 16)
+                assert data, f"the pool worker exited after {got} of {n} results: " + (
+                    proc.stderr.read().decode(errors="replace")
+                )
+                messages = buffer.feed(data)
+                assert all(m["ok"] and m["value"] == proc.pid for m in messages)
+                got += len(messages)
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 # ----------------------------------------------------------------------------- in-process pieces
 
 
