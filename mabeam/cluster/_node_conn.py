@@ -93,13 +93,14 @@ class NodeConnection(Actor):
         self._setup = setup
         self._counters = counters = setup.counters
         self._outbox = Outbox(setup.work_dir)
-        self._work = Work(self, setup, self._accept)
+        self._work = Work(self, setup)
         self._link = link = Link(self, setup)
         self._hello_due = False
         self._answered = 0  # connections the coordinator answered
         self._credit = 0  # granted by READY, not yet used by a DISPATCH
         self._credit_due = 0  # slots freed since the last READY
         self._pending: list[OutboxEntry] = []  # results to store, then send
+        self._accepts: list[Key] = []  # ACCEPTs of this wake-up
         self._acked_keys: list[Key] = []  # results to drop from the outbox
         self._flush_due = False
         self._sent_at: dict[Key, float] = {}
@@ -125,9 +126,8 @@ class NodeConnection(Actor):
         elif cls is TaskProgress:
             self._progress(msg)
         elif cls is TaskStarted:
-            entry = self._work.running.get(msg.key)
-            if entry is not None and entry.stopping is None:
-                self._link.send(encode(Accept(*msg.key)))
+            if self._work.started(msg.key):
+                self._accept(msg.key)
         elif msg == _FLUSH:
             self._flush()
         else:
@@ -138,9 +138,7 @@ class NodeConnection(Actor):
         if msg == _TICK:
             await self._tick()
         elif cls is Down:
-            lost = self._work.down(msg)
-            if lost is not None:
-                key, reason = lost
+            for key, reason in self._work.down(msg):
                 why = f"the node's runner for this task failed: {reason!r}"
                 await self._ended(TaskEnded(key, TaskOutcome.failure("crashed", why)))
         elif cls is Exit:
@@ -315,8 +313,10 @@ class NodeConnection(Actor):
             self._counters.tasks_run += 1
 
     def _accept(self, key: Key) -> None:
-        """A pool attempt went to its worker (a runner reports its start instead)."""
-        self._link.send(encode(Accept(*key)))
+        """An attempt started: its ACCEPT goes out with the wake-up's other frames, in
+        one burst."""
+        self._accepts.append(key)
+        self._want_flush()
 
     def _refuse(self, d: Dispatch, kind: ErrorKind, why: str, *, regrant: bool = False) -> None:
         """Answer a DISPATCH that will not run with a failed RESULT."""
@@ -348,9 +348,9 @@ class NodeConnection(Actor):
 
     async def _ended(self, msg: TaskEnded) -> None:
         entry = self._work.ended(msg)
+        await self._work.fill()  # the freed slot (or a returned attempt) is placed
         if entry is None:
-            return  # forgotten (fenced) or already ended
-        await self._work.fill()  # the freed slot takes the next waiting attempt
+            return  # forgotten (fenced), already ended, or back in the queue
         outcome = msg.outcome
         kind: ErrorKind | None = None
         if not outcome.ok and entry.stopping in ("cancelled", "handed_back"):
@@ -392,6 +392,9 @@ class NodeConnection(Actor):
 
     def _flush(self) -> None:
         self._flush_due = False
+        accepts, self._accepts = self._accepts, []
+        for key in accepts:  # before the results: one may end the attempt it accepts
+            self._link.send(encode(Accept(*key)))
         for entry in self._store_pending():
             self._send_result(entry)
         due = min(self._credit_due, MAX_CREDIT)

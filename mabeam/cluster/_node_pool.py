@@ -1,19 +1,29 @@
 """Reusable workers for ``isolation="pool"``: one long-lived worker process per slot.
 
 A ``PoolWorker`` actor owns one ``python -m mabeam.cluster.worker --pool`` and runs the
-attempts the connection actor hands it, one at a time, for short CPU tasks where a
-fresh interpreter per task (~150 ms) would cost more than the task. The per-task path
-stays on the event loop, with no thread hop: the job frame is written to the worker's
-stdin, and a linked ``PipeReader`` waits on the worker's stdout with
-``anyio.wait_readable`` and casts what it reads to the PoolWorker, which reassembles
-frames (``task.FrameBuffer``), forwards progress and reports the end (``TaskEnded``).
+attempts the connection actor hands it, for short CPU tasks where a fresh interpreter
+per task (~150 ms) would cost more than the task. The per-task path stays on the event
+loop, with no thread hop: the job frame is written to the worker's stdin, and a linked
+``PipeReader`` waits on the worker's stdout with ``anyio.wait_readable`` and casts what
+it reads to the PoolWorker, which reassembles frames (``task.FrameBuffer``), forwards
+progress and reports the end (``TaskEnded``).
+
+Attempts may be handed over while one runs (the node's prefetch): they are written
+into the pipe at once and the worker runs them in order, so it goes from one short
+task to the next without waiting for the node, and one wake-up of either side carries
+several jobs or results. The head of that queue is the one running: its timeout
+starts, and ``TaskStarted`` goes out, when the one ahead of it ends. One queued
+attempt that is stopped is called off in the pipe (``{"skip": seq}``: the worker
+answers ``skipped``, or stops it if it had just begun) and ends at once.
 
 A pool worker is replaced (this actor exits and the next pool task starts a new one)
-when its process dies (``crashed``), when a task must be stopped (timeout, cancel,
-hand-back, fencing: SIGTERM to its group, SIGKILL after the grace period), when it
-sent a malformed message, and after ``max_tasks_per_worker`` tasks. Tasks in a pool
-worker share its environment, so they get no GPU (``CUDA_VISIBLE_DEVICES=""``), and a
-child process a task leaves behind lives on until the worker is replaced.
+when its process dies (``crashed``), when its running task must be stopped (timeout,
+cancel, hand-back, fencing: SIGTERM to its group, SIGKILL after the grace period), when
+it sent a malformed message, and after ``max_tasks_per_worker`` tasks; what was queued
+behind comes back to the node unstarted (``TaskEnded.unstarted``) and runs elsewhere.
+Tasks in a pool worker share its environment, so they get no GPU
+(``CUDA_VISIBLE_DEVICES=""``), and a child process a task leaves behind lives on until
+the worker is replaced.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import functools
 import os
 import signal
 import subprocess
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,8 +45,9 @@ from foundation import Actor, ActorRef, CodecError, TimerRef
 from ._attempt_files import LOG_NAME, log_tail
 from ._node_link import stop_reader
 from ._node_setup import TaskSettings
-from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress
+from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, TaskStarted, unstarted
 from ._worker_proc import (
+    SKIPPED,
     conclude,
     failed,
     fresh_work_dir,
@@ -128,7 +140,7 @@ class PipeReader(Actor):
 
 @dataclass(slots=True)
 class _Current:
-    """The attempt a pool worker is running."""
+    """An attempt written to the worker's pipe: running once it is the head."""
 
     attempt: Attempt
     seq: int
@@ -137,6 +149,7 @@ class _Current:
     stopping: str | None = None  # why it is being stopped
     what: str = ""  # the stop, as the error says it
     sigkilled: bool = False
+    reported: bool = False  # its TaskEnded went out already (called off while queued)
 
 
 class PoolWorker(Actor):
@@ -151,7 +164,7 @@ class PoolWorker(Actor):
         self._boot_error = ""
         self._reader: ActorRef | None = None
         self._frames = FrameBuffer()
-        self._current: _Current | None = None
+        self._queue: deque[_Current] = deque()  # in the pipe, in order; [0] runs
         self._seq = 0
         self._done = 0
         self.ref.cast(_BOOT)
@@ -165,7 +178,7 @@ class PoolWorker(Actor):
         elif cls is RunAttempt:
             await self._run(msg.attempt)
         elif cls is StopAttempt:
-            self._stop(msg.key, msg.reason)
+            await self._stop(msg.key, msg.reason)
         elif cls is _Eof:
             await self._on_eof()
         elif msg == _BOOT:
@@ -175,12 +188,12 @@ class PoolWorker(Actor):
 
     async def handle_info(self, msg: Any) -> None:
         cls = type(msg)
-        current = self._current
-        if cls is _Deadline and current is not None and current.seq == msg.seq:
-            timeout = current.attempt.timeout_s
-            self._stop(current.attempt.key, "timeout", f"timed out after {timeout:g} s")
-        elif cls is _Kill and current is not None and current.seq == msg.seq:
-            current.sigkilled = True
+        head = self._queue[0] if self._queue else None
+        if cls is _Deadline and head is not None and head.seq == msg.seq:
+            timeout = head.attempt.timeout_s
+            await self._stop(head.attempt.key, "timeout", f"timed out after {timeout:g} s")
+        elif cls is _Kill and head is not None and head.seq == msg.seq:
+            head.sigkilled = True
             kill_group(self._pgid)
         # Exit of the reader (it ends at end of file): nothing to do.
 
@@ -188,8 +201,8 @@ class PoolWorker(Actor):
         proc = self._popen
         if proc is None:
             return
-        if self._current is not None:
-            kill_group(proc.pid)  # the node is going away: the task goes with it
+        if self._queue:
+            kill_group(proc.pid)  # the node is going away: the tasks go with it
         reader, self._reader = self._reader, None
         if reader is not None:
             await stop_reader(self, reader)  # before its fd closes
@@ -239,35 +252,50 @@ class PoolWorker(Actor):
         kill_group(proc.pid)  # what the last task left running in the group
         return code
 
-    # -- one attempt ---------------------------------------------------------------------
+    # -- attempts ------------------------------------------------------------------------
 
     async def _run(self, attempt: Attempt) -> None:
-        if self._popen is None or self._current is not None:
-            why = self._boot_error or "the pool worker is busy or not running"
+        """Write the attempt into the worker's pipe; it starts when those ahead end."""
+        if self._popen is None:
+            why = self._boot_error or "the pool worker is not running"
             self._report(attempt, TaskOutcome.failure("crashed", why), reusable=False)
             self.stop()
             return
-        log_path = attempt.directory / LOG_NAME
         try:
             work_dir = fresh_work_dir(attempt.output_dir)
         except OSError as exc:
             why = f"could not prepare {attempt.directory}: {exc}"
-            outcome = TaskOutcome.failure("crashed", why)
-            self._report(attempt, outcome, reusable=True)
+            self._report(attempt, TaskOutcome.failure("crashed", why), reusable=True)
             return
+        self._seq += 1
         try:
             frame = pack_frame(
-                job_to_wire(attempt.job, work_dir=work_dir, gpus=[], log_path=log_path)
+                job_to_wire(
+                    attempt.job,
+                    work_dir=work_dir,
+                    gpus=[],
+                    log_path=attempt.directory / LOG_NAME,
+                    seq=self._seq,
+                )
             )
         except CodecError as exc:
             outcome = TaskOutcome.failure("exception", f"the job cannot be sent: {exc}")
             self._report(attempt, outcome, reusable=True)
             return
-        self._seq += 1
-        current = self._current = _Current(attempt, self._seq, work_dir)
-        if attempt.timeout_s is not None:
-            current.timer = self.send_after(attempt.timeout_s, _Deadline(current.seq))
+        current = _Current(attempt, self._seq, work_dir)
+        self._queue.append(current)
+        if len(self._queue) == 1:
+            self._started(current)
         await self._write(frame)
+
+    def _started(self, head: _Current) -> None:
+        """``head`` runs now (what was ahead of it ended): its timeout starts."""
+        if head.stopping is not None:
+            return  # called off: the worker answers "skipped" (or is stopping)
+        timeout = head.attempt.timeout_s
+        if timeout is not None:
+            head.timer = self.send_after(timeout, _Deadline(head.seq))
+        self._owner.cast(TaskStarted(head.attempt.key))
 
     async def _write(self, frame: bytes) -> None:
         proc = self._popen
@@ -289,98 +317,140 @@ class PoolWorker(Actor):
             self._broken(f"worker sent a malformed message: {exc}")
             return
         for message in messages:
-            current = self._current
-            if current is None:
+            if not self._queue:
                 continue  # a stray report between jobs (a task's leftover thread)
+            head = self._queue[0]
             try:
                 parsed = parse_message(message)
             except ValueError as exc:
                 self._broken(f"worker sent a malformed message: {exc}")
                 return
             if isinstance(parsed, Progress):
-                if current.stopping is None:
-                    key = current.attempt.key
+                if head.stopping is None:
+                    key = head.attempt.key
                     self._owner.cast(TaskProgress(key, parsed.step, parsed.metrics))
+            elif parsed == SKIPPED:
+                self._queue.popleft()
+                if not head.reported:
+                    self._report(head.attempt, unstarted(head.stopping or "called off"))
+                self._next()
             else:
-                self._finished(current, parsed)
+                assert isinstance(parsed, TaskOutcome)
+                if not self._finished(head, parsed):
+                    return
 
-    def _finished(self, current: _Current, final: TaskOutcome) -> None:
-        """The worker sent the attempt's result: publish, report, maybe retire."""
-        self._current = None
-        if current.timer is not None:
-            current.timer.cancel()
-        attempt = current.attempt
+    def _next(self) -> None:
+        if self._queue:
+            self._started(self._queue[0])
+
+    def _finished(self, head: _Current, final: TaskOutcome) -> bool:
+        """The worker sent the head's result: publish, report, maybe retire; False when
+        this actor stops (the rest of the output is not for it)."""
+        self._queue.popleft()
+        if head.timer is not None:
+            head.timer.cancel()
+        attempt = head.attempt
+        if head.reported:  # called off too late to skip, ended anyway: nothing to say
+            failed(final, None, work_dir=head.work_dir, log_path=attempt.directory / LOG_NAME)
+            self._next()
+            return True
         outcome = conclude(
             final,
             None,
-            work_dir=current.work_dir,
+            work_dir=head.work_dir,
             output_dir=attempt.output_dir,
             log_path=attempt.directory / LOG_NAME,
         )
         self._done += 1
         # A worker that was signalled may die any moment: it does not take another job.
-        reusable = current.stopping is None and self._done < self._settings.max_tasks_per_worker
+        reusable = head.stopping is None and self._done < self._settings.max_tasks_per_worker
         self._report(attempt, outcome, reusable=reusable)
         if not reusable:
+            self._give_back()
             self.stop()
+            return False
+        self._next()
+        return True
 
-    def _stop(self, key: Key, reason: str, what: str = "") -> None:
-        current = self._current
-        if current is None or current.attempt.key != key or current.stopping is not None:
+    async def _stop(self, key: Key, reason: str, what: str = "") -> None:
+        found = [i for i, c in enumerate(self._queue) if c.attempt.key == key]
+        if not found or self._queue[found[0]].stopping is not None:
+            return
+        index = found[0]
+        current = self._queue[index]
+        current.stopping = reason
+        current.what = what or ("cancelled" if reason == "cancelled" else f"stopped ({reason})")
+        if index:  # still queued in the pipe: called off there, and it ends now
+            current.reported = True
+            self._report(current.attempt, unstarted(reason))
+            await self._write(pack_frame({"skip": current.seq}))
             return
         if current.timer is not None:
             current.timer.cancel()
-        current.stopping = reason
-        current.what = what or ("cancelled" if reason == "cancelled" else f"stopped ({reason})")
         signal_group(self._pgid, signal.SIGTERM)
         current.timer = self.send_after(self._settings.grace_s, _Kill(current.seq))
+
+    def _give_back(self) -> None:
+        """This worker stops: what is queued behind the head never started; the node
+        places it again (one called off ends as cancelled)."""
+        while self._queue:
+            rest = self._queue.popleft()
+            if rest.reported:
+                continue
+            if rest.stopping is not None:
+                self._report(rest.attempt, unstarted(rest.stopping))
+            else:
+                outcome = TaskOutcome.failure("crashed", "its pool worker stopped first")
+                self._owner.cast(TaskEnded(rest.attempt.key, outcome, unstarted=True))
 
     def _broken(self, why: str) -> None:
         """The worker broke the protocol: kill it, the attempt crashed."""
         kill_group(self._pgid)
-        current, self._current = self._current, None
-        if current is not None:
-            if current.timer is not None:
-                current.timer.cancel()
+        if self._queue and not self._queue[0].reported:
+            head = self._queue.popleft()
+            if head.timer is not None:
+                head.timer.cancel()
             outcome = failed(
                 TaskOutcome.failure("crashed", why),
                 None,
-                work_dir=current.work_dir,
-                log_path=current.attempt.directory / LOG_NAME,
+                work_dir=head.work_dir,
+                log_path=head.attempt.directory / LOG_NAME,
             )
-            self._report(current.attempt, outcome, reusable=False)
+            self._report(head.attempt, outcome, reusable=False)
+        self._give_back()
         self.stop()
 
     async def _on_eof(self) -> None:
         """The worker's stdout closed: it exited (or is exiting)."""
         self._reader = None
         code = await self._reap()
-        current, self._current = self._current, None
-        if current is not None:
-            if current.timer is not None:
-                current.timer.cancel()
-            attempt = current.attempt
+        if self._queue and not self._queue[0].reported:
+            head = self._queue.popleft()
+            if head.timer is not None:
+                head.timer.cancel()
+            attempt = head.attempt
             log_path = attempt.directory / LOG_NAME
-            if current.stopping is not None:
-                kind: ErrorKind = "timeout" if current.stopping == "timeout" else "cancelled"
+            if head.stopping is not None:
+                kind: ErrorKind = "timeout" if head.stopping == "timeout" else "cancelled"
                 grace = self._settings.grace_s
-                how = f"SIGKILL after {grace:g} s grace" if current.sigkilled else "SIGTERM"
+                how = f"SIGKILL after {grace:g} s grace" if head.sigkilled else "SIGTERM"
                 stopped = TaskOutcome.failure(
-                    kind, f"{current.what}; stopped with {how}", traceback=log_tail(log_path)
+                    kind, f"{head.what}; stopped with {how}", traceback=log_tail(log_path)
                 )
-                outcome = failed(stopped, code, work_dir=current.work_dir, log_path=log_path)
+                outcome = failed(stopped, code, work_dir=head.work_dir, log_path=log_path)
             else:
                 outcome = conclude(
                     None,
                     code,
-                    work_dir=current.work_dir,
+                    work_dir=head.work_dir,
                     output_dir=attempt.output_dir,
                     log_path=log_path,
                 )
             self._report(attempt, outcome, reusable=False)
+        self._give_back()
         self.stop()
 
-    def _report(self, attempt: Attempt, outcome: TaskOutcome, *, reusable: bool) -> None:
+    def _report(self, attempt: Attempt, outcome: TaskOutcome, *, reusable: bool = True) -> None:
         self._owner.cast(TaskEnded(attempt.key, outcome, reusable))
 
 

@@ -26,6 +26,7 @@ __all__ = (
     "TaskProgress",
     "TaskStarted",
     "attempt_dir",
+    "unstarted",
     "progress_payload",
     "result_payload",
 )
@@ -42,8 +43,14 @@ _WIRE_KINDS: Final[dict[str, WireKind]] = {
     "crashed": "crashed",
     "publish_failed": "crashed",
 }
+_UNSTARTED: Final = {"handed_back": "handed back", "shutdown": "the node stopped"}
 _MAX_METRIC_TEXT: Final = 1024
 _MAX_DURATION_S: Final = 1e9
+
+
+def unstarted(reason: str) -> TaskOutcome:
+    """How an attempt stopped before it ever ran ends (``reason``: the stop's reason)."""
+    return TaskOutcome.failure("cancelled", f"{_UNSTARTED.get(reason, reason)} before it started")
 
 
 def attempt_dir(work_dir: Path, job_id: str, attempt: int) -> Path:
@@ -93,11 +100,14 @@ class TaskProgress:
 @dataclass(frozen=True, slots=True)
 class TaskEnded:
     """Runner -> connection, once per attempt: how it ended. ``reusable``: a pool worker
-    that can take the next job (False for runners and for retiring pool workers)."""
+    that can take the next job (False for runners and for retiring pool workers).
+    ``unstarted``: a pool worker gave back an attempt queued in its pipe that it never
+    started (it failed or was stopped first); the node places it again."""
 
     key: Key
     outcome: TaskOutcome
     reusable: bool = False
+    unstarted: bool = False
 
 
 def result_payload(

@@ -1,23 +1,28 @@
 """The node's work table: which attempts run where, and what they hold.
 
 ``Work`` belongs to the connection actor (it is plain state, used from that actor's
-handlers only). It turns a DISPATCH into a held attempt: GPUs taken from the free ones
-by UUID, then, while fewer than ``slots`` run, started at once: a ``TaskRunner`` under
-the runner supervisor (a fresh process per task) or the attempt handed to an idle
-``PoolWorker`` (one is started when none is idle), the runner or worker monitored so
-that one that dies without reporting still ends its attempt. With ``prefetch`` the node
-holds up to that many more attempts than it runs: they wait here in arrival order and
-start as slots free (``fill``), so a short task's slot never idles for a round trip to
-the coordinator. It stops attempts (a cancel, a hand-back, fencing; one still waiting
-ends at once without running) and takes their ``TaskEnded`` back, returning GPUs, the
-slot and an idle pool worker.
+handlers only). It turns a DISPATCH into a held attempt, GPUs taken from the free ones
+by UUID, and places held attempts in arrival order (``fill``): while a slot is free, a
+``TaskRunner`` under the runner supervisor (a fresh process per task) or an idle
+``PoolWorker`` (one is started when none is idle) gets the next one. With ``prefetch``
+the node holds more attempts than it has slots; when every slot is busy, the waiting
+pool attempts are written ahead into the pipes of busy pool workers (up to ``depth``
+each), so a worker goes from one short task to the next without a round trip and
+several results come back per wake-up. An attempt counts as running from its
+``TaskStarted`` (the node sends ACCEPT then). Runners and pool workers are monitored,
+so one that dies without reporting still ends its attempts. Work stops attempts (a
+cancel, a hand-back, fencing; one still waiting here ends at once without running, one
+queued in a worker's pipe is called off there) and takes their ``TaskEnded`` back,
+returning GPUs and the slot; an attempt a failing pool worker never started comes
+back to the front of the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +34,7 @@ from ._node_outbox import OutboxEntry
 from ._node_pool import PoolWorker, RunAttempt, StopAttempt
 from ._node_runner import StopSwitch, TaskRunner
 from ._node_setup import NodeSetup
-from ._node_tasks import Attempt, Key, TaskEnded, attempt_dir
+from ._node_tasks import Attempt, Key, TaskEnded, attempt_dir, unstarted
 from .protocol import Dispatch, ErrorKind, RunningJob
 from .task import TaskJob, TaskOutcome
 
@@ -37,11 +42,11 @@ __all__ = ("Running", "Work")
 
 log = logging.getLogger("mabeam.node")
 
-_UNSTARTED = {"handed_back": "handed back", "shutdown": "the node stopped"}
-"""How a stop reason reads in the error of an attempt that never started."""
-
 _SHUTDOWN_MARGIN_S = 1.0
 """A runner or pool worker gets its stop grace plus this long to exit at shutdown."""
+
+_MAX_DEPTH = 16
+"""At most this many attempts in one pool worker's pipe (the running one included)."""
 
 
 @dataclass(slots=True)
@@ -52,29 +57,37 @@ class Running:
     number: int  # the DISPATCH's attempt number
     pool: bool
     started: float  # when the node took it (a RESULT's duration counts from here)
-    launched: bool = False  # False while it waits for a slot
-    worker: ActorRef | None = None  # its TaskRunner or PoolWorker
+    launched: bool = False  # its runner or pool worker reported TaskStarted
+    worker: ActorRef | None = None  # its TaskRunner or PoolWorker, once placed
     monitor: MonitorRef | None = None  # a runner's monitor
     switch: StopSwitch | None = None
     stopping: str | None = None  # why it is being stopped
 
 
-class Work:
-    """Running attempts, free GPUs and the pool; see the module docstring."""
+@dataclass(slots=True)
+class _Load:
+    """What one pool worker was given: attempts not ended yet, and in all."""
 
-    def __init__(self, actor: Actor, setup: NodeSetup, accept: Callable[[Key], None]) -> None:
+    inflight: int = 0
+    given: int = 0
+
+
+class Work:
+    """Held attempts, free GPUs and the pool; see the module docstring."""
+
+    def __init__(self, actor: Actor, setup: NodeSetup) -> None:
         self._actor = actor
         self._setup = setup
-        self._accept = accept  # sends ACCEPT for a pool attempt handed to its worker
+        self._depth = min(_MAX_DEPTH, 1 + math.ceil(setup.prefetch / setup.slots))
         self._waiting: deque[Key] = deque()
-        self.active = 0  # attempts launched and not ended
+        self.active = 0  # attempts started (TaskStarted) and not ended
         self._free_gpus = list(setup.gpus)
         self._gpu_order = {uuid: i for i, uuid in enumerate(setup.gpus)}
         self.running: dict[Key, Running] = {}
         self._runners: dict[MonitorRef, Key] = {}
         self._pool_monitors: dict[MonitorRef, ActorRef] = {}
-        self._idle: list[ActorRef] = []
-        self._busy: dict[ActorRef, Key] = {}
+        self._pool: dict[ActorRef, _Load] = {}
+        self._assigned: dict[Key, ActorRef] = {}  # pool attempt -> its worker
         self._pool_started = 0
 
     # -- questions -----------------------------------------------------------------------
@@ -85,11 +98,11 @@ class Work:
         return max(0, setup.slots + setup.prefetch - len(self.running))
 
     def waiting(self) -> int:
-        """Attempts held but not started (waiting for a slot)."""
+        """Attempts held but not started."""
         return len(self.running) - self.active
 
     def held(self, results: Iterable[OutboxEntry]) -> tuple[RunningJob, ...]:
-        """What HELLO lists: the running attempts, then those with un-ACKed ``results``
+        """What HELLO lists: the held attempts, then those with un-ACKed ``results``
         (at most ``MAX_RUNNING``: the leases of any others will be requeued)."""
         held = [RunningJob(key[0], r.number, key[1]) for key, r in self.running.items()]
         held.extend(
@@ -106,11 +119,15 @@ class Work:
             del held[MAX_RUNNING:]
         return tuple(held)
 
-    # -- starting ------------------------------------------------------------------------
+    def pool_size(self) -> int:
+        """Pool workers alive (idle or busy)."""
+        return len(self._pool_monitors)
+
+    # -- taking and placing --------------------------------------------------------------
 
     async def start(self, dispatch: Dispatch, now: float) -> tuple[ErrorKind, str] | None:
-        """Take the attempt: start it, or queue it when every slot runs one (prefetch);
-        None when it is held, else (error_kind, why) for its RESULT."""
+        """Take the attempt and place what can be placed; None when it is held, else
+        (error_kind, why) for its RESULT."""
         key = (dispatch.job_id, dispatch.lease)
         wanted = dispatch.resources.gpus
         if wanted > len(self._free_gpus):
@@ -135,50 +152,82 @@ class Work:
         attempt = Attempt(job, dispatch.lease, gpus, dispatch.timeout_s, directory)
         # A pool worker's environment is fixed, so a GPU job always gets its own process.
         pool = dispatch.isolation == "pool" and not gpus
-        entry = self.running[key] = Running(attempt, dispatch.attempt, pool, now)
-        if self.active >= self._setup.slots:
-            self._waiting.append(key)
-            self._count()
-            return None
-        why = await self._launch(entry)
-        if why is not None:
-            self._release(self.running.pop(key))
-            return ("crashed", why)
+        self.running[key] = Running(attempt, dispatch.attempt, pool, now)
+        self._waiting.append(key)
+        self._count()
+        await self.fill()
         return None
-
-    def _count(self) -> None:
-        counters = self._setup.counters
-        counters.running, counters.queued = self.active, self.waiting()
 
     async def fill(self) -> None:
-        """Start waiting attempts while a slot is free (after an attempt ended)."""
-        while self._waiting and self.active < self._setup.slots:
-            entry = self.running.get(self._waiting.popleft())
-            if entry is None or entry.launched:
-                continue  # stopped while it waited
-            why = await self._launch(entry)
-            if why is not None:  # reported like any end: a RESULT, the slot back
-                outcome = TaskOutcome.failure("crashed", why)
-                self._actor.ref.cast(TaskEnded(entry.attempt.key, outcome))
+        """Place waiting attempts, in order, while there is room (module doc)."""
+        waiting = self._waiting
+        while waiting:
+            key = waiting[0]
+            entry = self.running.get(key)
+            if entry is None or entry.worker is not None or entry.stopping is not None:
+                waiting.popleft()  # ended, placed or stopped while it waited
+                continue
+            try:
+                if entry.pool:
+                    worker = await self._pool_worker()
+                    if worker is None:
+                        break
+                    waiting.popleft()
+                    self._give(entry, worker)
+                else:
+                    if self._busy_slots() >= self._setup.slots:
+                        break
+                    waiting.popleft()
+                    await self._start_runner(entry)
+            except (FoundationError, SupervisionError) as exc:
+                if waiting and waiting[0] == key:
+                    waiting.popleft()
+                why = f"the node could not start the task: {exc!r}"
+                self._actor.ref.cast(TaskEnded(key, TaskOutcome.failure("crashed", why)))
 
-    async def _launch(self, entry: Running) -> str | None:
-        """Run a held attempt in a slot; why not when it cannot start."""
-        key = entry.attempt.key
-        entry.launched = True
-        self.active += 1
-        self._count()
-        try:
-            if entry.pool:
-                worker = await self._pool_worker()
-                entry.worker = worker
-                self._busy[worker] = key
-                worker.cast(RunAttempt(entry.attempt))
-                self._accept(key)
-            else:
-                await self._start_runner(entry)
-        except (FoundationError, SupervisionError) as exc:
-            return f"the node could not start the task: {exc!r}"
-        return None
+    def _busy_slots(self) -> int:
+        return len(self._runners) + sum(1 for load in self._pool.values() if load.inflight)
+
+    async def _pool_worker(self) -> ActorRef | None:
+        """Where the next pool attempt goes: an idle worker or a new one while a slot is
+        free, else the least loaded busy worker with room in its pipe, else None."""
+        max_tasks = self._setup.task.max_tasks_per_worker
+        if self._busy_slots() < self._setup.slots:
+            for ref, load in self._pool.items():
+                if not load.inflight and load.given < max_tasks and ref.is_alive:
+                    return ref
+            return await self._new_pool_worker()
+        best: ActorRef | None = None
+        least = self._depth
+        for ref, load in self._pool.items():
+            if 0 < load.inflight < least and load.given < max_tasks and ref.is_alive:
+                best, least = ref, load.inflight
+        return best
+
+    async def _new_pool_worker(self) -> ActorRef:
+        setup = self._setup
+        self._pool_started += 1
+        spec = child_spec(
+            PoolWorker,
+            self._actor.ref,
+            setup.task,
+            self._pool_started,
+            restart="temporary",
+            shutdown=setup.task.grace_s + _SHUTDOWN_MARGIN_S,
+        )
+        new = await DynamicSupervisor.start_child(setup.pool_name, spec)
+        assert new is not None
+        self._pool_monitors[self._actor.monitor(new)] = new
+        self._pool[new] = _Load()
+        return new
+
+    def _give(self, entry: Running, worker: ActorRef) -> None:
+        load = self._pool[worker]
+        load.inflight += 1
+        load.given += 1
+        entry.worker = worker
+        self._assigned[entry.attempt.key] = worker
+        worker.cast(RunAttempt(entry.attempt))
 
     async def _start_runner(self, entry: Running) -> None:
         setup = self._setup
@@ -198,26 +247,20 @@ class Work:
         entry.monitor = self._actor.monitor(ref)
         self._runners[entry.monitor] = entry.attempt.key
 
-    async def _pool_worker(self) -> ActorRef:
-        """An idle pool worker, or a new one."""
-        while self._idle:
-            ref = self._idle.pop()
-            if ref.is_alive:
-                return ref
-        setup = self._setup
-        self._pool_started += 1
-        spec = child_spec(
-            PoolWorker,
-            self._actor.ref,
-            setup.task,
-            self._pool_started,
-            restart="temporary",
-            shutdown=setup.task.grace_s + _SHUTDOWN_MARGIN_S,
-        )
-        new = await DynamicSupervisor.start_child(setup.pool_name, spec)
-        assert new is not None
-        self._pool_monitors[self._actor.monitor(new)] = new
-        return new
+    def started(self, key: Key) -> bool:
+        """Its runner or pool worker started the attempt; False if it is gone or being
+        stopped (no ACCEPT then)."""
+        entry = self.running.get(key)
+        if entry is None or entry.stopping is not None or entry.launched:
+            return False
+        entry.launched = True
+        self.active += 1
+        self._count()
+        return True
+
+    def _count(self) -> None:
+        counters = self._setup.counters
+        counters.running, counters.queued = self.active, self.waiting()
 
     # -- stopping and ending -------------------------------------------------------------
 
@@ -228,10 +271,8 @@ class Work:
             return False
         if entry.stopping is None:
             entry.stopping = reason
-            if not entry.launched:  # it never ran: it ends now
-                why = _UNSTARTED.get(reason, reason)
-                outcome = TaskOutcome.failure("cancelled", f"{why} before it started")
-                self._actor.ref.cast(TaskEnded(key, outcome))
+            if entry.worker is None:  # still waiting here: it ends now
+                self._actor.ref.cast(TaskEnded(key, unstarted(reason)))
         if entry.switch is not None:
             entry.switch.request(reason)
         elif entry.worker is not None:
@@ -246,13 +287,28 @@ class Work:
             self._release(entry)
 
     def ended(self, msg: TaskEnded) -> Running | None:
-        """Take an attempt's end: its entry (None if it was forgotten), resources back."""
-        entry = self.running.pop(msg.key, None)
+        """Take an attempt's end: its entry (None if it was forgotten, or if its pool
+        worker gave it back unstarted: it waits again), resources back."""
+        worker = self._assigned.pop(msg.key, None)
+        if worker is not None:
+            load = self._pool.get(worker)
+            if load is not None:
+                load.inflight -= 1
+                if not msg.reusable:  # the worker is retiring: nothing more for it
+                    load.given = self._setup.task.max_tasks_per_worker
+        entry = self.running.get(msg.key)
         if entry is None:
             return None
+        if msg.unstarted and entry.stopping is None:
+            if entry.launched:  # pragma: no cover - a worker reports its head started
+                entry.launched = False
+                self.active -= 1
+            entry.worker = None
+            self._waiting.appendleft(msg.key)
+            self._count()
+            return None
+        del self.running[msg.key]
         self._release(entry)
-        if entry.pool and msg.reusable and entry.worker is not None:
-            self._idle.append(entry.worker)
         return entry
 
     def _release(self, entry: Running) -> None:
@@ -265,23 +321,17 @@ class Work:
         if entry.monitor is not None:
             self._runners.pop(entry.monitor, None)
             self._actor.demonitor(entry.monitor, flush=True)
-        if entry.pool and entry.worker is not None:
-            self._busy.pop(entry.worker, None)
 
-    def down(self, msg: Down) -> tuple[Key, Any] | None:
-        """A runner or pool worker exited: the attempt it left without a result, and why."""
+    def down(self, msg: Down) -> list[tuple[Key, Any]]:
+        """A runner or pool worker exited: the attempts it left without a result, and why."""
         key = self._runners.pop(msg.ref, None)
-        if key is None:
-            worker: ActorRef | None = self._pool_monitors.pop(msg.ref, None)
-            if worker is None:
-                return None
-            if worker in self._idle:
-                self._idle.remove(worker)
-            key = self._busy.pop(worker, None)
-            if key is None:
-                return None
-        return (key, msg.reason) if key in self.running else None
-
-    def pool_size(self) -> int:
-        """Pool workers alive (idle or busy)."""
-        return len(self._pool_monitors)
+        if key is not None:
+            return [(key, msg.reason)] if key in self.running else []
+        worker = self._pool_monitors.pop(msg.ref, None)
+        if worker is None:
+            return []
+        self._pool.pop(worker, None)
+        lost = [k for k, ref in self._assigned.items() if ref == worker]
+        for k in lost:
+            del self._assigned[k]
+        return [(k, msg.reason) for k in lost if k in self.running]

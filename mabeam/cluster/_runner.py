@@ -424,6 +424,9 @@ class TaskProcess:
         except ValueError as exc:
             self._protocol_error = str(exc)
             return
+        if isinstance(parsed, str):  # "skipped": this worker was never asked to skip
+            self._protocol_error = f"unexpected {parsed!r} message"
+            return
         if isinstance(parsed, TaskOutcome):
             self._final = parsed
         self._inbox.append(parsed)

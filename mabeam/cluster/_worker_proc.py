@@ -16,7 +16,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._attempt_files import log_tail, partial_dir, publish
 from .gpus import visible_devices_env
@@ -24,6 +24,7 @@ from .task import Progress, TaskOutcome
 
 __all__ = (
     "PARENT_KINDS",
+    "SKIPPED",
     "conclude",
     "failed",
     "fresh_work_dir",
@@ -100,8 +101,14 @@ def fresh_work_dir(output_dir: Path) -> Path:
     return work_dir
 
 
-def parse_message(message: Any) -> Progress | TaskOutcome:
-    """One decoded worker message as ``Progress`` or the final ``TaskOutcome``.
+SKIPPED: Final = "skipped"
+"""``parse_message``'s answer to a pool worker's ``{"t": "skipped"}``: the job it was
+called off before it started."""
+
+
+def parse_message(message: Any) -> Progress | TaskOutcome | str:
+    """One decoded worker message as ``Progress``, the final ``TaskOutcome``, or
+    ``SKIPPED``.
 
     Raises ValueError for anything a well-behaved worker does not send (the parent then
     treats the worker as crashed).
@@ -119,6 +126,8 @@ def parse_message(message: Any) -> Progress | TaskOutcome:
         if outcome.kind in PARENT_KINDS:
             raise ValueError(f"a worker cannot report kind {outcome.kind!r}")
         return outcome
+    if kind == SKIPPED:
+        return SKIPPED
     raise ValueError(f"unknown message type {kind!r}")
 
 

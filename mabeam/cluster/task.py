@@ -204,10 +204,16 @@ class TaskJob:
 
 
 def job_to_wire(
-    job: TaskJob, *, work_dir: Path, gpus: Sequence[str], log_path: Path | None = None
+    job: TaskJob,
+    *,
+    work_dir: Path,
+    gpus: Sequence[str],
+    log_path: Path | None = None,
+    seq: int | None = None,
 ) -> dict[str, Any]:
-    """The job frame's body for a worker: ``work_dir`` is where the task writes."""
-    return {
+    """The job frame's body for a worker: ``work_dir`` is where the task writes; ``seq``
+    names it for a later ``{"skip": seq}`` (pool workers)."""
+    wire = {
         "v": WIRE_VERSION,
         "entrypoint": job.entrypoint,
         "params": job.params,
@@ -217,6 +223,9 @@ def job_to_wire(
         "gpus": list(gpus),
         "log_path": None if log_path is None else str(log_path),
     }
+    if seq is not None:
+        wire["seq"] = seq
+    return wire
 
 
 _JOB_FIELDS: Final[dict[str, type | tuple[type, ...]]] = {
@@ -241,6 +250,8 @@ def job_from_wire(wire: object) -> dict[str, Any]:
             raise ValueError(f"job field {name!r} is missing or mistyped: {wire.get(name)!r}")
     if not all(isinstance(gpu, str) for gpu in wire["gpus"]):
         raise ValueError(f"job field 'gpus' must list strings: {wire['gpus']!r}")
+    if "seq" in wire and type(wire["seq"]) is not int:
+        raise ValueError(f"job field 'seq' must be an int: {wire['seq']!r}")
     return wire
 
 

@@ -20,7 +20,10 @@ and a msgpack body, never pickle):
 Without ``--pool`` the worker runs one job and exits; with it, it runs jobs one after the
 other until its stdin closes (reusable workers for short CPU tasks), and what each task
 prints goes to that attempt's ``log_path``, a file made on the first write
-(``_task_log.AttemptLog``). Jobs may arrive while one runs: they wait their turn.
+(``_task_log.AttemptLog``). Jobs may arrive while one runs: they wait their turn. A job
+frame may carry a ``seq``; a ``{"skip": seq}`` frame calls that job off: if it has not
+started it is answered ``{"t": "skipped"}`` instead of run, and if it is running it is
+stopped like SIGTERM would (the worker exits 143).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = ("TaskTerminated", "main")
 
 EXIT_TERMINATED: Final = 128 + signal.SIGTERM
 EXIT_BAD_JOB: Final = 2
+_SKIPPED: Final = pack_frame({"t": "skipped"})
 _READ_CHUNK: Final = 1 << 16
 
 
@@ -94,6 +98,8 @@ class _JobPipe:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.closed = False  # end of file seen: the parent is gone or wants us to stop
+        self.skipped: set[int] = set()  # seqs of queued jobs the parent called off
+        self.running: int | None = None  # seq of the job running now
         self._draining = False
         self._frames = FrameBuffer()
         self._pending: deque[dict[str, Any] | Exception] = deque()
@@ -117,7 +123,11 @@ class _JobPipe:
             self.closed = True
             return False
         try:
-            self._pending.extend(self._frames.feed(data))
+            for message in self._frames.feed(data):
+                if type(message) is dict and type(message.get("skip")) is int:
+                    self.skipped.add(message["skip"])
+                else:
+                    self._pending.append(message)
         except CodecError as exc:
             self._pending.append(exc)
             self.closed = True  # the stream is broken: read no further
@@ -142,6 +152,8 @@ class _JobPipe:
                 break
         if self.closed:
             _die("the job pipe closed while a task was running")
+        if self.running is not None and self.running in self.skipped:
+            raise TaskTerminated("called off by the parent")  # too late to skip it
 
     @contextlib.contextmanager
     def watched(self) -> Iterator[None]:
@@ -186,8 +198,16 @@ class _Worker:
             except ValueError as exc:
                 _log(f"bad job from the parent: {exc}")
                 return EXIT_BAD_JOB
+            seq = fields.get("seq")
+            if seq is not None and seq in self.jobs.skipped:
+                self.jobs.skipped.discard(seq)  # called off while it waited here
+                self.channel.send(_SKIPPED)
+                continue
+            self.jobs.running = seq
             if not self._run_job(fields) or not pool:
                 return 0
+            self.jobs.running = None
+            self.jobs.skipped.discard(seq)  # a call-off that came too late
 
     def _run_job(self, fields: dict[str, Any]) -> bool:
         """Run one job and send its result; False when the parent is already gone."""

@@ -293,6 +293,42 @@ async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_skips
         fake.ack_results()
 
 
+async def test_waiting_pool_attempts_are_written_ahead_to_a_busy_worker_and_run_in_order(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=3)
+    async with Runtime(), start_node(config) as handle:
+        await fake.handshake()
+        for job in ("a", "b", "c", "d"):
+            fake.send("n1", dispatch(job, "pid", isolation="pool"))
+        results = [await fake.result(job) for job in ("a", "b", "c", "d")]
+        assert len({r.value for r in results}) == 1  # one worker process ran all four
+        accepted = [f.job_id for f in fake.seen if isinstance(f, Accept)]
+        assert accepted == ["a", "b", "c", "d"]
+        assert handle.statistics().tasks_ok == 4
+        fake.ack_results()
+
+
+async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=2)
+    async with Runtime(), start_node(config) as handle:
+        await fake.handshake()
+        fake.send("n1", dispatch("slow", "block_pid", isolation="pool", timeout_s=0.5))
+        first = await fake.expect(Progress, skip=(Accept,))
+        for job in ("b", "c"):  # queued in the busy worker's pipe
+            fake.send("n1", dispatch(job, "pid", isolation="pool"))
+        await settled(handle, lambda s: s.queued == 2)
+        slow = await fake.result("slow")  # its worker is stopped: b and c come back
+        assert slow.error_kind == "timeout"
+        b, c = await fake.result("b"), await fake.result("c")
+        assert b.ok and c.ok and b.value == c.value != first.metrics["pid"]
+        stats = handle.statistics()
+        assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (2, 1, 0, 0)
+        fake.ack_results()
+
+
 async def test_a_malformed_frame_is_counted_and_dropped(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:

@@ -374,6 +374,59 @@ def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
     assert "raw bytes on fd 1" in worker_log.read_text()
 
 
+def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+
+    def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
+        task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
+        return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **CHILD_ENV},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    frames, out, unread = FrameBuffer(), proc.stdout.fileno(), []
+
+    def next_message() -> Any:
+        while not unread:
+            ready, _, _ = select.select([out], [], [], 20)
+            assert ready, "no message from the pool worker in 20 s"
+            data = os.read(out, 65536)
+            assert data, "the pool worker closed its stdout"
+            unread.extend(frames.feed(data))
+        return unread.pop(0)
+
+    try:
+        # 1 waits on the FIFO; 2 and 3 queue behind it; 2 is called off while queued.
+        proc.stdin.write(job("wait_fifo", 1, {"path": str(fifo)}) + job("pid", 2) + job("pid", 3))
+        proc.stdin.write(pack_frame({"skip": 2}))
+        proc.stdin.flush()
+        assert next_message()["t"] == "progress"  # 1 runs (and has read the call-off)
+        fifo.write_text("go")
+        assert next_message()["value"] == "go"
+        assert next_message() == {"t": "skipped"}  # 2 never ran
+        assert next_message()["value"] == proc.pid  # 3 did
+        # A call-off that finds its job running stops it, as SIGTERM would.
+        proc.stdin.write(job("block_pid", 4))
+        proc.stdin.flush()
+        assert next_message()["t"] == "progress"
+        proc.stdin.write(pack_frame({"skip": 4}))
+        proc.stdin.flush()
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+
+
 def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
     tmp_path: Path,
 ) -> None:
