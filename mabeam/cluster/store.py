@@ -46,7 +46,7 @@ from ._store_batch import (
     Submit,
     Submitted,
 )
-from ._store_ops import MAX_ERROR_CHARS, Tx, run
+from ._store_ops import MAX_ERROR_CHARS, LeaseTokens, Tx, run
 from ._store_schema import SchemaError, Synchronous, open_connection
 from ._store_types import (
     CODEC,
@@ -149,6 +149,7 @@ class JobStore:
         self._clock = clock
         self._backoff = (float(backoff_base_s), float(backoff_cap_s))
         self._lock = threading.Lock()
+        self._tokens = LeaseTokens()
         try:
             conn, self._store_id = open_connection(
                 self._path, synchronous=synchronous, busy_timeout_s=busy_timeout_s
@@ -201,7 +202,7 @@ class JobStore:
         t = float(self._clock() if now is None else now)
         with self._lock:
             conn = self._live()
-            tx = Tx(conn, t, self._store_id, self.backoff)
+            tx = Tx(conn, t, self._store_id, self.backoff, self._tokens)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 outcomes = [run(tx, op) for op in ops]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mabeam.cluster._store_ops import LeaseTokens
 from mabeam.cluster.store import (
     MAX_ERROR_CHARS,
     STATES,
@@ -279,6 +280,14 @@ def test_bad_submissions_are_refused_and_change_nothing(store: JobStore) -> None
 
 
 # -- lease, accept, progress, complete -----------------------------------------------------
+
+
+def test_lease_tokens_are_distinct_hex_and_differ_between_stores() -> None:
+    first, second = LeaseTokens(), LeaseTokens()
+    tokens = {first() for _ in range(20_000)}
+    assert len(tokens) == 20_000
+    assert all(len(t) == 16 and int(t, 16) >= 0 for t in tokens)
+    assert not tokens & {second() for _ in range(20_000)}  # a reopened store starts afresh
 
 
 def test_lease_hands_out_attempt_token_and_spec_of_a_queued_job_only(store: JobStore) -> None:
