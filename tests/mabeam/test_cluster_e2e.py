@@ -47,8 +47,8 @@ def check_squares(view: Any, job_ids: tuple[str, ...], first: int = 0) -> None:
 def test_three_nodes_run_a_200_trial_sweep_each_trial_once(tmp_path: Path) -> None:
     with running_cluster(tmp_path) as cluster:
         cluster.start_coordinator()
-        for node_id in ("n1", "n2", "n3"):
-            cluster.start_node(node_id, slots=2)
+        for node_id, prefetch in (("n1", 0), ("n2", 4), ("n3", 8)):  # 4, 8: pipelined
+            cluster.start_node(node_id, slots=2, options=["--prefetch", str(prefetch)])
         job_ids = submit(cluster.endpoint, square_specs(200), key="sweep-200")
         assert len(job_ids) == 200 and len(set(job_ids)) == 200
         cluster.wait_terminal(job_ids, timeout=50)
@@ -147,8 +147,9 @@ def test_a_2000_trial_sweep_survives_node_kills_and_a_coordinator_restart(
     rng = random.Random(2024)
     with running_cluster(tmp_path) as cluster:
         cluster.start_coordinator()
+        prefetch = ["--prefetch", "4"]  # attempts queued in pipes die with their node too
         for node_id in ("n1", "n2", "n3"):
-            cluster.start_node(node_id, slots=2)
+            cluster.start_node(node_id, slots=2, options=prefetch)
         job_ids = submit(cluster.endpoint, square_specs(2000), key="soak")
         done = 0
         for round_ in range(4):
@@ -167,7 +168,7 @@ def test_a_2000_trial_sweep_survives_node_kills_and_a_coordinator_restart(
             else:
                 victim = cluster.nodes[rng.choice(sorted(cluster.nodes))]
                 cluster.kill(victim)
-                cluster.start_node(victim.node_id, slots=2)
+                cluster.start_node(victim.node_id, slots=2, options=prefetch)
         view = cluster.wait_terminal(job_ids, timeout=100)
         check_history(cluster.state)
         check_squares(view, job_ids)
