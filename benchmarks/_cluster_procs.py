@@ -4,8 +4,9 @@
 Each child prints one line once it serves (``mabeam coordinator listening on ...``,
 ``mabeam node ID connected to ...``); the parent waits for that line (a select on the
 pipe, bounded by a deadline) instead of sleeping. With ``MABEAM_BENCH_PROFILE=DIR`` in
-the environment each child runs under ``cProfile`` and writes ``DIR/<name>.prof`` when
-it stops (SIGTERM is a graceful exit), for ``python -m pstats``.
+the environment each child runs under ``cProfile`` timed by its main thread's CPU clock
+(``benchmarks._cpuprofile``) and writes ``DIR/<name>.prof`` when it stops (SIGTERM is a
+graceful exit), for ``python -m pstats``.
 """
 
 from __future__ import annotations
@@ -89,14 +90,14 @@ class Child:
 
 
 def start_child(name: str, argv: Sequence[str], log_dir: Path, *, stdin: bool = False) -> Child:
-    """Start ``python [-m cProfile -o ...] -m <argv>`` from the repository root, stdout
-    piped (read by ``Child.read_line``), stderr to ``log_dir/<name>.log``; with ``stdin``, a
-    pipe to its stdin (closed by ``stop_all``), else /dev/null."""
+    """Start ``python [-m benchmarks._cpuprofile OUT] -m <argv>`` from the repository
+    root, stdout piped (read by ``Child.read_line``), stderr to ``log_dir/<name>.log``;
+    with ``stdin``, a pipe to its stdin (closed by ``stop_all``), else /dev/null."""
     prefix: list[str] = []
     profile_dir = os.environ.get(PROFILE_ENV)
     if profile_dir:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
-        prefix = ["-m", "cProfile", "-o", str(Path(profile_dir) / f"{name}.prof")]
+        prefix = ["-m", "benchmarks._cpuprofile", str(Path(profile_dir) / f"{name}.prof")]
     log_path = log_dir / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
