@@ -312,7 +312,7 @@ def _release(tx: Tx, op: Release) -> Requeued | Cancelled | Stale:
         return _stale(op.job_id, row)
     reason = _error_text(op.reason)
     if row.cancel_requested:
-        return _cancel_now(tx, row)
+        return _cancel_now(tx, row, f"cancelled; the node gave it back ({reason})")
     _requeue_unstarted(tx, row, reason)
     return Requeued(op.job_id, row.attempt + 1)
 
@@ -322,7 +322,7 @@ def _cancel(tx: Tx, op: Cancel) -> Cancelled | CancelRequested | NotCancelled:
     if row.state in TERMINAL_STATES:
         return NotCancelled(op.job_id, row.state)
     if row.state == "queued":
-        return _cancel_now(tx, row)
+        return _cancel_now(tx, row, "cancelled before it ran")
     assert row.node is not None and row.token is not None
     if not row.cancel_requested:
         tx.conn.execute(
@@ -345,7 +345,7 @@ def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
     cancelled: list[str] = []
     for row in map(_Row._make, found):
         if row.cancel_requested:
-            _cancel_now(tx, row)
+            _cancel_now(tx, row, f"cancelled; its node was lost ({reason})")
             cancelled.append(tx.jid(row.seq))
         elif row.state == "leased":  # never started: not a failure of the job
             _requeue_unstarted(tx, row, reason)
@@ -369,7 +369,7 @@ def _attempt_failed(
     tx: Tx, row: _Row, error: str, *, permanent: bool = False
 ) -> Retried | Failed | Cancelled:
     if row.cancel_requested:
-        return _cancel_now(tx, row)
+        return _cancel_now(tx, row, error)
     job_id = tx.jid(row.seq)
     failures = row.failures + 1
     if permanent or failures > row.max_retries:
@@ -388,9 +388,11 @@ def _attempt_failed(
     return Retried(job_id, row.attempt + 1, not_before)
 
 
-def _cancel_now(tx: Tx, row: _Row) -> Cancelled:
+def _cancel_now(tx: Tx, row: _Row, why: str) -> Cancelled:
+    """Cancel the job now; ``why`` is its error text (how the cancel took effect)."""
     tx.conn.execute(
-        "UPDATE jobs SET state = 'cancelled', updated = ? WHERE seq = ?", (tx.now, row.seq)
+        "UPDATE jobs SET state = 'cancelled', error = ?, updated = ? WHERE seq = ?",
+        (why, tx.now, row.seq),
     )
     tx.move(row.state, "cancelled")
     tx.event(row.seq, "cancelled", row.attempt)

@@ -456,6 +456,7 @@ def test_cancel_of_a_queued_job_is_immediate(store: JobStore) -> None:
     a = one(store)
     assert store.cancel(a) == Cancelled(a)
     assert store.job(a).state == "cancelled" and store.ready() == []
+    assert store.job(a).error == "cancelled before it ran"
     assert store.cancel(a) == NotCancelled(a, "cancelled")
     assert store.lease(a, "n1") == NotLeasable(a, "cancelled", "job is cancelled")
 
@@ -468,7 +469,7 @@ def test_cancel_of_a_running_job_asks_its_node_and_its_end_cancels_it(store: Job
     assert kinds(store, a).count("cancel_requested") == 1
     assert store.job(a).cancel_requested is True
     assert store.fail(a, token, "terminated") == Cancelled(a)  # not retried
-    assert store.job(a).state == "cancelled"
+    assert (store.job(a).state, store.job(a).error) == ("cancelled", "terminated")
 
 
 def test_a_result_that_beats_the_cancel_still_counts(store: JobStore) -> None:
@@ -483,7 +484,8 @@ def test_release_of_a_job_being_cancelled_cancels_it(store: JobStore) -> None:
     a = one(store)
     token = leased(store, a).token
     store.cancel(a)
-    assert store.release(a, token) == Cancelled(a)
+    assert store.release(a, token, "node draining") == Cancelled(a)
+    assert store.job(a).error == "cancelled; the node gave it back (node draining)"
 
 
 # -- node loss -----------------------------------------------------------------------------------
