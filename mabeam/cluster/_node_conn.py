@@ -126,8 +126,9 @@ class NodeConnection(Actor):
         elif cls is TaskProgress:
             self._progress(msg)
         elif cls is TaskStarted:
-            if self._work.started(msg.key):
-                self._accept(msg.key)
+            if self._work.started(msg.key):  # its ACCEPT goes out in the flush's burst
+                self._accepts.append(msg.key)
+                self._want_flush()
         elif msg == _FLUSH:
             self._flush()
         else:
@@ -141,6 +142,7 @@ class NodeConnection(Actor):
             for key, reason in self._work.down(msg):
                 why = f"the node's runner for this task failed: {reason!r}"
                 await self._ended(TaskEnded(key, TaskOutcome.failure("crashed", why)))
+            await self._work.fill()  # what it never started is placed again
         elif cls is Exit:
             reader = self._link.reader
             if reader is not None and msg.pid == reader.pid:
@@ -311,12 +313,6 @@ class NodeConnection(Actor):
                 self._refuse(d, problem[0], problem[1], regrant=True)
                 return
             self._counters.tasks_run += 1
-
-    def _accept(self, key: Key) -> None:
-        """An attempt started: its ACCEPT goes out with the wake-up's other frames, in
-        one burst."""
-        self._accepts.append(key)
-        self._want_flush()
 
     def _refuse(self, d: Dispatch, kind: ErrorKind, why: str, *, regrant: bool = False) -> None:
         """Answer a DISPATCH that will not run with a failed RESULT."""

@@ -3,25 +3,30 @@
 A ``PoolWorker`` actor owns one ``python -m mabeam.cluster.worker --pool`` and runs the
 attempts the connection actor hands it, for short CPU tasks where a fresh interpreter
 per task (~150 ms) would cost more than the task. The per-task path stays on the event
-loop, with no thread hop: the job frame is written to the worker's stdin, and a linked
-``PipeReader`` waits on the worker's stdout with ``anyio.wait_readable`` and casts what
-it reads to the PoolWorker, which reassembles frames (``task.FrameBuffer``), forwards
-progress and reports the end (``TaskEnded``).
+loop, with no thread hop: the job frame is written to the worker's stdin (what does not
+fit the pipe is finished by a linked ``PipeWriter``, so this actor never blocks), and a
+linked ``PipeReader`` casts what the worker writes to its stdout; this actor
+reassembles the frames (``task.FrameBuffer``), forwards progress and reports each end
+(``TaskEnded``).
 
-Attempts may be handed over while one runs (the node's prefetch): they are written
-into the pipe at once and the worker runs them in order, so it goes from one short
-task to the next without waiting for the node, and one wake-up of either side carries
-several jobs or results. The head of that queue is the one running: its timeout
-starts, and ``TaskStarted`` goes out, when the one ahead of it ends. One queued
-attempt that is stopped is called off in the pipe (``{"skip": seq}``: the worker
-answers ``skipped``, or stops it if it had just begun) and ends at once.
+Attempts may be handed over while one runs (the node's prefetch): they are written into
+the pipe at once and the worker runs them in order, so it goes from one short task to
+the next without waiting for the node, and one wake-up of either side carries several
+jobs or results. The worker may be ahead of what this actor has read, so only the
+worker's own messages settle an attempt: the head of the queue (the oldest without a
+result) is taken to run; its timeout starts and ``TaskStarted`` goes out when the one
+ahead of it has reported. Stopping the head (timeout, cancel, hand-back, fencing)
+sends SIGTERM to the worker's group, SIGKILL after the grace period; a queued attempt
+is called off in the pipe instead (``{"skip": seq}``): the worker answers ``skipped``,
+or stops it as SIGTERM would if it had already begun, or it had finished it and its
+result counts. After a SIGTERM the worker takes nothing more, the results still in the
+pipe are reported, and at its end of file what never reported comes back to the node
+unstarted (``TaskEnded.unstarted``) to run elsewhere.
 
 A pool worker is replaced (this actor exits and the next pool task starts a new one)
-when its process dies (``crashed``), when its running task must be stopped (timeout,
-cancel, hand-back, fencing: SIGTERM to its group, SIGKILL after the grace period), when
-it sent a malformed message, and after ``max_tasks_per_worker`` tasks; what was queued
-behind comes back to the node unstarted (``TaskEnded.unstarted``) and runs elsewhere.
-Tasks in a pool worker share its environment, so they get no GPU
+when its process dies (``crashed``), after a stop that needed a signal, when it sent a
+malformed message, and once it has been handed ``max_tasks_per_worker`` attempts. Tasks
+in a pool worker share its environment, so they get no GPU
 (``CUDA_VISIBLE_DEVICES=""``), and a child process a task leaves behind lives on until
 the worker is replaced.
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import subprocess
 from collections import deque
@@ -38,12 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import anyio
-
 from foundation import Actor, ActorRef, CodecError, TimerRef
 
 from ._attempt_files import LOG_NAME, log_tail
 from ._node_link import stop_reader
+from ._node_pipes import Eof, Output, PipeReader, PipeWriter, Written
 from ._node_setup import TaskSettings
 from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, TaskStarted, unstarted
 from ._worker_proc import (
@@ -59,16 +64,14 @@ from ._worker_proc import (
 )
 from .task import ErrorKind, FrameBuffer, Progress, TaskOutcome, job_to_wire, pack_frame
 
-__all__ = ("PipeReader", "PoolWorker", "RunAttempt", "StopAttempt")
+__all__ = ("PoolWorker", "RunAttempt", "StopAttempt")
 
-_READ_CHUNK: Final = 1 << 16
 _BOOT: Final = "boot"
-_READ: Final = "read"
 
 
 @dataclass(frozen=True, slots=True)
 class RunAttempt:
-    """Connection -> PoolWorker: run this attempt (the worker is idle)."""
+    """Connection -> PoolWorker: run this attempt (after those already handed over)."""
 
     attempt: Attempt
 
@@ -82,16 +85,6 @@ class StopAttempt:
 
 
 @dataclass(frozen=True, slots=True)
-class _Output:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Eof:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
 class _Deadline:
     seq: int
 
@@ -101,46 +94,9 @@ class _Kill:
     seq: int
 
 
-class PipeReader(Actor):
-    """Reads a pipe for its owner: casts ``_Output`` chunks, then ``_Eof``, then exits.
-
-    Spawn it linked; the owner kills it before closing the fd.
-    """
-
-    async def init(self, fd: int, owner: ActorRef) -> None:
-        self._fd = fd
-        self._owner = owner
-        self.ref.cast(_READ)
-
-    async def handle_cast(self, msg: Any) -> None:
-        fd, owner = self._fd, self._owner
-        while True:
-            await anyio.wait_readable(fd)
-            chunks: list[bytes] = []
-            eof = False
-            while True:
-                try:
-                    data = os.read(fd, _READ_CHUNK)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    eof = True
-                    break
-                if not data:
-                    eof = True
-                    break
-                chunks.append(data)
-            if chunks:
-                owner.cast(_Output(b"".join(chunks)))
-            if eof:
-                owner.cast(_Eof())
-                self.stop()
-                return
-
-
 @dataclass(slots=True)
-class _Current:
-    """An attempt written to the worker's pipe: running once it is the head."""
+class _Entry:
+    """An attempt written to the worker's pipe that has not reported its end yet."""
 
     attempt: Attempt
     seq: int
@@ -149,7 +105,7 @@ class _Current:
     stopping: str | None = None  # why it is being stopped
     what: str = ""  # the stop, as the error says it
     sigkilled: bool = False
-    reported: bool = False  # its TaskEnded went out already (called off while queued)
+    called_off: bool = False  # stopped while queued: a skip frame went after it
 
 
 class PoolWorker(Actor):
@@ -163,23 +119,28 @@ class PoolWorker(Actor):
         self._popen: subprocess.Popen[bytes] | None = None
         self._boot_error = ""
         self._reader: ActorRef | None = None
+        self._writer: ActorRef | None = None
+        self._unwritten = 0  # bytes handed to the writer and not out yet
         self._frames = FrameBuffer()
-        self._queue: deque[_Current] = deque()  # in the pipe, in order; [0] runs
+        self._queue: deque[_Entry] = deque()  # in the pipe, in order; [0] runs
         self._seq = 0
-        self._done = 0
+        self._taken = 0  # attempts handed over, as the node counts them
+        self._signalled = False  # SIGTERM went to the group: it takes nothing more
         self.ref.cast(_BOOT)
 
     # -- messages ------------------------------------------------------------------------
 
     async def handle_cast(self, msg: Any) -> None:
         cls = type(msg)
-        if cls is _Output:
+        if cls is Output:
             self._on_output(msg.data)
+        elif cls is Written:
+            self._unwritten -= msg.size
         elif cls is RunAttempt:
             await self._run(msg.attempt)
         elif cls is StopAttempt:
             await self._stop(msg.key, msg.reason)
-        elif cls is _Eof:
+        elif cls is Eof:
             await self._on_eof()
         elif msg == _BOOT:
             await self._boot()
@@ -194,8 +155,9 @@ class PoolWorker(Actor):
             await self._stop(head.attempt.key, "timeout", f"timed out after {timeout:g} s")
         elif cls is _Kill and head is not None and head.seq == msg.seq:
             head.sigkilled = True
+            self._signalled = True
             kill_group(self._pgid)
-        # Exit of the reader (it ends at end of file): nothing to do.
+        # Exits of the linked pipe actors (they end at end of file): nothing to do.
 
     async def terminate(self, reason: Any) -> None:
         proc = self._popen
@@ -203,9 +165,11 @@ class PoolWorker(Actor):
             return
         if self._queue:
             kill_group(proc.pid)  # the node is going away: the tasks go with it
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            await stop_reader(self, reader)  # before its fd closes
+        for name in ("_reader", "_writer"):
+            helper = getattr(self, name)
+            setattr(self, name, None)
+            if helper is not None:
+                await stop_reader(self, helper)  # before its fd closes
         with contextlib.suppress(OSError):
             assert proc.stdin is not None
             proc.stdin.close()  # an idle worker exits at the end of its job pipe
@@ -252,23 +216,42 @@ class PoolWorker(Actor):
         kill_group(proc.pid)  # what the last task left running in the group
         return code
 
+    async def _write(self, frame: bytes) -> None:
+        """Write without blocking; what the pipe does not take now goes to the writer
+        (and so does everything after it, to keep the order)."""
+        proc = self._popen
+        assert proc is not None and proc.stdin is not None
+        fd = proc.stdin.fileno()
+        written = 0
+        if not self._unwritten:
+            try:
+                written = os.write(fd, frame)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return  # the worker died: its end of file reports it
+        if written < len(frame):
+            if self._writer is None:
+                self._writer = await self.spawn_link(PipeWriter, fd, self.ref)
+            self._unwritten += len(frame) - written
+            self._writer.cast(PipeWriter.bytes(frame[written:]))
+
     # -- attempts ------------------------------------------------------------------------
 
     async def _run(self, attempt: Attempt) -> None:
         """Write the attempt into the worker's pipe; it starts when those ahead end."""
+        self._taken += 1
         if self._popen is None:
             why = self._boot_error or "the pool worker is not running"
             self._report(attempt, TaskOutcome.failure("crashed", why), reusable=False)
             self.stop()
             return
+        if self._signalled:  # the worker is on its way out: this one never started
+            self._give_back_one(attempt, "its pool worker was stopping")
+            return
         try:
             work_dir = fresh_work_dir(attempt.output_dir)
-        except OSError as exc:
-            why = f"could not prepare {attempt.directory}: {exc}"
-            self._report(attempt, TaskOutcome.failure("crashed", why), reusable=True)
-            return
-        self._seq += 1
-        try:
+            self._seq += 1
             frame = pack_frame(
                 job_to_wire(
                     attempt.job,
@@ -278,37 +261,36 @@ class PoolWorker(Actor):
                     seq=self._seq,
                 )
             )
-        except CodecError as exc:
-            outcome = TaskOutcome.failure("exception", f"the job cannot be sent: {exc}")
-            self._report(attempt, outcome, reusable=True)
+        except (OSError, CodecError) as exc:
+            what = "prepare" if isinstance(exc, OSError) else "encode"
+            outcome = TaskOutcome.failure("crashed", f"could not {what} the job: {exc}")
+            self._report(attempt, outcome)
+            self._ended()
             return
-        current = _Current(attempt, self._seq, work_dir)
-        self._queue.append(current)
+        entry = _Entry(attempt, self._seq, work_dir)
+        self._queue.append(entry)
         if len(self._queue) == 1:
-            self._started(current)
+            self._started(entry)
         await self._write(frame)
 
-    def _started(self, head: _Current) -> None:
-        """``head`` runs now (what was ahead of it ended): its timeout starts."""
-        if head.stopping is not None:
-            return  # called off: the worker answers "skipped" (or is stopping)
+    def _started(self, head: _Entry) -> None:
+        """``head`` runs now (all ahead of it reported): its timeout starts."""
+        if head.called_off:  # the worker skips it, or stops it if it had begun
+            head.timer = self.send_after(self._settings.grace_s, _Kill(head.seq))
+            return
         timeout = head.attempt.timeout_s
         if timeout is not None:
             head.timer = self.send_after(timeout, _Deadline(head.seq))
         self._owner.cast(TaskStarted(head.attempt.key))
 
-    async def _write(self, frame: bytes) -> None:
-        proc = self._popen
-        assert proc is not None and proc.stdin is not None
-        fd = proc.stdin.fileno()
-        view = memoryview(frame)
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                await anyio.wait_writable(fd)
-            except OSError:
-                return  # the worker died: its end of file reports it
+    def _ended(self) -> None:
+        """An attempt reported: start the next, or retire after the last one handed over."""
+        if self._signalled:
+            return  # its end of file settles what is left
+        if self._queue:
+            self._started(self._queue[0])
+        elif self._taken >= self._settings.max_tasks_per_worker:
+            self.stop()
 
     def _on_output(self, data: bytes) -> None:
         try:
@@ -326,87 +308,49 @@ class PoolWorker(Actor):
                 self._broken(f"worker sent a malformed message: {exc}")
                 return
             if isinstance(parsed, Progress):
-                if head.stopping is None:
+                if head.stopping is None and not self._signalled:
                     key = head.attempt.key
                     self._owner.cast(TaskProgress(key, parsed.step, parsed.metrics))
-            elif parsed == SKIPPED:
-                self._queue.popleft()
-                if not head.reported:
-                    self._report(head.attempt, unstarted(head.stopping or "called off"))
-                self._next()
+                continue
+            self._queue.popleft()
+            if head.timer is not None:
+                head.timer.cancel()
+            if parsed == SKIPPED:
+                self._report(head.attempt, unstarted(head.stopping or "called off"))
             else:
                 assert isinstance(parsed, TaskOutcome)
-                if not self._finished(head, parsed):
-                    return
+                self._report(head.attempt, self._outcome(head, parsed))
+            self._ended()
 
-    def _next(self) -> None:
-        if self._queue:
-            self._started(self._queue[0])
-
-    def _finished(self, head: _Current, final: TaskOutcome) -> bool:
-        """The worker sent the head's result: publish, report, maybe retire; False when
-        this actor stops (the rest of the output is not for it)."""
-        self._queue.popleft()
-        if head.timer is not None:
-            head.timer.cancel()
+    def _outcome(self, head: _Entry, final: TaskOutcome) -> TaskOutcome:
+        """The head's reported end: a result that beat its stop still counts."""
         attempt = head.attempt
-        if head.reported:  # called off too late to skip, ended anyway: nothing to say
-            failed(final, None, work_dir=head.work_dir, log_path=attempt.directory / LOG_NAME)
-            self._next()
-            return True
-        outcome = conclude(
-            final,
-            None,
-            work_dir=head.work_dir,
-            output_dir=attempt.output_dir,
-            log_path=attempt.directory / LOG_NAME,
+        log_path = attempt.directory / LOG_NAME
+        return conclude(
+            final, None, work_dir=head.work_dir, output_dir=attempt.output_dir, log_path=log_path
         )
-        self._done += 1
-        # A worker that was signalled may die any moment: it does not take another job.
-        reusable = head.stopping is None and self._done < self._settings.max_tasks_per_worker
-        self._report(attempt, outcome, reusable=reusable)
-        if not reusable:
-            self._give_back()
-            self.stop()
-            return False
-        self._next()
-        return True
 
     async def _stop(self, key: Key, reason: str, what: str = "") -> None:
-        found = [i for i, c in enumerate(self._queue) if c.attempt.key == key]
-        if not found or self._queue[found[0]].stopping is not None:
+        entry = next((e for e in self._queue if e.attempt.key == key), None)
+        if entry is None or entry.stopping is not None:
             return
-        index = found[0]
-        current = self._queue[index]
-        current.stopping = reason
-        current.what = what or ("cancelled" if reason == "cancelled" else f"stopped ({reason})")
-        if index:  # still queued in the pipe: called off there, and it ends now
-            current.reported = True
-            self._report(current.attempt, unstarted(reason))
-            await self._write(pack_frame({"skip": current.seq}))
+        entry.stopping = reason
+        entry.what = what or ("cancelled" if reason == "cancelled" else f"stopped ({reason})")
+        if entry is not self._queue[0]:  # still queued: called off in the pipe
+            entry.called_off = True
+            await self._write(pack_frame({"skip": entry.seq}))
             return
-        if current.timer is not None:
-            current.timer.cancel()
+        if entry.timer is not None:
+            entry.timer.cancel()
+        self._signalled = True
         signal_group(self._pgid, signal.SIGTERM)
-        current.timer = self.send_after(self._settings.grace_s, _Kill(current.seq))
-
-    def _give_back(self) -> None:
-        """This worker stops: what is queued behind the head never started; the node
-        places it again (one called off ends as cancelled)."""
-        while self._queue:
-            rest = self._queue.popleft()
-            if rest.reported:
-                continue
-            if rest.stopping is not None:
-                self._report(rest.attempt, unstarted(rest.stopping))
-            else:
-                outcome = TaskOutcome.failure("crashed", "its pool worker stopped first")
-                self._owner.cast(TaskEnded(rest.attempt.key, outcome, unstarted=True))
+        entry.timer = self.send_after(self._settings.grace_s, _Kill(entry.seq))
 
     def _broken(self, why: str) -> None:
-        """The worker broke the protocol: kill it, the attempt crashed."""
+        """The worker broke the protocol: kill it; the running attempt crashed."""
         kill_group(self._pgid)
-        if self._queue and not self._queue[0].reported:
+        self._signalled = True
+        if self._queue:
             head = self._queue.popleft()
             if head.timer is not None:
                 head.timer.cancel()
@@ -421,10 +365,11 @@ class PoolWorker(Actor):
         self.stop()
 
     async def _on_eof(self) -> None:
-        """The worker's stdout closed: it exited (or is exiting)."""
+        """The worker's stdout closed: it exited. The first attempt without a report was
+        running (or about to); the ones behind it never started."""
         self._reader = None
         code = await self._reap()
-        if self._queue and not self._queue[0].reported:
+        if self._queue:
             head = self._queue.popleft()
             if head.timer is not None:
                 head.timer.cancel()
@@ -438,20 +383,37 @@ class PoolWorker(Actor):
                     kind, f"{head.what}; stopped with {how}", traceback=log_tail(log_path)
                 )
                 outcome = failed(stopped, code, work_dir=head.work_dir, log_path=log_path)
+                self._report(attempt, outcome, reusable=False)
+            elif self._signalled:  # our signal for an attempt ahead of it reached it
+                self._queue.appendleft(head)
             else:
                 outcome = conclude(
-                    None,
-                    code,
-                    work_dir=head.work_dir,
-                    output_dir=attempt.output_dir,
+                    None, code, work_dir=head.work_dir, output_dir=attempt.output_dir,
                     log_path=log_path,
-                )
-            self._report(attempt, outcome, reusable=False)
+                )  # fmt: skip
+                self._report(attempt, outcome, reusable=False)
         self._give_back()
         self.stop()
 
+    def _give_back(self) -> None:
+        """The worker is gone: what never reported goes back to the node, in order (one
+        called off ends as cancelled)."""
+        while self._queue:
+            rest = self._queue.popleft()
+            if rest.timer is not None:
+                rest.timer.cancel()
+            shutil.rmtree(rest.work_dir, ignore_errors=True)  # what a begun task left
+            if rest.stopping is not None:
+                self._report(rest.attempt, unstarted(rest.stopping), reusable=False)
+            else:
+                self._give_back_one(rest.attempt, "its pool worker stopped first")
+
+    def _give_back_one(self, attempt: Attempt, why: str) -> None:
+        outcome = TaskOutcome.failure("crashed", why)
+        self._owner.cast(TaskEnded(attempt.key, outcome, reusable=False, unstarted=True))
+
     def _report(self, attempt: Attempt, outcome: TaskOutcome, *, reusable: bool = True) -> None:
-        self._owner.cast(TaskEnded(attempt.key, outcome, reusable))
+        self._owner.cast(TaskEnded(attempt.key, outcome, reusable and not self._signalled))
 
 
 def _start_worker(settings: TaskSettings, log_path: Path) -> subprocess.Popen[bytes]:

@@ -57,6 +57,7 @@ class Running:
     number: int  # the DISPATCH's attempt number
     pool: bool
     started: float  # when the node took it (a RESULT's duration counts from here)
+    order: int  # arrival order on this node
     launched: bool = False  # its runner or pool worker reported TaskStarted
     worker: ActorRef | None = None  # its TaskRunner or PoolWorker, once placed
     monitor: MonitorRef | None = None  # a runner's monitor
@@ -89,6 +90,7 @@ class Work:
         self._pool: dict[ActorRef, _Load] = {}
         self._assigned: dict[Key, ActorRef] = {}  # pool attempt -> its worker
         self._pool_started = 0
+        self._arrivals = 0
 
     # -- questions -----------------------------------------------------------------------
 
@@ -152,7 +154,8 @@ class Work:
         attempt = Attempt(job, dispatch.lease, gpus, dispatch.timeout_s, directory)
         # A pool worker's environment is fixed, so a GPU job always gets its own process.
         pool = dispatch.isolation == "pool" and not gpus
-        self.running[key] = Running(attempt, dispatch.attempt, pool, now)
+        self._arrivals += 1
+        self.running[key] = Running(attempt, dispatch.attempt, pool, now, self._arrivals)
         self._waiting.append(key)
         self._count()
         await self.fill()
@@ -300,16 +303,27 @@ class Work:
         if entry is None:
             return None
         if msg.unstarted and entry.stopping is None:
-            if entry.launched:  # pragma: no cover - a worker reports its head started
-                entry.launched = False
-                self.active -= 1
-            entry.worker = None
-            self._waiting.appendleft(msg.key)
-            self._count()
+            self._requeue(entry)
             return None
         del self.running[msg.key]
         self._release(entry)
         return entry
+
+    def _requeue(self, entry: Running) -> None:
+        """Back to the queue, ahead of every attempt that arrived after it (all that wait
+        did: the queue is served in order), behind those that came before."""
+        if entry.launched:
+            entry.launched = False
+            self.active -= 1
+        entry.worker = None
+        index = 0
+        for key in self._waiting:
+            other = self.running.get(key)
+            if other is not None and other.order > entry.order:
+                break
+            index += 1
+        self._waiting.insert(index, entry.attempt.key)
+        self._count()
 
     def _release(self, entry: Running) -> None:
         if entry.launched:
@@ -323,7 +337,8 @@ class Work:
             self._actor.demonitor(entry.monitor, flush=True)
 
     def down(self, msg: Down) -> list[tuple[Key, Any]]:
-        """A runner or pool worker exited: the attempts it left without a result, and why."""
+        """A runner or pool worker exited: the attempts it left running without a result,
+        and why. Those a pool worker was given but never started wait again."""
         key = self._runners.pop(msg.ref, None)
         if key is not None:
             return [(key, msg.reason)] if key in self.running else []
@@ -331,7 +346,14 @@ class Work:
         if worker is None:
             return []
         self._pool.pop(worker, None)
-        lost = [k for k, ref in self._assigned.items() if ref == worker]
-        for k in lost:
+        lost: list[tuple[Key, Any]] = []
+        for k in [k for k, ref in self._assigned.items() if ref == worker]:
             del self._assigned[k]
-        return [(k, msg.reason) for k in lost if k in self.running]
+            entry = self.running.get(k)
+            if entry is None:
+                continue
+            if entry.launched or entry.stopping is not None:
+                lost.append((k, msg.reason))
+            else:
+                self._requeue(entry)
+        return lost

@@ -203,22 +203,28 @@ class _Worker:
                 self.jobs.skipped.discard(seq)  # called off while it waited here
                 self.channel.send(_SKIPPED)
                 continue
-            self.jobs.running = seq
-            if not self._run_job(fields) or not pool:
+            if not self._run_job(fields, seq) or not pool:
                 return 0
-            self.jobs.running = None
             self.jobs.skipped.discard(seq)  # a call-off that came too late
 
-    def _run_job(self, fields: dict[str, Any]) -> bool:
-        """Run one job and send its result; False when the parent is already gone."""
+    def _run_job(self, fields: dict[str, Any], seq: int | None) -> bool:
+        """Run one job (or skip it: called off just now) and send its end; False when the
+        parent is already gone."""
         if self.jobs.closed:
             return False
         log = self.log
         if log is not None:
             log.begin(fields["log_path"])
-        with self.jobs.watched():
-            frame = _execute(fields, self.channel)
-            _flush()
+        with self.jobs.watched():  # its first drain reads a call-off sent meanwhile
+            if seq is not None and seq in self.jobs.skipped:
+                frame = _SKIPPED
+            else:
+                self.jobs.running = seq  # from here a call-off stops it
+                try:
+                    frame = _execute(fields, self.channel)
+                finally:
+                    self.jobs.running = None
+                _flush()
         if log is not None:
             log.end()  # complete on disk before the parent hears of the end
         # Sent after the watch ends: the parent may close our stdin as soon as it reads.
@@ -306,6 +312,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     os.dup2(2, 1)
     faulthandler.enable()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # A SIGIO that arrives after a watch is disarmed must not kill the worker (the
+    # default action): the watch restores this.
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
 
     worker = _Worker(_JobPipe(job_fd), _Channel(message_fd))
     try:

@@ -173,3 +173,18 @@ def gate(params: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
             os.close(fd)
         text = data.decode().strip()
     return {"x": params["x"], "attempt": ctx.attempt, "gate": text}
+
+
+def notify_fifo(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Write a line to the FIFO ``params["path"]`` (a test blocked reading it goes on
+    knowing this task ran); return the worker's pid."""
+    with open(params["path"], "w") as fifo:
+        fifo.write("ran\n")
+    return os.getpid()
+
+
+def spin_in_c(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Report step 0, then sum ``range(params["n"])`` in one C call: no Python signal
+    handler runs until it returns (only SIGKILL stops it)."""
+    ctx.report(step=0)
+    return sum(range(params["n"]))

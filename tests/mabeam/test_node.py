@@ -262,7 +262,12 @@ async def test_a_dispatch_beyond_the_granted_credit_is_handed_back(
         assert handle.statistics().running == 1
 
 
-async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_skips_one(
+def accepted(fake: FakeCoordinator) -> list[str]:
+    """The jobs ACCEPTed so far, in order (a node ACCEPTs an attempt when it starts)."""
+    return [f.job_id for f in fake.seen if isinstance(f, Accept)]
+
+
+async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_ends_one_at_once(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "go"
@@ -271,25 +276,53 @@ async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_skips
     async with Runtime(), start_node(config) as handle:
         _, ready = await fake.handshake()
         assert ready.credit == 3  # the slot and two places to wait
-        fake.send("n1", dispatch("a", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
-        for job in ("b", "c", "d"):
-            fake.send("n1", dispatch(job, "pid", isolation="pool"))
+        fake.send("n1", dispatch("a", "wait_fifo", {"path": str(fifo)}))
+        for job in ("b", "c", "d"):  # fresh-process tasks wait on the node itself
+            fake.send("n1", dispatch(job, "pid"))
         over = await fake.result("d")  # beyond slots + prefetch
         assert over.error_kind == "handed_back"
         assert over.error == "the node has no free slot (all 1 are in use and 2 more wait)"
+        await fake.expect(Progress, skip=(Accept, Ready))  # a runs
         await settled(handle, lambda s: (s.running, s.queued) == (1, 2))
         fake.send("n1", Cancel("b", "L-b"))
         cancelled = await fake.result("b")  # at once: it never ran
         assert cancelled.error_kind == "cancelled"
         assert cancelled.error == "cancelled before it started"
-        accepted = lambda: [f.job_id for f in fake.seen if isinstance(f, Accept)]  # noqa: E731
-        assert accepted() == ["a"]  # ACCEPT when an attempt starts
+        assert accepted(fake) == ["a"]
         await anyio.to_thread.run_sync(fifo.write_text, "done")
         first, last = await fake.result("a"), await fake.result("c")
         assert first.value == "done" and last.ok and isinstance(last.value, int)
-        assert accepted() == ["a", "c"]  # c took the freed slot; b never ran
+        assert accepted(fake) == ["a", "c"]  # c took the freed slot; b never ran
         stats = handle.statistics()
         assert (stats.running, stats.queued, stats.tasks_ok, stats.tasks_failed) == (0, 0, 2, 2)
+        fake.ack_results()
+
+
+async def test_a_pool_attempt_written_ahead_and_cancelled_is_called_off_in_its_worker(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=2)
+    async with Runtime(), start_node(config) as handle:
+        await fake.handshake()
+        fake.send("n1", dispatch("a", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
+        fake.send("n1", dispatch("b", "block", isolation="pool"))  # written ahead into
+        fake.send("n1", dispatch("c", "pid", isolation="pool"))  # a's worker, as is c
+        await fake.expect(Progress, skip=(Accept, Ready))
+        await settled(handle, lambda s: (s.running, s.queued) == (1, 2))
+        fake.send("n1", Cancel("b", "L-b"))
+        # Only the worker knows whether b began; it answers once a is done. If the call-off
+        # reached it after it took b up, b is stopped as SIGTERM would (and c goes on a
+        # new worker): b is cancelled either way, and never ACCEPTed.
+        await anyio.to_thread.run_sync(fifo.write_text, "done")
+        a, b, c = [await fake.result(job) for job in ("a", "b", "c")]
+        assert a.value == "done" and c.ok and isinstance(c.value, int)
+        assert b.error_kind == "cancelled"
+        assert b.error in ("cancelled before it started", "cancelled; stopped with SIGTERM")
+        assert accepted(fake) == ["a", "c"]
+        stats = handle.statistics()
+        assert (stats.running, stats.queued, stats.tasks_ok, stats.tasks_failed) == (0, 0, 2, 1)
         fake.ack_results()
 
 
@@ -312,20 +345,22 @@ async def test_waiting_pool_attempts_are_written_ahead_to_a_busy_worker_and_run_
 async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
-    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=2)
+    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=3)
     async with Runtime(), start_node(config) as handle:
         await fake.handshake()
         fake.send("n1", dispatch("slow", "block_pid", isolation="pool", timeout_s=0.5))
         first = await fake.expect(Progress, skip=(Accept,))
-        for job in ("b", "c"):  # queued in the busy worker's pipe
+        for job in ("b", "c", "d"):  # queued in the busy worker's pipe
             fake.send("n1", dispatch(job, "pid", isolation="pool"))
-        await settled(handle, lambda s: s.queued == 2)
-        slow = await fake.result("slow")  # its worker is stopped: b and c come back
+        await settled(handle, lambda s: s.queued == 3)
+        slow = await fake.result("slow")  # its worker is stopped: b, c, d come back
         assert slow.error_kind == "timeout"
-        b, c = await fake.result("b"), await fake.result("c")
-        assert b.ok and c.ok and b.value == c.value != first.metrics["pid"]
+        rest = [await fake.result(job) for job in ("b", "c", "d")]
+        assert all(r.ok for r in rest) and len({r.value for r in rest}) == 1
+        assert rest[0].value != first.metrics["pid"]  # on a new worker
+        assert accepted(fake) == ["slow", "b", "c", "d"]  # in their order of arrival
         stats = handle.statistics()
-        assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (2, 1, 0, 0)
+        assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (3, 1, 0, 0)
         fake.ack_results()
 
 

@@ -83,10 +83,12 @@ async def test_a_silent_coordinator_gets_new_hellos_after_a_growing_back_off(
             await fake.expect(Hello, skip=(Ready,))
             arrivals.append(time.monotonic())
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        # silence detected after 0.15 s, then 0.2 s doubling, each within -20 %
-        assert gaps[0] >= 0.15 + 0.16
-        assert gaps[1] >= 0.15 + 0.32
-        assert gaps[2] >= 0.15 + 0.64 and gaps[2] > gaps[0]
+        # silence detected after 0.15 s, then 0.2 s doubling, each within -20 %; a HELLO
+        # read late by this test (a loaded machine) shortens the gap after it, so each
+        # bound leaves 50 ms for that
+        assert gaps[0] >= 0.15 + 0.16 - 0.05
+        assert gaps[1] >= 0.15 + 0.32 - 0.05
+        assert gaps[2] >= 0.15 + 0.64 - 0.05 and gaps[2] > gaps[0]
         assert handle.statistics().reconnects >= 3
         assert not handle.connected.is_set()
         fake.answer_heartbeats = True
@@ -227,7 +229,7 @@ async def test_a_drain_hands_back_a_waiting_attempt_at_once_and_finishes_the_run
     async with running(fake, tmp_path, slots=1, prefetch=1, drain_timeout_s=WAIT_S) as handle:
         await fake.handshake()
         fake.send("n1", dispatch("j1", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
-        fake.send("n1", dispatch("j2", "echo", isolation="pool"))
+        fake.send("n1", dispatch("j2", "echo"))  # a fresh-process task: it waits on the node
         await fake.expect(Progress, skip=(Accept,))
         await settled(handle, lambda s: s.queued == 1)
         async with anyio.create_task_group() as tg:
