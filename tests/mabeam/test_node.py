@@ -303,9 +303,7 @@ async def test_a_pool_attempt_written_ahead_and_cancelled_is_called_off_in_its_w
 ) -> None:
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
-    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=2)
-    async with Runtime(), start_node(config) as handle:
-        await fake.handshake()
+    async with node(fake, tmp_path, slots=1, prefetch=2) as handle:
         fake.send("n1", dispatch("a", "wait_fifo", {"path": str(fifo)}, isolation="pool"))
         fake.send("n1", dispatch("b", "block", isolation="pool"))  # written ahead into
         fake.send("n1", dispatch("c", "pid", isolation="pool"))  # a's worker, as is c
@@ -323,31 +321,24 @@ async def test_a_pool_attempt_written_ahead_and_cancelled_is_called_off_in_its_w
         assert accepted(fake) == ["a", "c"]
         stats = handle.statistics()
         assert (stats.running, stats.queued, stats.tasks_ok, stats.tasks_failed) == (0, 0, 2, 1)
-        fake.ack_results()
 
 
 async def test_waiting_pool_attempts_are_written_ahead_to_a_busy_worker_and_run_in_order(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
-    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=3)
-    async with Runtime(), start_node(config) as handle:
-        await fake.handshake()
+    async with node(fake, tmp_path, slots=1, prefetch=3) as handle:
         for job in ("a", "b", "c", "d"):
             fake.send("n1", dispatch(job, "pid", isolation="pool"))
         results = [await fake.result(job) for job in ("a", "b", "c", "d")]
         assert len({r.value for r in results}) == 1  # one worker process ran all four
-        accepted = [f.job_id for f in fake.seen if isinstance(f, Accept)]
-        assert accepted == ["a", "b", "c", "d"]
+        assert accepted(fake) == ["a", "b", "c", "d"]
         assert handle.statistics().tasks_ok == 4
-        fake.ack_results()
 
 
 async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
-    config = node_config(fake.endpoint, tmp_path / "work", slots=1, prefetch=3)
-    async with Runtime(), start_node(config) as handle:
-        await fake.handshake()
+    async with node(fake, tmp_path, slots=1, prefetch=3) as handle:
         fake.send("n1", dispatch("slow", "block_pid", isolation="pool", timeout_s=0.5))
         first = await fake.expect(Progress, skip=(Accept,))
         for job in ("b", "c", "d"):  # queued in the busy worker's pipe
@@ -361,7 +352,6 @@ async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
         assert accepted(fake) == ["slow", "b", "c", "d"]  # in their order of arrival
         stats = handle.statistics()
         assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (3, 1, 0, 0)
-        fake.ack_results()
 
 
 async def test_a_malformed_frame_is_counted_and_dropped(

@@ -320,6 +320,17 @@ def test_params_that_cannot_be_encoded_are_refused_before_spawning(tmp_path: Pat
     assert not (tmp_path / LOG_NAME).exists()
 
 
+def pool_worker(stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """A ``mabeam.cluster.worker --pool`` process with pipes to its stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env={**os.environ, **CHILD_ENV},
+    )
+
+
 def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
     tmp_path: Path,
 ) -> None:
@@ -342,13 +353,7 @@ def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
 
     worker_log = tmp_path / "worker.log"
     with worker_log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env={**os.environ, **CHILD_ENV},
-        )
+        proc = pool_worker(stderr)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         # All three at once: the worker queues what arrives while a task runs.
@@ -384,13 +389,7 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
         task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
         return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **CHILD_ENV},
-    )
+    proc = pool_worker()
     assert proc.stdin is not None and proc.stdout is not None
     frames, out, unread = FrameBuffer(), proc.stdout.fileno(), []
 
@@ -444,13 +443,7 @@ def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
         )
         for i in range(n)
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **CHILD_ENV},
-    )
+    proc = pool_worker(subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     jobs, out = proc.stdin.fileno(), proc.stdout.fileno()
     os.set_blocking(jobs, False)
