@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import msgpack
+
 from foundation import CodecError
 from foundation.codec import Codec
 
@@ -22,6 +24,7 @@ from ..ml.spec import trial_hash
 
 # Specs, results, progress and event details are msgpack (never pickle), up to 16 MiB.
 CODEC: Final = Codec(max_size=16 << 20)
+_PACK: Final = msgpack.Packer(use_bin_type=True).pack  # scalars only: no checks needed
 
 STATES: Final = ("queued", "leased", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES: Final = frozenset({"succeeded", "failed", "cancelled"})
@@ -262,9 +265,16 @@ def stored_spec(blob: bytes, digest: str) -> JobSpec:
 
 
 def specs_digest(specs: Sequence[JobSpec]) -> str:
-    """A digest of whole specs, to tell a retried SUBMIT from a reused idempotency key."""
-    data = CODEC.encode([_canonical(spec.to_dict(), "spec") for spec in specs])
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """A digest of whole specs, to tell a retried SUBMIT from a reused idempotency key:
+    each spec's content hash (entrypoint, canonical params, code version: computed once,
+    when the spec was built) and its other fields, which are scalars."""
+    digest = hashlib.blake2b(digest_size=16)
+    for spec in specs:
+        r = spec.resources
+        fields = (spec._hash, r.gpus, r.cpus, r.memory_mb, spec.timeout_s, spec.max_retries,
+                  spec.priority, spec.cache, spec.isolation)  # fmt: skip
+        digest.update(_PACK(fields))
+    return digest.hexdigest()
 
 
 # -- reads -------------------------------------------------------------------------------

@@ -211,9 +211,19 @@ def test_a_repeated_idempotency_key_returns_the_first_jobs_and_records_nothing(
 def test_an_idempotency_key_reused_for_other_specs_is_refused(store: JobStore) -> None:
     store.submit([spec(1)], "alice", "k")
     before = store.counts()
-    with pytest.raises(IdempotencyConflictError, match="'k' of 'alice'"):
-        store.submit([spec(2)], "alice", "k")
+    for other in (spec(2), spec(1, priority=5), spec(1, isolation="pool"), spec(1, timeout_s=9)):
+        with pytest.raises(IdempotencyConflictError, match="'k' of 'alice'"):
+            store.submit([other], "alice", "k")
     assert store.counts() == before
+
+
+def test_a_retry_with_the_same_params_in_another_key_order_is_the_same_submission(
+    store: JobStore,
+) -> None:
+    one_way = JobSpec("pkg.mod:train", {"a": 1, "b": [2, {"x": 1, "y": 2}]})
+    other_way = JobSpec("pkg.mod:train", {"b": [2, {"y": 2, "x": 1}], "a": 1})
+    first = store.submit([one_way], "alice", "k")
+    assert store.submit([other_way], "alice", "k") == Submitted(first.job_ids, duplicate=True)
 
 
 def test_a_finished_result_is_served_from_the_cache(store: JobStore) -> None:
