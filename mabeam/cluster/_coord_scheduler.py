@@ -270,6 +270,7 @@ class Scheduler(Actor):
             resources=p.Resources.of(res.gpus, res.cpus, res.memory_mb),
             timeout_s=spec.timeout_s,
             isolation=spec.isolation,
+            code_version=spec.code_version,
         )
         try:
             outcome = self._outlet.send(node.peer, frame, self.runtime.clock.now())

@@ -140,7 +140,9 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
-    """Coordinator -> node: run attempt ``attempt`` of a job under lease ``lease``."""
+    """Coordinator -> node: run attempt ``attempt`` of a job under lease ``lease``.
+    ``code_version`` is the job spec's: a pool worker that imported the entrypoint's
+    module for another version does not run it."""
 
     TYPE: ClassVar[str] = "DISPATCH"
     job_id: str
@@ -151,6 +153,7 @@ class Dispatch:
     resources: Resources = Resources()
     timeout_s: float | None = None
     isolation: Isolation = "process"
+    code_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,9 +64,11 @@ from ._worker_proc import (
 )
 from .task import ErrorKind, FrameBuffer, Progress, TaskOutcome, job_to_wire, pack_frame
 
-__all__ = ("PoolWorker", "RunAttempt", "StopAttempt")
+__all__ = ("RETIRE", "PoolWorker", "RunAttempt", "StopAttempt")
 
 _BOOT: Final = "boot"
+RETIRE: Final = "retire"
+"""Connection -> PoolWorker: run what you were given, then exit (your code is stale)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class PoolWorker(Actor):
         self._seq = 0
         self._taken = 0  # attempts handed over, as the node counts them
         self._signalled = False  # SIGTERM went to the group: it takes nothing more
+        self._retiring = False  # told to exit once what it was given has reported
         self.ref.cast(_BOOT)
 
     # -- messages ------------------------------------------------------------------------
@@ -144,6 +147,10 @@ class PoolWorker(Actor):
             await self._on_eof()
         elif msg == _BOOT:
             await self._boot()
+        elif msg == RETIRE:
+            self._retiring = True
+            if not self._queue:
+                self.stop()
         else:
             raise ValueError(f"PoolWorker got an unknown message {msg!r}")
 
@@ -289,7 +296,7 @@ class PoolWorker(Actor):
             return  # its end of file settles what is left
         if self._queue:
             self._started(self._queue[0])
-        elif self._taken >= self._settings.max_tasks_per_worker:
+        elif self._retiring or self._taken >= self._settings.max_tasks_per_worker:
             self.stop()
 
     def _on_output(self, data: bytes) -> None:

@@ -23,7 +23,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from foundation import Actor, ActorRef, Down, FoundationError, MonitorRef
@@ -31,7 +31,7 @@ from supervision import DynamicSupervisor, SupervisionError, child_spec
 
 from ._limits import MAX_RUNNING
 from ._node_outbox import OutboxEntry
-from ._node_pool import PoolWorker, RunAttempt, StopAttempt
+from ._node_pool import RETIRE, PoolWorker, RunAttempt, StopAttempt
 from ._node_runner import StopSwitch, TaskRunner
 from ._node_setup import NodeSetup
 from ._node_tasks import Attempt, Key, TaskEnded, attempt_dir, unstarted
@@ -58,6 +58,7 @@ class Running:
     pool: bool
     started: float  # when the node took it (a RESULT's duration counts from here)
     order: int  # arrival order on this node
+    code: str = ""  # the DISPATCH's code_version
     launched: bool = False  # its runner or pool worker reported TaskStarted
     worker: ActorRef | None = None  # its TaskRunner or PoolWorker, once placed
     monitor: MonitorRef | None = None  # a runner's monitor
@@ -67,10 +68,22 @@ class Running:
 
 @dataclass(slots=True)
 class _Load:
-    """What one pool worker was given: attempts not ended yet, and in all."""
+    """What one pool worker was given: attempts not ended yet, in all, and the code
+    version of each entrypoint module it was given (it has that code imported)."""
 
     inflight: int = 0
     given: int = 0
+    code: dict[str, str] = field(default_factory=dict)
+
+    def runs(self, entry: Running) -> bool:
+        """Whether this worker may run ``entry``: it never imported the entrypoint's
+        module, or imported it for the same code version."""
+        seen = self.code.get(_module(entry))
+        return seen is None or seen == entry.code
+
+
+def _module(entry: Running) -> str:
+    return entry.attempt.job.entrypoint.partition(":")[0]
 
 
 class Work:
@@ -155,7 +168,9 @@ class Work:
         # A pool worker's environment is fixed, so a GPU job always gets its own process.
         pool = dispatch.isolation == "pool" and not gpus
         self._arrivals += 1
-        self.running[key] = Running(attempt, dispatch.attempt, pool, now, self._arrivals)
+        self.running[key] = Running(
+            attempt, dispatch.attempt, pool, now, self._arrivals, dispatch.code_version
+        )
         self._waiting.append(key)
         self._count()
         await self.fill()
@@ -172,7 +187,7 @@ class Work:
                 continue
             try:
                 if entry.pool:
-                    worker = await self._pool_worker()
+                    worker = await self._pool_worker(entry)
                     if worker is None:
                         break
                     waiting.popleft()
@@ -191,19 +206,30 @@ class Work:
     def _busy_slots(self) -> int:
         return len(self._runners) + sum(1 for load in self._pool.values() if load.inflight)
 
-    async def _pool_worker(self) -> ActorRef | None:
-        """Where the next pool attempt goes: an idle worker or a new one while a slot is
-        free, else the least loaded busy worker with room in its pipe, else None."""
+    async def _pool_worker(self, entry: Running) -> ActorRef | None:
+        """Where ``entry`` goes: an idle worker or a new one while a slot is free, else
+        the least loaded busy worker with room in its pipe, else None. Only workers
+        that have the entrypoint's code at ``entry``'s version (or not at all) qualify;
+        an idle one with other code retires when a new one is started instead."""
         max_tasks = self._setup.task.max_tasks_per_worker
+        usable = [
+            (ref, load)
+            for ref, load in self._pool.items()
+            if load.given < max_tasks and ref.is_alive
+        ]
         if self._busy_slots() < self._setup.slots:
-            for ref, load in self._pool.items():
-                if not load.inflight and load.given < max_tasks and ref.is_alive:
+            for ref, load in usable:
+                if not load.inflight and load.runs(entry):
                     return ref
+            for ref, load in usable:
+                if not load.inflight:  # idle, with other code: it makes room
+                    load.given = max_tasks
+                    ref.cast(RETIRE)
             return await self._new_pool_worker()
         best: ActorRef | None = None
         least = self._depth
-        for ref, load in self._pool.items():
-            if 0 < load.inflight < least and load.given < max_tasks and ref.is_alive:
+        for ref, load in usable:
+            if 0 < load.inflight < least and load.runs(entry):
                 best, least = ref, load.inflight
         return best
 
@@ -228,6 +254,7 @@ class Work:
         load = self._pool[worker]
         load.inflight += 1
         load.given += 1
+        load.code[_module(entry)] = entry.code
         entry.worker = worker
         self._assigned[entry.attempt.key] = worker
         worker.cast(RunAttempt(entry.attempt))

@@ -275,6 +275,7 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
             "resources": _RESOURCES,
             "timeout_s": s.Optional(s.Number(0.0, MAX_TIMEOUT_S, positive=True)),
             "isolation": _ISOLATION,
+            "code_version": _LABEL,
         },
         name="DISPATCH",
         envelope=_ENVELOPE,

@@ -396,6 +396,18 @@ async def test_a_pool_worker_is_replaced_after_max_tasks_per_worker(
         assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
 
 
+async def test_a_pool_worker_never_runs_a_module_at_another_code_version(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    async with node(fake, tmp_path, slots=1):
+        v1 = [(await pool_pid(fake, f"a{i}", code_version="v1")).value for i in range(2)]
+        v2 = (await pool_pid(fake, "b", code_version="v2")).value  # the module changed
+        again = (await pool_pid(fake, "c", code_version="v1")).value
+        assert v1[0] == v1[1] != v2 != again  # a worker with other code is replaced
+        for pid in (v1[0], v2):  # and it exits
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
 async def test_pool_tasks_time_out_fail_and_are_cancelled_like_process_tasks(
     fake: FakeCoordinator, tmp_path: Path
 ) -> None:
