@@ -14,7 +14,9 @@ state change) out of the coordinator's per-task cost.
 
 ``warmup`` jobs run first and are left out of every figure: they start the pool
 workers (an interpreter each; the process-mode row measures that cost) and warm the
-caches, as the Ray peer's warm-up round does for its workers. ``prefetch`` is the
+caches, as the Ray peer's warm-up round does for its workers. They carry the run's code
+version (a pool worker takes only jobs of the code version it imported) and other
+params (no result-cache hit). ``prefetch`` is the
 agents' ``--prefetch``.
 """
 
@@ -79,10 +81,14 @@ def measure(
         try:
             children += start_nodes(endpoint, nodes, slots, root / "work", root, prefetch=prefetch)
             pids = [c.pid for c in children[1:]]
+            # One code version for the warm-up and the run (a pool worker takes only jobs
+            # of the code version it imported), new to this store (no cache hit).
+            code = uuid.uuid4().hex[:12]
+            drive = (endpoint, isolation, state, timeout_s, code)
             if warmup:
-                anyio.run(_drive, endpoint, warmup, isolation, state, timeout_s)
+                anyio.run(_drive, warmup, "warmup", *drive)
             cpu0 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
-            t0, t_submitted, first = anyio.run(_drive, endpoint, n, isolation, state, timeout_s)
+            t0, t_submitted, first = anyio.run(_drive, n, "run", *drive)
             cpu1 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
         finally:
             stop_all(children)
@@ -91,28 +97,28 @@ def measure(
 
 
 async def _drive(
-    endpoint: str, n: int, isolation: str, state: Path, timeout_s: float
+    n: int, batch: str, endpoint: str, isolation: str, state: Path, timeout_s: float, code: str
 ) -> tuple[float, float, int]:
-    """Submit ``n`` echo jobs, wait for all; (t0, submitted, the first job's seq)."""
+    """Submit ``n`` echo jobs of ``code`` (params tagged with ``batch``: never a cache hit
+    on another batch), wait for all; (t0, submitted, the first job's seq)."""
     from mabeam.cluster import protocol
     from mabeam.cluster.client import connect
 
-    tag = uuid.uuid4().hex[:12]  # no result-cache hit from an earlier run
     specs = [
         protocol.JobSpec(
             entrypoint=ENTRYPOINT,
-            params={"x": i},
+            params={"x": i, "batch": batch},
             resources=protocol.Resources(gpus=0, cpus=0, memory_mb=0),
             max_retries=0,
             isolation=isolation,  # type: ignore[arg-type]
-            code_version=tag,
+            code_version=code,
         )
         for i in range(n)
     ]
     with anyio.fail_after(timeout_s):
         async with connect(endpoint, timeout=60.0) as client:
             t0 = time.time()
-            sub = await client.submit(specs, idempotency_key=f"bench-{tag}")
+            sub = await client.submit(specs, idempotency_key=f"bench-{code}-{batch}")
             t_submitted = time.time()
             await _wait_terminal(client, [sub.job_ids[-1]])
             left = _unfinished(state, sub.job_ids)
