@@ -188,3 +188,10 @@ def spin_in_c(params: dict[str, Any], ctx: TaskContext) -> int:
     handler runs until it returns (only SIGKILL stops it)."""
     ctx.report(step=0)
     return sum(range(params["n"]))
+
+
+def pid_then_wait(params: dict[str, Any], ctx: TaskContext) -> str:
+    """Report the worker's pid, then read the FIFO ``params["path"]`` to its end."""
+    ctx.report(step=0, pid=os.getpid())
+    with open(params["path"]) as fifo:
+        return fifo.read()

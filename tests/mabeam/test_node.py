@@ -340,9 +340,9 @@ async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
 ) -> None:
     async with node(fake, tmp_path, slots=1, prefetch=3) as handle:
         fake.send("n1", dispatch("slow", "block_pid", isolation="pool", timeout_s=0.5))
-        first = await fake.expect(Progress, skip=(Accept,))
         for job in ("b", "c", "d"):  # queued in the busy worker's pipe
             fake.send("n1", dispatch(job, "pid", isolation="pool"))
+        first = await fake.expect(Progress, skip=(Accept, Ready))
         await settled(handle, lambda s: s.queued == 3)
         slow = await fake.result("slow")  # its worker is stopped: b, c, d come back
         assert slow.error_kind == "timeout"
@@ -352,6 +352,26 @@ async def test_attempts_queued_behind_a_stopped_pool_task_run_on_a_new_worker(
         assert accepted(fake) == ["slow", "b", "c", "d"]  # in their order of arrival
         stats = handle.statistics()
         assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (3, 1, 0, 0)
+
+
+async def test_attempts_queued_behind_a_crashing_pool_task_run_on_a_new_worker(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    async with node(fake, tmp_path, slots=1, prefetch=2) as handle:
+        fake.send("n1", dispatch("a", "pid_then_wait", {"path": str(fifo)}, isolation="pool"))
+        fake.send("n1", dispatch("boom", "exit_hard", isolation="pool"))  # queued behind a,
+        fake.send("n1", dispatch("c", "pid", isolation="pool"))  # then c, in a's worker
+        first = await fake.expect(Progress, skip=(Accept, Ready))
+        await settled(handle, lambda s: s.queued == 2)
+        await anyio.to_thread.run_sync(fifo.write_text, "done")
+        a, boom, c = [await fake.result(job) for job in ("a", "boom", "c")]
+        assert a.value == "done" and boom.error_kind == "crashed"
+        assert c.ok and c.value != first.metrics["pid"]  # c never ran in the dead one
+        assert accepted(fake) == ["a", "boom", "c"]
+        stats = handle.statistics()
+        assert (stats.tasks_ok, stats.tasks_failed, stats.running, stats.queued) == (2, 1, 0, 0)
 
 
 async def test_a_malformed_frame_is_counted_and_dropped(
