@@ -46,8 +46,9 @@ from ._store_batch import (
     Submit,
     Submitted,
 )
-from ._store_ops import MAX_ERROR_CHARS, LeaseTokens, Tx, run
+from ._store_ops import MAX_ERROR_CHARS, Tx, run
 from ._store_schema import SchemaError, Synchronous, open_connection
+from ._store_tokens import LeaseTokens
 from ._store_types import (
     CODEC,
     RECORD_COLUMNS,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mabeam.cluster._store_ops import LeaseTokens
+from mabeam.cluster._store_tokens import LeaseTokens
 from mabeam.cluster.store import (
     MAX_ERROR_CHARS,
     STATES,
