@@ -16,7 +16,7 @@ import anyio
 
 from foundation import Actor, ActorRef
 
-__all__ = ("Eof", "Output", "PipeReader", "PipeWriter", "Written")
+__all__ = ("Chunk", "Eof", "Output", "PipeReader", "PipeWriter", "Written")
 
 _READ_CHUNK: Final = 1 << 16
 _READ: Final = "read"
@@ -42,7 +42,9 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bytes:
+class Chunk:
+    """Owner -> PipeWriter: bytes to write after those handed over before."""
+
     data: bytes
 
 
@@ -89,7 +91,7 @@ class PipeWriter(Actor):
         self._owner = owner
 
     async def handle_cast(self, msg: Any) -> None:
-        if type(msg) is not _Bytes:
+        if type(msg) is not Chunk:
             raise ValueError(f"PipeWriter takes bytes, got {msg!r}")
         view = memoryview(msg.data)
         while view:
@@ -100,8 +102,3 @@ class PipeWriter(Actor):
             except OSError:
                 break
         self._owner.cast(Written(len(msg.data)))
-
-    @staticmethod
-    def bytes(data: bytes) -> _Bytes:
-        """The message that hands ``data`` to a writer."""
-        return _Bytes(data)

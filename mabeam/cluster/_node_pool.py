@@ -48,7 +48,7 @@ from foundation import Actor, ActorRef, CodecError, TimerRef
 
 from ._attempt_files import LOG_NAME, log_tail
 from ._node_link import stop_reader
-from ._node_pipes import Eof, Output, PipeReader, PipeWriter, Written
+from ._node_pipes import Chunk, Eof, Output, PipeReader, PipeWriter, Written
 from ._node_setup import TaskSettings
 from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, TaskStarted, unstarted
 from ._worker_proc import (
@@ -241,7 +241,7 @@ class PoolWorker(Actor):
             if self._writer is None:
                 self._writer = await self.spawn_link(PipeWriter, fd, self.ref)
             self._unwritten += len(frame) - written
-            self._writer.cast(PipeWriter.bytes(frame[written:]))
+            self._writer.cast(Chunk(frame[written:]))
 
     # -- attempts ------------------------------------------------------------------------
 
@@ -329,12 +329,15 @@ class PoolWorker(Actor):
                 self._report(head.attempt, self._outcome(head, parsed))
             self._ended()
 
-    def _outcome(self, head: _Entry, final: TaskOutcome) -> TaskOutcome:
-        """The head's reported end: a result that beat its stop still counts."""
+    def _outcome(
+        self, head: _Entry, final: TaskOutcome | None, code: int | None = None
+    ) -> TaskOutcome:
+        """The head's end from its result (one that beat its stop still counts), or from
+        the worker's exit status when it died without one."""
         attempt = head.attempt
         log_path = attempt.directory / LOG_NAME
         return conclude(
-            final, None, work_dir=head.work_dir, output_dir=attempt.output_dir, log_path=log_path
+            final, code, work_dir=head.work_dir, output_dir=attempt.output_dir, log_path=log_path
         )
 
     async def _stop(self, key: Key, reason: str, what: str = "") -> None:
@@ -394,11 +397,7 @@ class PoolWorker(Actor):
             elif self._signalled:  # our signal for an attempt ahead of it reached it
                 self._queue.appendleft(head)
             else:
-                outcome = conclude(
-                    None, code, work_dir=head.work_dir, output_dir=attempt.output_dir,
-                    log_path=log_path,
-                )  # fmt: skip
-                self._report(attempt, outcome, reusable=False)
+                self._report(attempt, self._outcome(head, None, code), reusable=False)
         self._give_back()
         self.stop()
 

@@ -199,13 +199,9 @@ class _Worker:
                 _log(f"bad job from the parent: {exc}")
                 return EXIT_BAD_JOB
             seq = fields.get("seq")
-            if seq is not None and seq in self.jobs.skipped:
-                self.jobs.skipped.discard(seq)  # called off while it waited here
-                self.channel.send(_SKIPPED)
-                continue
             if not self._run_job(fields, seq) or not pool:
                 return 0
-            self.jobs.skipped.discard(seq)  # a call-off that came too late
+            self.jobs.skipped.discard(seq)  # answered, or a call-off that came too late
 
     def _run_job(self, fields: dict[str, Any], seq: int | None) -> bool:
         """Run one job (or skip it: called off just now) and send its end; False when the
@@ -215,7 +211,7 @@ class _Worker:
         log = self.log
         if log is not None:
             log.begin(fields["log_path"])
-        with self.jobs.watched():  # its first drain reads a call-off sent meanwhile
+        with self.jobs.watched():  # its first drain reads a call-off that came already
             if seq is not None and seq in self.jobs.skipped:
                 frame = _SKIPPED
             else:

@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import anyio
 import zmq
 
+from foundation.testing import until
 from mabeam.cluster import protocol
 from mabeam.cluster._sockets import configure_router
 from mabeam.cluster._wire import Wire, context
-from mabeam.cluster.node import NodeConfig
+from mabeam.cluster.node import NodeConfig, NodeHandle
 
 HERE = Path(__file__).resolve().parent
 WAIT_S = 10.0
@@ -147,3 +148,11 @@ def pid_alive(pid: int) -> bool:
         return False
     except OSError:
         return os.path.exists(f"/proc/{pid}")
+
+
+NODE_EVENTS = ("mabeam", "node")
+
+
+async def settled(handle: NodeHandle, condition: Any) -> None:
+    """Wait until ``condition(statistics)`` holds, re-checked on each node event."""
+    await until(lambda: condition(handle.statistics()), on=NODE_EVENTS, timeout=WAIT_S)

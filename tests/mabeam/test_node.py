@@ -19,10 +19,9 @@ from typing import Any
 import anyio
 import psutil  # type: ignore[import-untyped]
 import pytest
-from node_helpers import WAIT_S, FakeCoordinator, dispatch, node_config
+from node_helpers import WAIT_S, FakeCoordinator, dispatch, node_config, settled
 
 from foundation import Runtime
-from foundation.testing import until
 from mabeam.cluster import protocol
 from mabeam.cluster._node_outbox import Outbox
 from mabeam.cluster.gpus import Gpu, GpuOptionError
@@ -41,7 +40,6 @@ from mabeam.cluster.protocol import (
 
 pytestmark = pytest.mark.anyio
 
-NODE_EVENTS = ("mabeam", "node")
 
 
 @pytest.fixture
@@ -62,10 +60,6 @@ async def node(
         yield handle
         fake.ack_results()  # the node drains on the way out: it need not wait for ACKs
 
-
-async def settled(handle: NodeHandle, condition: Any) -> None:
-    """Wait until ``condition(statistics)`` holds, re-checked on each node event."""
-    await until(lambda: condition(handle.statistics()), on=NODE_EVENTS, timeout=WAIT_S)
 
 
 # -- the handshake ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import psutil  # type: ignore[import-untyped]
 import pytest
-from node_helpers import WAIT_S, FakeCoordinator, dispatch, node_config
+from node_helpers import WAIT_S, FakeCoordinator, dispatch, node_config, settled
 
 from foundation import Runtime
 from foundation.testing import until
@@ -39,7 +39,6 @@ from mabeam.cluster.protocol import (
 
 pytestmark = pytest.mark.anyio
 
-NODE_EVENTS = ("mabeam", "node")
 FAST = {"heartbeat_s": 0.05, "liveness": 3}  # the coordinator is lost after 0.15 s
 
 
@@ -57,9 +56,6 @@ async def running(
         yield handle
         fake.ack_results()
 
-
-async def settled(handle: NodeHandle, condition: Any) -> None:
-    await until(lambda: condition(handle.statistics()), on=NODE_EVENTS, timeout=WAIT_S)
 
 
 async def process_ends(pid: int) -> None:
