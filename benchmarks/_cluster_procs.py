@@ -111,8 +111,37 @@ def start_child(name: str, argv: Sequence[str], log_dir: Path, *, stdin: bool = 
     return Child(name, proc, log_path)
 
 
-def start_coordinator(state: Path, log_dir: Path, heartbeat_s: float = 1.0) -> tuple[Child, str]:
-    """A ``mabeam coordinator start`` on a free port; the child and its endpoint."""
+def make_keys(root: Path) -> Path:
+    """CurveZMQ keys for a benchmark cluster under ``root``: the coordinator's pair, an
+    empty ``nodes/`` allow-list (``start_nodes`` adds each node's key) and one client
+    key, ``clients/bench``. Returns ``root``."""
+    from mabeam.cluster.keys import generate_keys
+
+    generate_keys(root, "coordinator", "coordinator")
+    generate_keys(root / "clients", "client", "bench")
+    (root / "nodes").mkdir(exist_ok=True)
+    return root
+
+
+def client_keys(keys: Path | None) -> dict[str, Any]:
+    """``connect``'s security keywords for a benchmark client (``insecure`` without keys)."""
+    if keys is None:
+        return {"insecure": True}
+    return {
+        "key": keys / "clients" / "bench.key_secret",
+        "coordinator_key": keys / "coordinator.key",
+    }
+
+
+def start_coordinator(
+    state: Path, log_dir: Path, heartbeat_s: float = 1.0, *, keys: Path | None = None
+) -> tuple[Child, str]:
+    """A ``mabeam coordinator start`` on a free port; the child and its endpoint. With
+    ``keys`` (``make_keys``) it runs CurveZMQ, the default; without, ``--insecure``."""
+    security = ["--insecure"]
+    if keys is not None:
+        security = ["--key", str(keys / "coordinator.key_secret")]
+        security += ["--allow-nodes", str(keys / "nodes"), "--allow-clients", str(keys / "clients")]
     child = start_child(
         "coordinator",
         [
@@ -127,6 +156,7 @@ def start_coordinator(state: Path, log_dir: Path, heartbeat_s: float = 1.0) -> t
             str(heartbeat_s),
             "--log-level",
             "warning",
+            *security,
         ],
         log_dir,
     )
@@ -149,14 +179,28 @@ def start_nodes(
     log_dir: Path,
     heartbeat_s: float = 1.0,
     prefetch: int = 0,
+    keys: Path | None = None,
 ) -> list[Child]:
     """``count`` ``mabeam node start`` agents (``--gpus none``, pool workers never
     recycled: ``--max-tasks-per-worker 1000000``, ``--prefetch``), each connected
-    before returning."""
+    before returning. With ``keys`` each node gets its own key, else ``--insecure``."""
+    from mabeam.cluster.keys import generate_keys
+
     nodes: list[Child] = []
     try:
         for i in range(count):
             node_id = f"bench-n{i}"
+            security = ["--insecure"]
+            if keys is not None:
+                secret = keys / "nodes" / f"{node_id}.key_secret"
+                if not secret.exists():
+                    generate_keys(keys / "nodes", "node", node_id)
+                security = [
+                    "--key",
+                    str(secret),
+                    "--coordinator-key",
+                    str(keys / "coordinator.key"),
+                ]
             nodes.append(
                 start_child(
                     node_id,
@@ -184,6 +228,7 @@ def start_nodes(
                         "5",
                         "--log-level",
                         "warning",
+                        *security,
                     ],
                     log_dir,
                 )

@@ -32,7 +32,14 @@ from typing import Any
 
 import anyio
 
-from ._cluster_procs import cpu_seconds, start_coordinator, start_nodes, stop_all
+from ._cluster_procs import (
+    client_keys,
+    cpu_seconds,
+    make_keys,
+    start_coordinator,
+    start_nodes,
+    stop_all,
+)
 
 ENTRYPOINT = "benchmarks._cluster_tasks:echo"
 
@@ -76,15 +83,18 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="mabeam-bench-") as tmp:
         root = Path(tmp)
         state = root / "coordinator.db"
-        coord, endpoint = start_coordinator(state, root)
+        keys = make_keys(root / "keys")  # CurveZMQ, as users run it
+        coord, endpoint = start_coordinator(state, root, keys=keys)
         children = [coord]
         try:
-            children += start_nodes(endpoint, nodes, slots, root / "work", root, prefetch=prefetch)
+            children += start_nodes(
+                endpoint, nodes, slots, root / "work", root, prefetch=prefetch, keys=keys
+            )
             pids = [c.pid for c in children[1:]]
             # One code version for the warm-up and the run (a pool worker takes only jobs
             # of the code version it imported), new to this store (no cache hit).
             code = uuid.uuid4().hex[:12]
-            drive = (endpoint, isolation, state, timeout_s, code)
+            drive = (endpoint, isolation, state, timeout_s, code, keys)
             if warmup:
                 anyio.run(_drive, warmup, "warmup", *drive)
             cpu0 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
@@ -97,7 +107,14 @@ def measure(
 
 
 async def _drive(
-    n: int, batch: str, endpoint: str, isolation: str, state: Path, timeout_s: float, code: str
+    n: int,
+    batch: str,
+    endpoint: str,
+    isolation: str,
+    state: Path,
+    timeout_s: float,
+    code: str,
+    keys: Path | None,
 ) -> tuple[float, float, int]:
     """Submit ``n`` echo jobs of ``code`` (params tagged with ``batch``: never a cache hit
     on another batch), wait for all; (t0, submitted, the first job's seq)."""
@@ -116,7 +133,7 @@ async def _drive(
         for i in range(n)
     ]
     with anyio.fail_after(timeout_s):
-        async with connect(endpoint, timeout=60.0) as client:
+        async with connect(endpoint, timeout=60.0, **client_keys(keys)) as client:
             t0 = time.time()
             sub = await client.submit(specs, idempotency_key=f"bench-{code}-{batch}")
             t_submitted = time.time()

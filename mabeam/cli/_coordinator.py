@@ -10,6 +10,10 @@ and runs until SIGTERM or SIGINT (a graceful stop: nodes get BYE; exit 0). Bad
 arguments are one line and exit 2; a state file that cannot be used (not a job store,
 a newer schema, a directory that cannot be written) or an address that cannot be bound
 is one line and exit 1, never a traceback.
+
+Security (docs/security.md): ``--key keys/coordinator.key_secret --allow-nodes
+keys/nodes --allow-clients keys/clients``; plain TCP needs ``--insecure`` and a loopback
+``--bind``. The allow-list directories are re-read when they change (revocation).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -84,6 +89,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "its jobs requeued (default 1.0)",
     )
     start.add_argument(
+        "--key",
+        metavar="FILE",
+        default=None,
+        help="the coordinator's secret key file (default: $MABEAM_KEY; create it with:"
+        " mabeam keys generate --role coordinator)",
+    )
+    start.add_argument(
+        "--allow-nodes",
+        metavar="DIR",
+        default=None,
+        help="directory of the node agents' public .key files; a node's id is its key's name",
+    )
+    start.add_argument(
+        "--allow-clients",
+        metavar="DIR",
+        default=None,
+        help="directory of the submitters' public .key files",
+    )
+    start.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain TCP without keys: only with a loopback --bind (127.0.0.1, ::1, localhost)",
+    )
+    start.add_argument(
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
@@ -98,10 +127,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"{_PROG}: error: unknown action (try: mabeam coordinator start -h)", file=sys.stderr)
         return 2
     from mabeam.cluster.coordinator import CoordinatorConfig, coordinator_app
+    from mabeam.cluster.keys import load_key
 
     try:
+        security: dict[str, Any] = {"insecure": True}
+        if not args.insecure:
+            key_file = args.key or os.environ.get("MABEAM_KEY")
+            if not key_file:
+                raise ValueError(
+                    "the coordinator needs its key (--key FILE.key_secret, from mabeam keys"
+                    " generate --role coordinator) and --allow-nodes/--allow-clients"
+                    " directories, or --insecure for plain TCP on a loopback --bind"
+                )
+            security = {
+                "key": load_key(key_file, role="coordinator"),
+                "allow_nodes": args.allow_nodes,
+                "allow_clients": args.allow_clients,
+            }
         config = CoordinatorConfig(
-            bind=args.bind, state=args.state, policy=args.policy, heartbeat_s=args.heartbeat
+            bind=args.bind,
+            state=args.state,
+            policy=args.policy,
+            heartbeat_s=args.heartbeat,
+            **security,
         )
     except ValueError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
@@ -113,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
     _log_to_stderr(args.log_level)
     state = Path(config.state)
 
+    mode = "plain TCP, --insecure" if config.insecure else "CurveZMQ"
+
     def announce(endpoint: str) -> None:
-        print(f"mabeam coordinator listening on {endpoint} (state {state})", flush=True)
+        print(f"mabeam coordinator listening on {endpoint} (state {state}, {mode})", flush=True)
 
     return coordinator_app(config, on_ready=announce).run()
 

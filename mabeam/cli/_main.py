@@ -2,8 +2,9 @@
 
 Commands: ``run`` (a sweep, locally), ``submit`` / ``status`` / ``cancel`` (against a
 running coordinator), ``coordinator start`` and ``node start`` (the cluster's
-processes), ``demo``. Each lives in its own module with ``add_parser`` and ``run``;
-``coordinator`` and ``node`` are imported only when their command is used, so
+processes), ``keys generate`` (their CurveZMQ keys), ``demo``. Each lives in its own
+module with ``add_parser`` and ``run``; ``coordinator``, ``node`` and ``keys`` are
+imported only when their command is used, so
 ``mabeam --help`` stays quick and works without them.
 
 Errors are one line on stderr: bad arguments exit 2 with argparse's usage; everything
@@ -30,6 +31,7 @@ __all__ = ("build_parser", "main")
 _LAZY_COMMANDS = {
     "coordinator": ("mabeam.cli._coordinator", "run the coordinator (see: coordinator start -h)"),
     "node": ("mabeam.cli._node", "run a node agent (see: node start -h)"),
+    "keys": ("mabeam.cli._keys", "create CurveZMQ key pairs (see: keys generate -h)"),
 }
 
 

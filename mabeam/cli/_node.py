@@ -12,6 +12,10 @@ and ``... reconnected to ...`` after it had to reconnect. SIGTERM or Ctrl-C drai
 coordinator), then it exits 0. Bad arguments (an address that is not
 ``tcp://HOST:PORT``, ``--slots 0``, a ``--gpus`` value that names no GPU here) end in
 one error line and exit status 2, never a traceback.
+
+Security: ``--key keys/NAME.key_secret --coordinator-key keys/coordinator.key`` (or
+``$MABEAM_KEY`` / ``$MABEAM_COORDINATOR_KEY``), the node id being the key's name;
+``--insecure`` (plain TCP) only to a coordinator on this machine. See docs/security.md.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import argparse
 import logging
 import logging.handlers
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ._options import add_security_options
 
 __all__ = ("add_parser", "main", "run")
 
@@ -98,7 +105,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="tcp://HOST:PORT",
         help="the coordinator's address",
     )
-    start.add_argument("--node-id", metavar="ID", help="this node's id (default: the host name)")
+    start.add_argument(
+        "--node-id",
+        metavar="ID",
+        help="this node's id (default: its key's name; the host name with --insecure)",
+    )
     start.add_argument(
         "--slots",
         type=_int(1),
@@ -157,6 +168,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument(
         "--log-level", choices=_LOG_LEVELS, default="info", help="log level (default: info)"
     )
+    add_security_options(start, "node")
     parser: argparse.ArgumentParser = node
     return parser
 
@@ -183,7 +195,13 @@ def run(args: argparse.Namespace) -> int:
         "drain_timeout_s": args.drain_timeout,
         "max_tasks_per_worker": args.max_tasks_per_worker,
         "heartbeat_s": args.heartbeat,
+        "insecure": args.insecure,
     }
+    if not args.insecure:
+        options["key"] = args.key or os.environ.get("MABEAM_KEY") or None
+        options["coordinator_key"] = (
+            args.coordinator_key or os.environ.get("MABEAM_COORDINATOR_KEY") or None
+        )
     if args.node_id is not None:
         options["node_id"] = args.node_id
     if args.allow is not None:

@@ -4,8 +4,17 @@ and ``CommandError``, the one-line failure of a command."""
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
-__all__ = ("CommandError", "add_client_options", "positive_float", "positive_int")
+__all__ = (
+    "CommandError",
+    "add_client_options",
+    "add_security_options",
+    "client_security",
+    "positive_float",
+    "positive_int",
+)
 
 
 class CommandError(Exception):
@@ -36,7 +45,7 @@ def positive_int(text: str) -> int:
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """``--coordinator ADDR`` (default ``$MABEAM_COORDINATOR``, else
-    ``tcp://127.0.0.1:5555``) and ``--timeout S``."""
+    ``tcp://127.0.0.1:5555``), ``--timeout S`` and the security options."""
     parser.add_argument(
         "--coordinator",
         metavar="ADDR",
@@ -50,3 +59,52 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds to wait for the coordinator to answer (default: 10)",
     )
+
+    add_security_options(parser, "client")
+
+
+def add_security_options(parser: argparse.ArgumentParser, role: str) -> None:
+    """``--key``, ``--coordinator-key`` (a node's or a client's) and ``--insecure``."""
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        default=None,
+        help=f"this {role}'s secret key file, NAME.key_secret (default: $MABEAM_KEY;"
+        f" create one with: mabeam keys generate --role {role})",
+    )
+    parser.add_argument(
+        "--coordinator-key",
+        metavar="FILE",
+        default=None,
+        help="the coordinator's public key file, pinned (default: $MABEAM_COORDINATOR_KEY)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain TCP without keys; only to a coordinator on this machine (loopback)",
+    )
+
+
+def client_security(args: argparse.Namespace) -> dict[str, Any]:
+    """``connect``'s security keywords from parsed ``add_security_options`` arguments;
+    ``CommandError`` naming the flags when neither keys nor ``--insecure`` are given."""
+    if not args.insecure:
+        missing = [
+            flag
+            for flag, value, env in (
+                ("--key FILE.key_secret", args.key, "MABEAM_KEY"),
+                ("--coordinator-key FILE.key", args.coordinator_key, "MABEAM_COORDINATOR_KEY"),
+            )
+            if not (value or os.environ.get(env))
+        ]
+        if missing:
+            raise CommandError(
+                f"connecting needs {' and '.join(missing)} (or $MABEAM_KEY and"
+                " $MABEAM_COORDINATOR_KEY; docs/security.md), or --insecure for a coordinator"
+                " on this machine started with --insecure"
+            )
+    return {
+        "key": args.key,
+        "coordinator_key": args.coordinator_key,
+        "insecure": bool(args.insecure),
+    }

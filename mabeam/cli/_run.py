@@ -131,8 +131,13 @@ def run_spec(
     progress and the results; return the exit status. ``import_root`` (default: the
     current directory) is put first on the workers' ``PYTHONPATH``."""
     from mabeam.cluster.coordinator import CoordinatorConfig
+    from mabeam.cluster.keys import KeyPair
     from mabeam.cluster.node import NodeConfig
 
+    # CurveZMQ even on loopback, with key pairs that live only as long as this run.
+    coordinator_key = KeyPair.generate("coordinator", "local-coordinator")
+    node_key = KeyPair.generate("node", NODE_ID)
+    client_key = KeyPair.generate("client", "local-client")
     root = (import_root or Path.cwd()).resolve()
     slots = slots or os.cpu_count() or 1
     with (
@@ -147,6 +152,8 @@ def run_spec(
             # A temporary store only has to survive this process; a kept one, power loss.
             synchronous="FULL" if state is not None else "NORMAL",
             name="local-coordinator",
+            key=coordinator_key,
+            allow_keys=(node_key, client_key),
         )
         node = NodeConfig(
             coordinator="tcp://127.0.0.1:1",  # the real port is known once bound
@@ -155,8 +162,10 @@ def run_spec(
             allow=(spec.entrypoint,),
             work_dir=Path(scratch) / "node",
             pythonpath=(str(root),),
+            key=node_key,
+            coordinator_key=coordinator_key.public_only(),
         )
-        status: int = foundation.run(_local, spec, coordinator, node, Console())
+        status: int = foundation.run(_local, spec, coordinator, node, client_key, Console())
         return status
 
 
@@ -188,7 +197,9 @@ def _quiet_services() -> Iterator[None]:
             logger.setLevel(level)
 
 
-async def _local(spec: Any, coordinator: Any, node_config: Any, console: Console) -> int:
+async def _local(
+    spec: Any, coordinator: Any, node_config: Any, client_key: Any, console: Console
+) -> int:
     from mabeam.cluster.client import connect
     from mabeam.cluster.coordinator import start_coordinator
     from mabeam.cluster.node import start_node
@@ -214,7 +225,9 @@ async def _local(spec: Any, coordinator: Any, node_config: Any, console: Console
                 f"job store {coordinator.state} ({kept})",
                 highlight=False,
             )
-            async with connect(coord.endpoint) as client:
+            async with connect(
+                coord.endpoint, key=client_key, coordinator_key=coordinator.key
+            ) as client:
                 submission = await client.submit(spec)
                 return await follow(client, spec, submission, console)
 

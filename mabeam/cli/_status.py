@@ -17,7 +17,7 @@ from rich.table import Table
 
 import foundation
 
-from ._options import add_client_options
+from ._options import add_client_options, client_security
 
 __all__ = ("add_parser", "jobs_table", "nodes_table", "run")
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 async def _status(args: argparse.Namespace, console: Console) -> int:
     from mabeam.cluster.client import connect
 
-    async with connect(args.coordinator, timeout=args.timeout) as client:
+    async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
         status = await client.status(args.jobs or None, sweep_id=args.sweep)
         address = client.address
     console.print(nodes_table(status.nodes, address))

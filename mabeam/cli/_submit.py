@@ -16,7 +16,7 @@ from rich.console import Console
 
 import foundation
 
-from ._options import add_client_options
+from ._options import add_client_options, client_security
 
 __all__ = ("add_parsers", "run_cancel", "run_submit")
 
@@ -66,7 +66,7 @@ async def _submit(spec: Any, args: argparse.Namespace, console: Console) -> int:
 
     from ._sweep_view import follow
 
-    async with connect(args.coordinator, timeout=args.timeout) as client:
+    async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
         submission = await client.submit(spec, idempotency_key=args.idempotency_key)
         ids = submission.job_ids
         again = " (already submitted with this key)" if submission.duplicate else ""
@@ -91,7 +91,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 async def _cancel(args: argparse.Namespace, console: Console) -> int:
     from mabeam.cluster.client import connect
 
-    async with connect(args.coordinator, timeout=args.timeout) as client:
+    async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
         for job_id in args.jobs:
             state = await client.cancel(job_id)
             console.print(f"{job_id}: {state}", highlight=False)

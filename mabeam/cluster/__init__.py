@@ -5,8 +5,8 @@ session per node), ``node`` (an Application: connection, runners, worker pool, o
 ``client`` (``connect``: submit, watch, result, cancel, status), ``protocol``
 (versioned, schema-checked msgpack frames and the socket options), ``store`` (the SQLite
 job store with leases, fencing, retries, idempotency and the result cache), ``task`` /
-``worker`` (the task model and the worker process) and ``gpus`` (NVML discovery with a
-CPU-only fallback). docs/cluster.md is the operating guide.
+``worker`` (the task model and the worker process), ``keys`` (CurveZMQ key pairs) and
+``gpus`` (NVML discovery with a CPU-only fallback). docs/cluster.md is the operating guide.
 
 The names below are loaded on first use: every task's worker process imports this
 package, and it should not pay for SQLite or ZeroMQ it does not use. ``protocol`` and
@@ -48,6 +48,11 @@ _LAZY = {
     "UnknownSweep": "client",
     "RequestRefused": "client",
     "ResultTimeout": "client",
+    "Unauthorized": "client",
+    "KeyPair": "keys",
+    "KeyFileError": "keys",
+    "generate_keys": "keys",
+    "load_key": "keys",
     "NodeConfig": "node",
     "NodeHandle": "node",
     "NodeStatistics": "node",

@@ -39,8 +39,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from foundation import Actor, ActorRef, Caller, NoReply, TimerRef
 
 from . import protocol
-from ._client_errors import ClientError, CoordinatorUnreachable, ResultTimeout, refusal
-from ._sockets import configure_dealer
+from ._client_errors import (
+    ClientError,
+    CoordinatorUnreachable,
+    ResultTimeout,
+    Unauthorized,
+    refusal,
+)
+from ._security import CurveClient
+from ._sockets import configure_dealer, handshake_refused
 from ._wire import Incoming, Wire, WireReader, context
 
 __all__ = ("ClientConnection",)
@@ -89,8 +96,10 @@ class ClientConnection(Actor):
         retry_s: float,
         heartbeat_s: float,
         silence_s: float,
+        curve: CurveClient | None = None,
     ) -> None:
         self.address = address
+        self.curve = curve
         self.timeout = timeout
         self.retry_s = retry_s
         self.heartbeat_s = heartbeat_s
@@ -98,6 +107,8 @@ class ClientConnection(Actor):
         sock = context().socket(zmq.DEALER)
         try:
             configure_dealer(sock, routing_id=routing_id)
+            if curve is not None:
+                curve.apply(sock)
             sock.connect(address)
         except (zmq.ZMQError, ValueError) as exc:
             sock.close(linger=0)
@@ -114,12 +125,22 @@ class ClientConnection(Actor):
         self._timer: TimerRef | None = None
         self._timer_at = math.inf
         self.reader: ActorRef = await self.spawn_link(WireReader, self.wire, self.ref)
+        self.monitor_wire: Wire | None = None
+        self.refused: Unauthorized | None = None  # the last handshake was refused
+        if curve is not None:  # a refused handshake is an answer: say so at once
+            monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            )
+            self.monitor_wire = Wire(monitor)
+            await self.spawn_link(WireReader, self.monitor_wire, self.ref, "monitor")
 
     # -- requests from the Client ------------------------------------------------------
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         kind = request[0]
         now = self.runtime.clock.now()
+        if self.refused is not None and kind in ("request", "watch"):
+            raise self.refused
         if kind == "request":
             _, request_id, payload = request
             req = _Request(request_id, payload, now + self.timeout, caller=caller)
@@ -150,7 +171,10 @@ class ClientConnection(Actor):
 
     async def handle_cast(self, msg: Any) -> None:
         if isinstance(msg, Incoming):
-            self._incoming(msg.messages)
+            if msg.source == "monitor":
+                self._handshake_refused(msg.messages)
+            else:
+                self._incoming(msg.messages)
         elif isinstance(msg, tuple) and msg[0] == "unwatch":
             self._close_group(msg[1], None)
         else:
@@ -184,7 +208,33 @@ class ClientConnection(Actor):
             with contextlib.suppress(zmq.ZMQError):
                 self.wire.send(protocol.encode(protocol.Bye(reason="client closing")))
         self.reader.kill()
+        if self.monitor_wire is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.wire.sock.disable_monitor()
+            self.monitor_wire.close()
         self.wire.close()
+
+    def _handshake_refused(self, events: list[list[bytes]]) -> None:
+        """The coordinator's ZAP handler refused this client's key: fail everything
+        (and every request until a handshake succeeds: libzmq keeps trying)."""
+        refused = handshake_refused(events)
+        if refused is None:
+            return
+        if not refused:
+            self.refused = None
+            return
+        key = self.curve.key if self.curve is not None else None
+        name = f"{key.name!r} ({key.public_text})" if key is not None else "?"
+        error = Unauthorized(
+            f"the coordinator at {self.address} refused this client's key {name}: it is"
+            " not in the coordinator's clients allow-list (give its operator the public"
+            " .key file; docs/security.md)"
+        )
+        if self.refused is None:
+            log.warning("%s", error.message)
+        self.refused = error
+        for req in list(self.requests.values()):
+            self._fail(req, error)
 
     # -- sending and the timer ---------------------------------------------------------
 

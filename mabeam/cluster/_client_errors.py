@@ -33,6 +33,7 @@ __all__ = (
     "RequestRefused",
     "ResultTimeout",
     "ShuttingDown",
+    "Unauthorized",
     "UnknownJob",
     "UnknownSweep",
     "last_line",
@@ -104,6 +105,13 @@ class ShuttingDown(RequestRefused):
     code = "shutting_down"
 
 
+class Unauthorized(RequestRefused, PermissionError):
+    """The coordinator refused this client's key: at the handshake (not in its clients
+    allow-list) or for a request (revoked, or a node key used as a client's)."""
+
+    code = "unauthorized"
+
+
 class JobFailed(ClientError):
     """A job ended ``failed`` or ``cancelled``; ``error`` is its cause (a traceback's
     text for an exception)."""
@@ -129,6 +137,7 @@ _BY_CODE: Final[dict[str, type[RequestRefused]]] = {
     "unknown_job": UnknownJob,
     "unknown_sweep": UnknownSweep,
     "shutting_down": ShuttingDown,
+    "unauthorized": Unauthorized,
 }
 
 

@@ -14,6 +14,8 @@ from typing import Final, Literal
 from ._coord_policy import POLICIES
 from ._health import MAX_CONSECUTIVE_BAD_FRAMES, QUARANTINE_S
 from ._limits import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
+from ._security import check_insecure
+from .keys import KeyPair
 
 __all__ = ("DEFAULT_BIND", "CoordinatorConfig")
 
@@ -62,6 +64,14 @@ class CoordinatorConfig:
         status_jobs: jobs in a STATUS reply that names none.
         name: the application's name; its actors are registered as ``NAME.store``,
             ``NAME.router``, ... (two coordinators in one runtime need two names).
+        key: the coordinator's CurveZMQ key pair (``keys.load_key`` of its
+            ``.key_secret`` file); nodes and clients pin its public half.
+        allow_nodes / allow_clients: directories of the public ``.key`` files of the
+            node agents and of the submitters let in (re-read when they change).
+        allow_keys: more allowed keys, in memory (``KeyPair`` with role node/client).
+        insecure: plain TCP, no keys: only on a loopback ``bind`` (127.0.0.1, ::1,
+            localhost, ipc://). Without it the coordinator needs ``key`` and at least
+            one allowed key source.
     """
 
     bind: str = DEFAULT_BIND
@@ -78,6 +88,11 @@ class CoordinatorConfig:
     quarantine_s: float = QUARANTINE_S
     status_jobs: int = 200
     name: str = "coordinator"
+    key: KeyPair | None = None
+    allow_nodes: str | Path | None = None
+    allow_clients: str | Path | None = None
+    allow_keys: tuple[KeyPair, ...] = ()
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         found = _ENDPOINT.match(self.bind) if isinstance(self.bind, str) else None
@@ -110,6 +125,41 @@ class CoordinatorConfig:
         _count("status_jobs", self.status_jobs)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got: {self.name!r}")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        if type(self.insecure) is not bool:
+            raise ValueError(f"insecure must be True or False, got: {self.insecure!r}")
+        object.__setattr__(self, "allow_keys", tuple(self.allow_keys))
+        for path_field in ("allow_nodes", "allow_clients"):
+            value = getattr(self, path_field)
+            if value is not None and (not isinstance(value, (str, Path)) or not str(value)):
+                raise ValueError(f"{path_field} must be a directory path, got: {value!r}")
+        if self.insecure:
+            if self.key is not None or self.allow_nodes or self.allow_clients or self.allow_keys:
+                raise ValueError("insecure=True (plain TCP) takes no keys or allow-lists")
+            check_insecure(self.bind, "bind")
+            return
+        if self.key is None:
+            raise ValueError(
+                "a coordinator needs its CurveZMQ key pair (key=load_key(FILE.key_secret); "
+                "mabeam keys generate --role coordinator) and allow-lists of node and client"
+                " keys, or insecure=True for plain TCP on a loopback address"
+            )
+        if not isinstance(self.key, KeyPair) or self.key.role != "coordinator":
+            raise ValueError(f"key must be a coordinator KeyPair, got: {self.key!r}")
+        self.key.require_secret("the coordinator")
+        if not all(
+            isinstance(k, KeyPair) and k.role in ("node", "client") for k in self.allow_keys
+        ):
+            raise ValueError(
+                f"allow_keys must hold node or client KeyPairs, got: {self.allow_keys!r}"
+            )
+        if self.allow_nodes is None and self.allow_clients is None and not self.allow_keys:
+            raise ValueError(
+                "no node or client could connect: give allow_nodes and/or allow_clients"
+                " (directories of .key files) or allow_keys"
+            )
 
     @property
     def peer_timeout_s(self) -> float:

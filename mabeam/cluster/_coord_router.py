@@ -7,7 +7,13 @@ It binds the ROUTER, spawns a linked ``WireReader``, and for every batch of mess
    answered with an ERROR when it had a readable ``request_id`` (a client's), else
    dropped; ``max_bad_frames`` in a row disconnect the peer (BYE, session ended,
    watches dropped, frames ignored for ``quarantine_s``);
-3. routes the valid ones: HELLO starts a node session (or goes to the running one, which
+3. on a CURVE router, checks each frame against its sender's key (the ZAP ``User-Id``
+   libzmq attaches to every message): a key no longer in the allow-lists is refused
+   (revoked: its node session ends), a client key may not send node frames, a node key
+   may not send client requests nor use another node's id. These refusals are ERROR
+   ``unauthorized``, counted apart from bad frames (they never quarantine a routing id,
+   which an impostor could otherwise get a real node's frames dropped with);
+4. routes the valid ones: HELLO starts a node session (or goes to the running one, which
    resets itself), other node frames go to the node's session, client requests to the
    client part. A node frame from a peer without a session (its coordinator restarted)
    gets ERROR ``hello_first``; a frame no peer may send gets ERROR ``unexpected``.
@@ -27,14 +33,19 @@ from foundation import Actor, ActorRef, Down, Exit
 from supervision import DynamicSupervisor, child_spec
 
 from . import protocol as p
+from ._allowlist import Peer
 from ._coord_config import CoordinatorConfig
 from ._coord_messages import ClientFrames, Disconnect, NodeFrames, PeerGone
 from ._coord_session import NodeSession
 from ._coord_shared import Outlet, Shared
-from ._sockets import configure_router
-from ._wire import Incoming, Wire, WireReader, context
+from ._security import secure_server
+from ._sockets import bind_retrying, configure_router
+from ._wire import Incoming, Wire, WireReader
 
-__all__ = ("RouterActor",)
+__all__ = ("AUTH_EVENT", "RouterActor")
+
+AUTH_EVENT: Final = ("mabeam", "coordinator", "auth")
+"""Telemetry on every refusal for a key: a handshake (ZAP) or a frame (this router)."""
 
 log = logging.getLogger("mabeam.coordinator")
 
@@ -58,14 +69,20 @@ class RouterActor(Actor):
         if shared.wire is not None:  # a killed predecessor could not close its socket
             shared.wire.close()
             shared.wire = None
-        sock = context().socket(zmq.ROUTER)
+        if shared.zmq_context is None:
+            raise RuntimeError("the coordinator's ZeroMQ context is gone (auth not running)")
+        self._allow = shared.allow
+        sock = shared.zmq_context.socket(zmq.ROUTER)
         try:
             configure_router(sock)
+            if self._allow is not None:
+                assert config.key is not None  # CoordinatorConfig checked it
+                secure_server(sock, config.key)
             await self._bind(sock)
         except BaseException:
             sock.close(linger=0)
             raise
-        self.wire = shared.wire = Wire(sock)
+        self.wire = shared.wire = Wire(sock, authenticated=self._allow is not None)
         self.outlet = Outlet(self.wire, self._counters)
         self._sessions: dict[bytes, ActorRef] = {}
         self._session_peer: dict[Any, bytes] = {}
@@ -77,16 +94,7 @@ class RouterActor(Actor):
         address = rebind or self._config.bind
         if address.endswith(":0"):
             address = address[:-2] + ":*"
-        tries = _REBIND_TRIES if rebind else 1
-        for attempt in range(tries):
-            try:
-                sock.bind(address)
-                break
-            except zmq.ZMQError as exc:
-                # The old socket's listener closes on libzmq's I/O thread: wait a moment.
-                if exc.errno != zmq.EADDRINUSE or attempt == tries - 1:
-                    raise OSError(f"cannot bind {address}: {exc}") from None
-                await self.runtime.sleep(0.05)
+        await bind_retrying(sock, address, _REBIND_TRIES if rebind else 1, self.runtime.sleep)
         self._shared.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     async def terminate(self, reason: Any) -> None:
@@ -113,21 +121,30 @@ class RouterActor(Actor):
     async def handle_cast(self, msg: Any) -> None:
         if type(msg) is not Incoming:
             raise ValueError(f"unknown router message {msg!r}")
-        messages = msg.messages
+        messages, users = msg.messages, msg.users
         counters = self._counters
         counters.frames_in += len(messages)
         now = self.runtime.clock.now()
         health = self._health
         decode = p.decode
+        allow = self._allow
+        if allow is not None:
+            allow.refresh(now)
         to_nodes: dict[ActorRef, list[p.Frame]] = {}
         to_clients: list[tuple[bytes, p.Frame]] = []
-        for parts in messages:
+        who: Peer | None = None
+        for index, parts in enumerate(messages):
             if len(parts) != 2:  # a multipart message: a frame is one part
                 counters.unexpected_frames += 1
                 if parts:
                     self._bad(parts[0], "unexpected", now)
                 continue
             peer, payload = parts
+            if allow is not None:
+                who = allow.lookup(users[index]) if users is not None else None
+                if who is None:
+                    self._revoked(peer, payload)
+                    continue
             if health.quarantined(peer, now):
                 counters.quarantined_drops += 1
                 continue
@@ -136,8 +153,11 @@ class RouterActor(Actor):
             except p.ProtocolError as exc:
                 self._refuse(peer, exc, now)
                 continue
+            if who is not None and not self._permitted(peer, frame, who):
+                continue
             try:
-                if await self._route(peer, frame, now, to_nodes, to_clients):
+                client = who is not None and who.role == "client"
+                if await self._route(peer, frame, now, to_nodes, to_clients, client):
                     health.good(peer)  # ends the peer's run of bad frames
             except Exception as exc:
                 self._internal(peer, frame, exc)
@@ -153,10 +173,13 @@ class RouterActor(Actor):
         now: float,
         to_nodes: dict[ActorRef, list[p.Frame]],
         to_clients: list[tuple[bytes, p.Frame]],
+        client: bool = False,
     ) -> bool:
-        """Route one valid frame; False when the peer may not send it (counted bad)."""
+        """Route one valid frame; False when the peer may not send it (counted bad).
+        ``client``: the sender holds a client key, so its HEARTBEAT/BYE/ERROR never
+        reach a node session, whatever routing id it took."""
         kind = type(frame)
-        if kind in _CLIENT_TYPES:
+        if kind in _CLIENT_TYPES or (client and kind in _EITHER):
             to_clients.append((peer, frame))
             return True
         session = self._sessions.get(peer)
@@ -213,6 +236,48 @@ class RouterActor(Actor):
         return ref
 
     # -- refusals -----------------------------------------------------------------------
+
+    def _permitted(self, peer: bytes, frame: p.Frame, who: Peer) -> bool:
+        """Whether the key ``who`` may send ``frame`` from routing id ``peer``."""
+        kind = type(frame)
+        if who.role == "node":
+            if kind in _CLIENT_TYPES:
+                why = f"node key {who.name!r} cannot send {frame.TYPE}: that is for client keys"
+            elif peer != who.name.encode():
+                why = (
+                    f"node key {who.name!r} may only connect as node id {who.name!r},"
+                    f" not {peer.decode('utf-8', 'replace')!r}"
+                )
+            else:
+                return True
+        elif kind in _NODE_TYPES or kind is p.Hello:
+            why = f"client key {who.name!r} cannot send {frame.TYPE}: that is for node keys"
+        else:
+            return True
+        self._unauthorized(peer, frame, why)
+        return False
+
+    def _revoked(self, peer: bytes, payload: bytes) -> None:
+        """A frame whose sender's key left the allow-lists: refuse it, end its session."""
+        try:
+            frame: p.Frame | None = p.decode(payload)
+        except p.ProtocolError:
+            frame = None
+        self._unauthorized(peer, frame, "this connection's key is not (or no longer) allowed")
+        session = self._sessions.pop(peer, None)
+        if session is not None:
+            log.warning("node %r: its key was revoked; its session ends", peer)
+            session.cast(Disconnect("its key was revoked"))
+        self._to_clients(PeerGone(peer))  # a client's watches end with its key
+
+    def _unauthorized(self, peer: bytes, frame: p.Frame | None, why: str) -> None:
+        self._counters.auth_refused += 1
+        log.info("refused a frame from %r: %s", peer, why)
+        telemetry = self.runtime.telemetry
+        if telemetry.active:
+            telemetry.emit(AUTH_EVENT, {"refused": 1}, {"peer": peer, "why": why})
+        request_id = getattr(frame, "request_id", None)
+        self._send(peer, p.Error("unauthorized", p.clip(why), request_id))
 
     def _send(self, peer: bytes, frame: p.Frame) -> None:
         try:

@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq
+
 from . import protocol
+from ._allowlist import AllowList
 from ._health import PeerHealth
 from ._sockets import SendOutcome
 from ._wire import Wire
@@ -69,6 +72,9 @@ class Counters:
     sessions_started: int = 0
     sessions_lost: int = 0
     requeued_nodes: int = 0
+    handshakes_ok: int = 0
+    handshakes_refused: int = 0
+    auth_refused: int = 0
 
 
 @dataclass(slots=True)
@@ -83,6 +89,10 @@ class Shared:
     wire: Wire | None = None
     """The router's socket, closed by the next router if its owner was killed."""
     announced: bool = False
+    zmq_context: zmq.Context[Any] | None = None
+    """This coordinator's own ZeroMQ context (its ZAP handler is per context)."""
+    allow: AllowList | None = None
+    """Who may connect (None: plain TCP, ``insecure``)."""
 
 
 class Outlet:

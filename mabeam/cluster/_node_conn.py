@@ -29,8 +29,7 @@ sent for an interval; when nothing was heard for ``peer_timeout_s`` it closes th
 socket and opens a new one after the back-off (``Link``), then HELLOs again. Cut off
 for longer than ``lease_s``, the node fences itself: its running tasks are stopped and
 forgotten without a result (their leases go to other nodes); the outbox stays.
-
-Draining: see ``_node_drain``.
+Draining: see ``_node_drain``. A refused key: ``Link.handshake_events``.
 """
 
 from __future__ import annotations
@@ -81,8 +80,7 @@ log = logging.getLogger("mabeam.node")
 _TICK: Final = "tick"
 _FLUSH: Final = "flush"
 _HEARTBEAT: Final = encode(Heartbeat())
-_LOGGED_BAD_FRAMES: Final = 20
-"""Bad frames logged at WARNING; the rest at DEBUG (they are all counted)."""
+_LOGGED_BAD_FRAMES: Final = 20  # bad frames logged at WARNING; the rest at DEBUG
 
 
 class NodeConnection(Actor):
@@ -120,7 +118,10 @@ class NodeConnection(Actor):
     async def handle_cast(self, msg: Any) -> None:
         cls = type(msg)
         if cls is Incoming:
-            await self._incoming(msg.messages)
+            if not msg.source:
+                await self._incoming(msg.messages)
+            elif self._link.handshake_events(msg.messages):
+                self._emit("refused")
         elif cls is TaskEnded:
             await self._ended(msg)
         elif cls is TaskProgress:

@@ -25,7 +25,7 @@ import zmq
 from foundation import Actor, ActorRef, TimerRef
 
 from ._node_setup import NodeSetup
-from ._sockets import configure_dealer
+from ._sockets import configure_dealer, handshake_refused
 from ._wire import Wire, WireReader, context
 
 __all__ = ("HELLO_RETRY", "REOPEN", "Link", "stop_reader")
@@ -60,6 +60,8 @@ class Link:
         now = self.now()
         self.wire: Wire | None = None
         self._reader: ActorRef | None = None
+        self._monitor: tuple[Wire, ActorRef] | None = None
+        self.refused = False  # the coordinator refused this node's key
         self.greeted = False  # HELLO went out on this socket
         self.heard = False  # ... and the coordinator answered since
         self.opened_at = self.last_heard = self.last_sent = now
@@ -89,12 +91,19 @@ class Link:
         sock = context().socket(zmq.DEALER)
         try:
             configure_dealer(sock, routing_id=self._setup.node_id.encode())
+            if self._setup.curve is not None:
+                self._setup.curve.apply(sock)
             sock.connect(self._setup.endpoint)
         except BaseException:
             sock.close(linger=0)
             raise
         self.wire = Wire(sock)
         self._reader = await self._actor.spawn_link(WireReader, self.wire, self._actor.ref)
+        if self._setup.curve is not None:  # a refused handshake must be told, not silent
+            events = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            monitor = Wire(sock.get_monitor_socket(events))
+            reader = await self._actor.spawn_link(WireReader, monitor, self._actor.ref, "monitor")
+            self._monitor = (monitor, reader)
         self.opened_at = self.now()
         self.greeted = self.heard = False
 
@@ -103,7 +112,13 @@ class Link:
         reader, self._reader = self._reader, None
         if reader is not None:
             await stop_reader(self._actor, reader)
+        monitor, self._monitor = self._monitor, None
         wire, self.wire = self.wire, None
+        if monitor is not None:
+            await stop_reader(self._actor, monitor[1])
+            if wire is not None:
+                wire.sock.disable_monitor()
+            monitor[0].close()
         if wire is not None:
             wire.close()
         self.cancel_hello_retry()
@@ -170,6 +185,27 @@ class Link:
         return True
 
     # -- hearing -------------------------------------------------------------------------
+
+    def handshake_events(self, messages: list[list[bytes]]) -> bool:
+        """Read the socket monitor's events; True when the coordinator's ZAP handler
+        just refused this node's key (logged once until a handshake succeeds)."""
+        refused = handshake_refused(messages)
+        if refused is None or refused == self.refused:
+            return False
+        self.refused = refused
+        self._setup.counters.key_refused = refused
+        curve, setup = self._setup.curve, self._setup
+        if refused and curve is not None:
+            log.error(
+                "node %s: the coordinator at %s refused this node's key %r (%s): add its"
+                " public file %s.key to the coordinator's nodes allow-list",
+                setup.node_id,
+                setup.endpoint,
+                curve.key.name,
+                curve.key.public_text,
+                curve.key.name,
+            )
+        return refused
 
     def heard_now(self) -> bool:
         """Frames arrived: the coordinator is alive. True when this is its first answer

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._security import CurveClient
 from .protocol import Inventory
 
 __all__ = ("NodeCounters", "NodeSetup", "NodeStatistics", "TaskSettings")
@@ -44,7 +45,8 @@ class NodeStatistics:
     (``prefetch``); ``tasks_run`` counts attempts taken; ``tasks_ok`` / ``tasks_failed`` the results
     reported (``handed_back`` and ``refused`` are failures too, counted apart as well);
     ``fenced`` the attempts stopped without a result after losing the coordinator;
-    ``outbox`` the results on disk waiting for an ACK.
+    ``outbox`` the results on disk waiting for an ACK; ``key_refused``: the
+    coordinator refused this node's key at the last handshake.
     """
 
     node_id: str
@@ -65,6 +67,7 @@ class NodeStatistics:
     acks: int
     bad_frames: int
     progress_dropped: int
+    key_refused: bool
 
 
 @dataclass(slots=True)
@@ -89,6 +92,7 @@ class NodeCounters:
     acks: int = 0
     bad_frames: int = 0
     progress_dropped: int = 0
+    key_refused: bool = False
 
     def snapshot(self) -> NodeStatistics:
         """A frozen copy."""
@@ -124,6 +128,7 @@ class NodeSetup:
     runners_name: Any  # registered names of the two supervisors in the node's tree
     pool_name: Any
     counters: NodeCounters
+    curve: CurveClient | None  # None: plain TCP (insecure)
     listeners: list[ConnectListener] = field(default_factory=list)
 
     @property

@@ -30,9 +30,11 @@ ROUTING_ID          DEALER   optional: a node's stable id, so the coordinator kn
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal, TypeAlias
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from .protocol import MAX_FRAME_BYTES
 
@@ -42,6 +44,9 @@ __all__ = (
     "configure_dealer",
     "configure_router",
     "drain",
+    "bind_retrying",
+    "drain_authenticated",
+    "handshake_refused",
     "send_to",
     "try_send",
 )
@@ -148,3 +153,52 @@ def drain(sock: Socket, limit: int = 1_000) -> list[list[bytes]]:
         except zmq.Again:
             break
     return messages
+
+
+def drain_authenticated(sock: Socket, limit: int = 1_000) -> tuple[list[list[bytes]], list[str]]:
+    """``drain`` for a CURVE server: the messages, and for each the ``User-Id`` its ZAP
+    handler gave the sender's connection (the sender's public key as Z85 text)."""
+    messages: list[list[bytes]] = []
+    users: list[str] = []
+    for _ in range(limit):
+        try:
+            frames = sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        try:
+            user = frames[-1].get("User-Id")
+        except zmq.ZMQError:  # no metadata: not an authenticated connection
+            user = ""
+        messages.append([frame.bytes for frame in frames])
+        users.append(user if isinstance(user, str) else "")
+    return messages, users
+
+
+def handshake_refused(events: list[list[bytes]]) -> bool | None:
+    """What a socket monitor's batch of events says of the last handshake: True when the
+    server's ZAP handler refused this peer's key, False when one succeeded, None when
+    the batch holds neither."""
+    refused = None
+    for parts in events:
+        try:
+            event = parse_monitor_message(parts)["event"]
+        except Exception:  # not a monitor message: nothing to learn from it
+            continue
+        if event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+            refused = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    return refused
+
+
+async def bind_retrying(
+    sock: Socket, address: str, tries: int, sleep: Callable[[float], Awaitable[Any]]
+) -> None:
+    """Bind ``address``, retrying EADDRINUSE up to ``tries`` times: a crashed
+    predecessor's socket is closed by libzmq's I/O thread a moment later."""
+    for attempt in range(tries):
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or attempt == tries - 1:
+                raise OSError(f"cannot bind {address}: {exc}") from None
+            await sleep(0.05)

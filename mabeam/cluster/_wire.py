@@ -23,7 +23,7 @@ import zmq
 
 from foundation import Actor, ActorRef
 
-from ._sockets import SendOutcome, drain, send_to, try_send
+from ._sockets import SendOutcome, drain, drain_authenticated, send_to, try_send
 
 __all__ = ("Incoming", "Wire", "WireReader", "context")
 
@@ -38,16 +38,22 @@ def context() -> zmq.Context[Any]:
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A batch of received messages, each a list of frames (ROUTER: [peer, payload])."""
+    """A batch of received messages, each a list of frames (ROUTER: [peer, payload]);
+    on an authenticating wire, ``users`` holds each sender's key (ZAP ``User-Id``)."""
 
     messages: list[list[bytes]]
+    users: list[str] | None = None
+    source: str = ""
+    """The reader's ``source`` tag (an owner with two wires tells them apart)."""
 
 
 class Wire:
     """A ZeroMQ socket used from the event loop only; see the module docstring."""
 
-    def __init__(self, sock: zmq.Socket[Any]) -> None:
+    def __init__(self, sock: zmq.Socket[Any], *, authenticated: bool = False) -> None:
         self.sock = sock
+        self.authenticated = authenticated
+        """Receive each message's ZAP ``User-Id`` with it (a CURVE server's wire)."""
         self._fd = int(sock.getsockopt(zmq.FD))
         self._waiting: anyio.CancelScope | None = None
         self._closed = False
@@ -68,20 +74,37 @@ class Wire:
         self._kick()
         return outcome
 
+    def send_parts(self, parts: list[bytes]) -> bool:
+        """Send a multipart message without blocking; False when it cannot go now."""
+        try:
+            self.sock.send_multipart(parts, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            ok = False
+        else:
+            ok = True
+        self.sent += ok
+        self._kick()
+        return ok
+
     def _kick(self) -> None:
         waiting = self._waiting
         if waiting is not None and int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             waiting.cancel()
 
-    async def receive(self, limit: int = DRAIN_LIMIT) -> list[list[bytes]]:
+    async def receive(self, limit: int = DRAIN_LIMIT) -> Incoming:
         """Wait until at least one message is ready and return up to ``limit`` of them."""
         while True:
             if self.closed:
                 raise anyio.ClosedResourceError("the wire is closed")
-            messages = drain(self.sock, limit)
+            if self.authenticated:
+                messages, users = drain_authenticated(self.sock, limit)
+                batch = Incoming(messages, users)
+            else:
+                messages = drain(self.sock, limit)
+                batch = Incoming(messages)
             if messages:
                 self.received += len(messages)
-                return messages
+                return batch
             with anyio.CancelScope() as scope:
                 self._waiting = scope
                 try:
@@ -107,9 +130,10 @@ class Wire:
 class WireReader(Actor):
     """Receives for its owner: spawn it linked; it casts ``Incoming`` batches until killed."""
 
-    async def init(self, wire: Wire, owner: ActorRef) -> None:
+    async def init(self, wire: Wire, owner: ActorRef, source: str = "") -> None:
         self._wire = wire
         self._owner = owner
+        self._source = source
         self.ref.cast("run")
 
     async def handle_cast(self, msg: Any) -> None:
@@ -118,9 +142,11 @@ class WireReader(Actor):
         wire, owner = self._wire, self._owner
         while True:  # receive() raises ClosedResourceError once the wire is closed
             try:
-                messages = await wire.receive()
+                batch = await wire.receive()
             except (anyio.ClosedResourceError, zmq.ZMQError):
                 if wire.closed:
                     return
                 raise
-            owner.cast(Incoming(messages))
+            if self._source:
+                batch = Incoming(batch.messages, batch.users, self._source)
+            owner.cast(batch)

@@ -50,15 +50,20 @@ from ._client_errors import (
     RequestRefused,
     ResultTimeout,
     ShuttingDown,
+    Unauthorized,
     UnknownJob,
     UnknownSweep,
 )
 from ._client_specs import chunks, encoded, is_id, sweep_id_for, sweep_key, wire_specs
 from ._client_watch import JobEvent, JobWatch
 from ._limits import MAX_IDS
+from ._security import CurveClient, check_insecure
+from .keys import KeyPair
 
 __all__ = (
     "ADDRESS_ENV",
+    "COORDINATOR_KEY_ENV",
+    "KEY_ENV",
     "BadRequest",
     "DEFAULT_ADDRESS",
     "DEFAULT_TIMEOUT_S",
@@ -74,6 +79,7 @@ __all__ = (
     "ResultTimeout",
     "ShuttingDown",
     "Submission",
+    "Unauthorized",
     "UnknownJob",
     "UnknownSweep",
     "connect",
@@ -82,6 +88,10 @@ __all__ = (
 
 DEFAULT_ADDRESS: Final = "tcp://127.0.0.1:5555"
 ADDRESS_ENV: Final = "MABEAM_COORDINATOR"
+KEY_ENV: Final = "MABEAM_KEY"
+"""This submitter's ``.key_secret`` file when ``connect`` gets no ``key``."""
+COORDINATOR_KEY_ENV: Final = "MABEAM_COORDINATOR_KEY"
+"""The coordinator's public ``.key`` file when ``connect`` gets no ``coordinator_key``."""
 DEFAULT_TIMEOUT_S: Final = 10.0
 """How long a request waits for an answer before ``CoordinatorUnreachable``."""
 DEFAULT_RETRY_S: Final = 1.0
@@ -274,8 +284,17 @@ async def connect(
     retry_s: float = DEFAULT_RETRY_S,
     heartbeat_s: float = protocol.HEARTBEAT_INTERVAL_S,
     silence_s: float = DEFAULT_SILENCE_S,
+    key: KeyPair | str | os.PathLike[str] | None = None,
+    coordinator_key: KeyPair | bytes | str | os.PathLike[str] | None = None,
+    insecure: bool = False,
 ) -> AsyncIterator[Client]:
     """Connect to the coordinator at ``address`` (default: ``default_address()``).
+
+    Security: ``key`` is this submitter's CurveZMQ key pair (a ``KeyPair`` or its
+    ``.key_secret`` file; default ``$MABEAM_KEY``) and ``coordinator_key`` the
+    coordinator's public key (default ``$MABEAM_COORDINATOR_KEY``), pinned; a refused
+    key raises ``Unauthorized``. ``insecure=True`` connects with plain TCP, to a
+    loopback address only (a coordinator started with ``--insecure``).
 
     ``timeout``: seconds a request may go unanswered before ``CoordinatorUnreachable``;
     ``retry_s``: first re-send delay of an unanswered request (doubling to 8 s);
@@ -298,7 +317,8 @@ async def connect(
             or not 0 < value < math.inf
         ):
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    options = (address, timeout, retry_s, heartbeat_s, silence_s)
+    curve = _curve(address, key, coordinator_key, insecure)
+    options = (address, timeout, retry_s, heartbeat_s, silence_s, curve)
     try:
         foundation.current_runtime()
     except RuntimeError:
@@ -326,9 +346,44 @@ def _only(group: BaseExceptionGroup[Any]) -> BaseException | None:
     return None
 
 
+def _curve(
+    address: str,
+    key: KeyPair | str | os.PathLike[str] | None,
+    coordinator_key: KeyPair | bytes | str | os.PathLike[str] | None,
+    insecure: bool,
+) -> CurveClient | None:
+    """The CURVE settings of a connection, or None for plain TCP (loopback only)."""
+    if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://")):
+        raise ClientError(
+            f"cannot connect to {address!r}: expected tcp://HOST:PORT", code="bad_address"
+        )
+    if type(insecure) is not bool:
+        raise ValueError(f"insecure must be True or False, got {insecure!r}")
+    try:
+        if insecure:
+            if key is not None or coordinator_key is not None:
+                raise ValueError("insecure=True (plain TCP) takes no keys")
+            check_insecure(address, "the coordinator address")
+            return None
+        key = key if key is not None else os.environ.get(KEY_ENV) or None
+        if coordinator_key is None:
+            coordinator_key = os.environ.get(COORDINATOR_KEY_ENV) or None
+        return CurveClient.resolve(key, coordinator_key, "client")
+    except ValueError as exc:
+        hint = ""
+        if not insecure and (key is None or coordinator_key is None):
+            hint = f" (or set ${KEY_ENV} and ${COORDINATOR_KEY_ENV} to the key files)"
+        raise ClientError(f"{exc}{hint}", code="bad_key") from None
+
+
 @contextlib.asynccontextmanager
 async def _connected(
-    address: str, timeout: float, retry_s: float, heartbeat_s: float, silence_s: float
+    address: str,
+    timeout: float,
+    retry_s: float,
+    heartbeat_s: float,
+    silence_s: float,
+    curve: CurveClient | None,
 ) -> AsyncIterator[Client]:
     if not isinstance(address, str) or not address:
         raise ClientError(
@@ -345,6 +400,7 @@ async def _connected(
             float(retry_s),
             float(heartbeat_s),
             float(silence_s),
+            curve,
         )
     except StartError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, ClientError) else exc.reason

@@ -10,11 +10,13 @@ and the local mode embed it in their runtime::
 The application's tree, in start order (``rest_for_one``):
 
 1. ``store``: the job-store actor (``_coord_store``): group commit in a worker thread.
-2. ``router``: the ROUTER socket and its reader (``_coord_router``): decode, count and
+2. ``auth``: the coordinator's ZeroMQ context and its ZAP handler (``_coord_zap``),
+   which lets in only the keys of the allow-lists (none for ``insecure``).
+3. ``router``: the ROUTER socket and its reader (``_coord_router``): decode, count and
    refuse bad frames, route the rest.
-3. ``scheduler``: ready queue, node capacity, leases and DISPATCH (``_coord_scheduler``).
-4. ``clients``: SUBMIT, WATCH, STATUS, CANCEL (``_coord_clients``).
-5. ``sessions``: a ``DynamicSupervisor`` of ``NodeSession`` actors, one per connected
+4. ``scheduler``: ready queue, node capacity, leases and DISPATCH (``_coord_scheduler``).
+5. ``clients``: SUBMIT, WATCH, STATUS, CANCEL (``_coord_clients``).
+6. ``sessions``: a ``DynamicSupervisor`` of ``NodeSession`` actors, one per connected
    node, registered as ``("node", node_id)`` with the node's inventory as metadata.
 
 Why ``rest_for_one``: each part depends on the ones started before it. Everything in
@@ -42,12 +44,14 @@ from foundation import Actor, Runtime, current_runtime
 from foundation._public import fixup_module_metadata
 from supervision import Application, DynamicSupervisor, child_spec
 
+from ._allowlist import AllowList
 from ._coord_clients import ClientHub
 from ._coord_config import DEFAULT_BIND, CoordinatorConfig
 from ._coord_router import RouterActor
 from ._coord_scheduler import Scheduler
 from ._coord_shared import Counters, Names, Shared
 from ._coord_store import StoreActor
+from ._coord_zap import AuthActor
 from ._health import PeerHealth, RejectStatistics
 
 __all__ = (
@@ -70,8 +74,10 @@ class CoordinatorStatistics:
     ``rejects`` are the bad frames by protocol error code (``PeerHealth``);
     ``results_stale`` counts RESULTs refused because their lease was not current
     (ACKed all the same), ``results_refused`` those the store refused outright
-    (unknown job); ``jobs`` counts jobs by store state; ``nodes`` lists the node ids
-    with a session.
+    (unknown job); ``handshakes_ok`` / ``handshakes_refused`` count CURVE handshakes
+    the ZAP handler let in or turned away, ``auth_refused`` the frames refused for their
+    sender's key (revoked, or not allowed that frame or node id); ``jobs`` counts
+    jobs by store state; ``nodes`` lists the node ids with a session.
     """
 
     endpoint: str
@@ -92,6 +98,9 @@ class CoordinatorStatistics:
     sessions_started: int
     sessions_lost: int
     requeued_nodes: int
+    handshakes_ok: int
+    handshakes_refused: int
+    auth_refused: int
     jobs: Mapping[str, int]
     nodes: tuple[str, ...]
     ready: int
@@ -119,6 +128,10 @@ class CoordinatorApp(Application):
             Names(config.name),
             PeerHealth(max_consecutive_bad=config.max_bad_frames, quarantine_s=config.quarantine_s),
         )
+        if not config.insecure:
+            self.shared.allow = AllowList(
+                config.allow_nodes, config.allow_clients, config.allow_keys
+            )
         self._on_ready = on_ready
         super().__init__(config.name, strategy="rest_for_one", max_restarts=5, max_seconds=10.0)
 
@@ -137,6 +150,7 @@ class CoordinatorApp(Application):
                 id="store",
                 name=names.store,
             ),
+            child_spec(AuthActor, config, shared, id="auth"),
             child_spec(RouterActor, config, shared, id="router", name=names.router),
             child_spec(Scheduler, config, shared, id="scheduler", name=names.scheduler),
             child_spec(ClientHub, config, shared, id="clients", name=names.clients),
@@ -215,6 +229,9 @@ class CoordinatorHandle:
             sessions_started=c.sessions_started,
             sessions_lost=c.sessions_lost,
             requeued_nodes=c.requeued_nodes,
+            handshakes_ok=c.handshakes_ok,
+            handshakes_refused=c.handshakes_refused,
+            auth_refused=c.auth_refused,
             jobs=dict(counts),
             nodes=nodes,
             ready=int(sched.get("ready", 0)),

@@ -42,7 +42,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -57,6 +57,8 @@ from ._limits import MAX_CREDIT
 from ._node_conn import NodeConnection
 from ._node_drain import DRAIN
 from ._node_setup import NodeCounters, NodeSetup, NodeStatistics, TaskSettings
+from ._security import CurveClient, check_insecure
+from .keys import KeyPair, load_key
 from .protocol import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_LIVENESS,
@@ -122,7 +124,8 @@ class NodeConfig:
 
     Attributes:
         coordinator: the coordinator's address, ``tcp://HOST:PORT``.
-        node_id: this node's id (also its DEALER routing id); the host name by default.
+        node_id: this node's id (also its DEALER routing id); by default its key's name,
+            or the host name when ``insecure``. A keyed node's id must be its key's name.
         slots: tasks run at once; default: the GPUs selected if any, else the CPU count.
         prefetch: assignments the node takes beyond its free slots, held in arrival
             order until a slot frees (default 0). For short tasks it hides the round
@@ -142,10 +145,14 @@ class NodeConfig:
         stop_grace_s: SIGTERM to SIGKILL, when a task is stopped.
         reconnect_min_s / reconnect_max_s: the reconnect back-off (doubling, +-20 %).
         inventory_gpus: for tests: these GPUs instead of NVML discovery.
+        key: the node's CurveZMQ key pair (a ``KeyPair`` or its ``.key_secret`` file).
+        coordinator_key: the coordinator's public key (a ``KeyPair``, Z85 bytes or its
+            ``.key`` file), pinned: the node talks to no other server.
+        insecure: plain TCP without keys, only to a loopback coordinator address.
     """
 
     coordinator: str = DEFAULT_COORDINATOR
-    node_id: str = field(default_factory=socket.gethostname)
+    node_id: str = ""
     slots: int | None = None
     prefetch: int = 0
     gpus: str = "all"
@@ -162,9 +169,13 @@ class NodeConfig:
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
     inventory_gpus: tuple[gpu_discovery.Gpu, ...] | None = None
+    key: KeyPair | str | Path | None = None
+    coordinator_key: KeyPair | bytes | str | Path | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         check_endpoint(self.coordinator)
+        self._check_security()
         for name in ("allow", "pythonpath", "inventory_gpus"):
             value = getattr(self, name)
             if isinstance(value, list):
@@ -193,11 +204,38 @@ class NodeConfig:
             raise ValueError("inventory_gpus must be a list of mabeam.cluster.gpus.Gpu")
         try:
             encode(Hello(self.node_id, Inventory(self.node_id)))
+            if not self.node_id:
+                raise ProtocolError("bad_value", "empty")
         except ProtocolError:
             raise ValueError(
                 f"node_id must be 1 to 128 chars of A-Z a-z 0-9 . _ : / @ + = - starting "
                 f"alphanumeric, got {self.node_id!r}"
             ) from None
+
+    def _check_security(self) -> None:
+        """Keys or ``insecure`` (loopback only); the node id defaults to the key's name."""
+        if type(self.insecure) is not bool:
+            raise ValueError(f"insecure must be True or False, got {self.insecure!r}")
+        if self.insecure:
+            if self.key is not None or self.coordinator_key is not None:
+                raise ValueError("insecure=True (plain TCP) takes no keys")
+            check_insecure(self.coordinator, "coordinator")
+            if not self.node_id:
+                object.__setattr__(self, "node_id", socket.gethostname())
+            return
+        if isinstance(self.key, str | Path):
+            object.__setattr__(self, "key", load_key(self.key, role="node"))
+        curve = CurveClient.resolve(self.key, self.coordinator_key, "node")
+        object.__setattr__(self, "key", curve.key)
+        object.__setattr__(self, "coordinator_key", curve.server)
+        if not self.node_id:
+            object.__setattr__(self, "node_id", curve.key.name)
+        elif self.node_id != curve.key.name:
+            raise ValueError(
+                f"node_id {self.node_id!r} differs from its key's name {curve.key.name!r}:"
+                " the coordinator lets a node key in only under its own name (leave"
+                " node_id out, or generate a key named after the node)"
+            )
 
 
 ConnectListener = Callable[[bool], Any]
@@ -308,6 +346,9 @@ def _resolve(config: NodeConfig) -> NodeSetup:
         runners_name=("mabeam.node", node_id, "runners"),
         pool_name=("mabeam.node", node_id, "pool"),
         counters=NodeCounters(node_id),
+        curve=None
+        if config.insecure
+        else CurveClient.resolve(config.key, config.coordinator_key, "node"),
     )
 
 

@@ -44,6 +44,7 @@ import psutil  # type: ignore[import-untyped]
 
 from mabeam.cluster import protocol
 from mabeam.cluster._store_types import CODEC
+from mabeam.cluster.keys import generate_keys
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -229,9 +230,17 @@ class Proc:
 class Coordinator(Proc):
     """``mabeam coordinator start``; ``endpoint`` comes from its listening line."""
 
-    def __init__(self, name: str, state: Path, bind: str, heartbeat: float, log_level: str):
+    def __init__(
+        self,
+        name: str,
+        state: Path,
+        bind: str,
+        heartbeat: float,
+        log_level: str,
+        security: Sequence[str],
+    ):
         args = ["coordinator", "start", "--bind", bind, "--state", str(state)]
-        args += ["--heartbeat", str(heartbeat), "--log-level", log_level]
+        args += ["--heartbeat", str(heartbeat), "--log-level", log_level, *security]
         super().__init__(name, args, ROOT, state.parent / "logs")
         self.state = state
         found = self.wait_line(r"^mabeam coordinator listening on (tcp://\S+) \(state ")
@@ -258,15 +267,60 @@ class Node(Proc):
         return self.work_dir / "outbox.sqlite3"
 
 
+class Keys:
+    """CurveZMQ key files of one test cluster, written with the real key code: the
+    coordinator's pair, the allow-lists ``nodes/`` and ``clients/`` (one client key,
+    ``tester``), a node's pair made when first asked for."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        generate_keys(root, "coordinator", "coordinator")
+        generate_keys(root / "clients", "client", "tester")
+        (root / "nodes").mkdir()
+        self.coordinator_public = root / "coordinator.key"
+        self.client_secret = root / "clients" / "tester.key_secret"
+
+    def coordinator_args(self) -> list[str]:
+        root = self.root
+        return [
+            "--key", str(root / "coordinator.key_secret"),
+            "--allow-nodes", str(root / "nodes"),
+            "--allow-clients", str(root / "clients"),
+        ]  # fmt: skip
+
+    def node_args(self, node_id: str) -> list[str]:
+        secret = self.root / "nodes" / f"{node_id}.key_secret"
+        if not secret.exists():
+            generate_keys(self.root / "nodes", "node", node_id)
+        return ["--key", str(secret), "--coordinator-key", str(self.coordinator_public)]
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a client process (or this one) needs in its environment."""
+        return {
+            "MABEAM_KEY": str(self.client_secret),
+            "MABEAM_COORDINATOR_KEY": str(self.coordinator_public),
+        }
+
+
 class ClusterHarness:
     """The processes of one test: a coordinator, nodes, and their cleanup.
 
     ``heartbeat`` is passed to every process (tests use 0.1 s: a node lost in 0.3 s).
+    Security is the default one, CurveZMQ: key files under ``keys/`` (a node's key is
+    made when it first starts), the coordinator's allow-lists ``keys/nodes`` and
+    ``keys/clients``; this process's clients (``submit``, ``client_call``,
+    ``mabeam_cli``) find the client key in ``$MABEAM_KEY`` / ``$MABEAM_COORDINATOR_KEY``,
+    set while the harness lives.
     """
 
     def __init__(self, tmp_path: Path, *, heartbeat: float = 0.1) -> None:
         self.tmp = tmp_path
         self.heartbeat = heartbeat
+        self.keys = Keys(tmp_path / "keys")
+        self._env = self.keys.client_env
+        self._saved_env = {name: os.environ.get(name) for name in self._env}
+        os.environ.update(self._env)
         self.state = tmp_path / "coordinator" / "state.db"
         self.state.parent.mkdir()
         self.gates = tmp_path / "gates"
@@ -286,7 +340,12 @@ class ClusterHarness:
         bind = self.coordinator.endpoint if self.coordinator is not None else "tcp://127.0.0.1:0"
         self._starts += 1
         coord = Coordinator(
-            f"coordinator#{self._starts}", self.state, bind, heartbeat or self.heartbeat, log_level
+            f"coordinator#{self._starts}",
+            self.state,
+            bind,
+            heartbeat or self.heartbeat,
+            log_level,
+            self.keys.coordinator_args(),
         )
         self._all.append(coord)
         self.coordinator = coord
@@ -310,6 +369,7 @@ class ClusterHarness:
         work_dir = self.tmp / "nodes" / node_id
         hb = str(heartbeat or self.heartbeat)
         opts = ["--slots", str(slots), "--heartbeat", hb, "--drain-timeout", "2", *options]
+        opts += self.keys.node_args(node_id)
         node = Node(node_id, self.endpoint, work_dir, opts)
         self._all.append(node)
         self.nodes[node_id] = node
@@ -322,6 +382,11 @@ class ClusterHarness:
 
     def close(self) -> None:
         """Kill every process this harness started, and the workers they left."""
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         for proc in self._all:
             self._workers.update(p.pid for p in proc.descendants())
         for proc in reversed(self._all):
@@ -422,23 +487,26 @@ def running_cluster(tmp_path: Path, **options: Any) -> Iterator[ClusterHarness]:
 # -- clients (the real client API, in a runtime of their own) -----------------------------
 
 
-def submit(endpoint: str, specs: Sequence[Any], key: str | None = None) -> tuple[str, ...]:
-    """Submit ``specs`` (one SUBMIT per 1,000) and return the job ids."""
+def submit(
+    endpoint: str, specs: Sequence[Any], key: str | None = None, *, insecure: bool = False
+) -> tuple[str, ...]:
+    """Submit ``specs`` (one SUBMIT per 1,000) and return the job ids (the client's
+    keys from the environment, as a harness sets it; ``insecure``: plain TCP)."""
     from mabeam.cluster.client import connect
 
     async def go() -> tuple[str, ...]:
-        async with connect(endpoint, timeout=20.0) as client:
+        async with connect(endpoint, timeout=20.0, insecure=insecure) as client:
             return (await client.submit(list(specs), idempotency_key=key)).job_ids
 
     return anyio.run(go)
 
 
-def client_call(endpoint: str, fn: Callable[[Any], Any]) -> Any:
+def client_call(endpoint: str, fn: Callable[[Any], Any], *, insecure: bool = False) -> Any:
     """``await fn(client)`` on a fresh client connected to ``endpoint``."""
     from mabeam.cluster.client import connect
 
     async def go() -> Any:
-        async with connect(endpoint, timeout=20.0) as client:
+        async with connect(endpoint, timeout=20.0, insecure=insecure) as client:
             return await fn(client)
 
     return anyio.run(go)

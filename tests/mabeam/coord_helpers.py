@@ -19,7 +19,9 @@ import anyio
 import zmq
 
 from mabeam.cluster import protocol as p
+from mabeam.cluster._security import secure_client
 from mabeam.cluster.coordinator import CoordinatorConfig, CoordinatorHandle, start_coordinator
+from mabeam.cluster.keys import KeyPair
 
 F = TypeVar("F")
 WAIT = 5.0
@@ -29,11 +31,21 @@ _ids = itertools.count(1)
 class Peer:
     """One DEALER connected to the coordinator; frames in and out, checked."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, routing_id: bytes | None = None):
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        endpoint: str,
+        routing_id: bytes | None = None,
+        *,
+        curve: tuple[KeyPair, bytes] | None = None,
+    ):
+        """``curve``: (this peer's key pair, the coordinator's public key) for CURVE."""
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         if routing_id is not None:
             self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        if curve is not None:
+            secure_client(self.sock, *curve)
         self.sock.connect(endpoint)
 
     def send(self, frame: Any) -> None:
@@ -87,8 +99,9 @@ class FakeNode(Peer):
         cpus: int = 8,
         ram_mb: int = 16_000,
         slots: int = 4,
+        curve: tuple[KeyPair, bytes] | None = None,
     ) -> None:
-        super().__init__(ctx, endpoint, node_id.encode())
+        super().__init__(ctx, endpoint, node_id.encode(), curve=curve)
         self.node_id = node_id
         gpu_list = tuple(p.Gpu(f"GPU-{node_id}-{i}", "Fake", 16_000) for i in range(gpus))
         self.inventory = p.Inventory(node_id, gpu_list, cpus, ram_mb, slots)
@@ -191,6 +204,8 @@ def config(tmp_path: Path, **overrides: Any) -> CoordinatorConfig:
         "retry_backoff_cap_s": 0.2,
     }
     base.update(overrides)
+    if "key" not in base:
+        base.setdefault("insecure", True)  # plain TCP on loopback: tests of the protocol
     return CoordinatorConfig(**base)
 
 

@@ -46,6 +46,8 @@ def node_config(endpoint: str, work_dir: Path, **overrides: Any) -> NodeConfig:
         "drain_timeout_s": 0.5,  # a test that stops a node with a task running
     }
     options.update(overrides)
+    if "key" not in options:
+        options.setdefault("insecure", True)  # plain TCP on loopback: tests of the node
     return NodeConfig(**options)
 
 
@@ -81,7 +83,7 @@ class FakeCoordinator:
         with anyio.fail_after(timeout):
             while True:
                 if not self._queue:
-                    self._queue.extend(await self.wire.receive())
+                    self._queue.extend((await self.wire.receive()).messages)
                 peer, payload = self._queue.popleft()
                 frame = protocol.decode(payload)
                 self.seen.append(frame)

@@ -16,7 +16,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from cluster_harness import Coordinator, Node
+from cluster_harness import Coordinator, Keys, Node
 from cluster_harness import mabeam_cli as mabeam
 from rich.console import Console
 
@@ -89,10 +89,12 @@ def test_an_unreachable_coordinator_is_one_line_naming_the_address(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
-    line = one_error_line(mabeam("status", "--coordinator", address, "--timeout", "0.3"))
+    line = one_error_line(
+        mabeam("status", "--coordinator", address, "--timeout", "0.3", "--insecure")
+    )
     assert f"no answer from the coordinator at {address} within 0.3 s" in line
     for args in (["cancel", "j-1"], ["submit", str(SPECS / "grid.toml")]):
-        line = in_process(capsys, *args, "--coordinator", address, "--timeout", "0.2")
+        line = in_process(capsys, *args, "--coordinator", address, "--timeout", "0.2", "--insecure")
         assert f"no answer from the coordinator at {address} within 0.2 s" in line
 
 
@@ -101,11 +103,11 @@ def test_the_address_defaults_to_the_environment_variable(
 ) -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MABEAM_COORDINATOR", address)
-    assert address in in_process(capsys, "status", "--timeout", "0.2")
+    assert address in in_process(capsys, "status", "--timeout", "0.2", "--insecure")
 
 
 def test_a_malformed_address_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    line = in_process(capsys, "status", "--coordinator", "localhost:5555")
+    line = in_process(capsys, "status", "--coordinator", "localhost:5555", "--insecure")
     assert "cannot connect to 'localhost:5555'" in line
 
 
@@ -164,9 +166,17 @@ def test_the_results_table_puts_the_best_trial_first_and_failures_last(mode: str
 
 
 @pytest.fixture
-def coordinator(tmp_path: Path) -> Iterator[Coordinator]:
-    """``mabeam coordinator start`` on a free port, stopped with SIGTERM."""
-    coord = Coordinator("coordinator", tmp_path / "jobs.db", "tcp://127.0.0.1:0", 1.0, "info")
+def coordinator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Coordinator]:
+    """``mabeam coordinator start`` on a free port with CurveZMQ keys (the client key in
+    this process's environment, for the ``mabeam`` commands), stopped with SIGTERM."""
+    keys = Keys(tmp_path / "keys")
+    for name, value in keys.client_env.items():
+        monkeypatch.setenv(name, value)
+    coord = Coordinator(
+        "coordinator", tmp_path / "jobs.db", "tcp://127.0.0.1:0", 1.0, "info",
+        keys.coordinator_args(),
+    )  # fmt: skip
+    coord.keys = keys  # type: ignore[attr-defined]
     try:
         yield coord
     finally:
@@ -179,7 +189,11 @@ def test_submit_wait_runs_on_a_node_and_status_lists_it(
 ) -> None:
     spec = tmp_path / "count.toml"
     spec.write_text(COUNT_SPEC)
-    node = Node("cli-node", coordinator.endpoint, tmp_path / "node", ["--slots", "2"])
+    keys = coordinator.keys  # type: ignore[attr-defined]
+    node = Node(
+        "cli-node", coordinator.endpoint, tmp_path / "node",
+        ["--slots", "2", *keys.node_args("cli-node")],
+    )  # fmt: skip
     try:
         result = mabeam("submit", str(spec), "--wait", "--coordinator", coordinator.endpoint)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -42,7 +42,7 @@ from mabeam.ml.spec import parse_spec
 pytestmark = pytest.mark.anyio
 
 WAIT_S = 5.0
-FAST = {"timeout": 5.0, "retry_s": 0.05}
+FAST: dict[str, Any] = {"timeout": 5.0, "retry_s": 0.05, "insecure": True}  # a fake ROUTER
 
 
 class FakeCoordinator:
@@ -65,7 +65,7 @@ class FakeCoordinator:
         with anyio.fail_after(WAIT_S):
             while True:
                 if not self._queue:
-                    self._queue.extend(await self.wire.receive())
+                    self._queue.extend((await self.wire.receive()).messages)
                 peer, payload = self._queue.pop(0)
                 frame = protocol.decode(payload)
                 if skip_heartbeats and isinstance(frame, protocol.Heartbeat):
@@ -159,7 +159,10 @@ async def test_an_unanswered_request_is_resent_with_the_same_request_id_and_key(
 
 async def test_nothing_listening_raises_coordinator_unreachable_naming_the_address() -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
-    async with Runtime() as rt, connect(address, timeout=0.3, retry_s=0.05) as client:
+    async with (
+        Runtime() as rt,
+        connect(address, timeout=0.3, retry_s=0.05, insecure=True) as client,
+    ):
         began = rt.clock.now()
         with pytest.raises(CoordinatorUnreachable) as info:
             await client.status()
@@ -172,12 +175,12 @@ async def test_nothing_listening_raises_coordinator_unreachable_naming_the_addre
 async def test_a_coordinator_that_never_answers_is_unreachable_too(
     fake: FakeCoordinator,
 ) -> None:
-    async with connect(fake.endpoint, timeout=0.3, retry_s=0.05) as client:
+    async with connect(fake.endpoint, timeout=0.3, retry_s=0.05, insecure=True) as client:
         with pytest.raises(CoordinatorUnreachable, match=fake.endpoint):
             await client.submit(spec())
     sent = []
     while fake.wire.sock.poll(0):
-        sent += [protocol.decode(payload) for _, payload in await fake.wire.receive()]
+        sent += [protocol.decode(payload) for _, payload in (await fake.wire.receive()).messages]
     submits = [f for f in sent if isinstance(f, protocol.Submit)]
     assert len(submits) >= 2 and len({f.request_id for f in submits}) == 1
 
@@ -428,7 +431,10 @@ async def test_more_specs_than_one_submit_carries_go_in_chunks_with_derived_keys
 ) -> None:
     total = protocol.MAX_SPECS_PER_SUBMIT * 2 + 500
     # Decoding a 1,000-spec SUBMIT takes the fake a while: no re-sends meanwhile.
-    async with connect(fake.endpoint, retry_s=5.0) as client, anyio.create_task_group() as tg:
+    async with (
+        connect(fake.endpoint, retry_s=5.0, insecure=True) as client,
+        anyio.create_task_group() as tg,
+    ):
         result: list[Submission] = []
 
         async def submit() -> None:

@@ -31,6 +31,7 @@ from test_protocol import frames
 
 from mabeam.cluster import protocol
 from mabeam.cluster.coordinator import CoordinatorConfig, CoordinatorHandle, start_coordinator
+from mabeam.cluster.keys import load_key
 from mabeam.cluster.node import NodeConfig, start_node
 
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -113,12 +114,19 @@ def refused_locally(payload: bytes) -> bool:
 
 
 class RawPeer:
-    """A plain DEALER with a fresh routing id that no drawn frame can name."""
+    """A DEALER with a fresh routing id that no drawn frame can name; with ``keys`` (a
+    harness's ``Keys``) a CURVE client holding the client key (an authenticated peer
+    that sends garbage), else plain TCP."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str) -> None:
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, keys: Any = None) -> None:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTING_ID, f"~fuzz~{next(_peers)}".encode())
+        if keys is not None:
+            client = load_key(keys.client_secret)
+            self.sock.curve_serverkey = load_key(keys.coordinator_public).public
+            self.sock.curve_publickey = client.public
+            self.sock.curve_secretkey = client.secret
         self.sock.connect(endpoint)
 
     def status(self, timeout: float = 10.0) -> protocol.StatusReply:
@@ -181,7 +189,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCoordinator]:
 
     state = tmp_path_factory.mktemp("fuzz") / "state.db"
     config = CoordinatorConfig(
-        bind="tcp://127.0.0.1:0", state=state, synchronous="NORMAL", heartbeat_s=0.2
+        bind="tcp://127.0.0.1:0", state=state, synchronous="NORMAL", heartbeat_s=0.2, insecure=True
     )
     with (
         start_blocking_portal("asyncio") as portal,
@@ -257,17 +265,20 @@ def test_after_the_fuzzing_a_client_and_a_node_still_get_a_job_done(
         pythonpath=(str(HERE),),
         heartbeat_s=0.2,
         drain_timeout_s=0.5,
+        insecure=True,
     )
     with live.portal.wrap_async_context_manager(start_node(config)) as node:
         live.portal.call(node.connected.wait)
         from cluster_harness import client_call
 
-        job_id = submit(live.endpoint, [protocol.JobSpec(ep("square"), {"x": 12})])[0]
+        job_id = submit(live.endpoint, [protocol.JobSpec(ep("square"), {"x": 12})], insecure=True)[
+            0
+        ]
 
         async def result(client: Any) -> Any:
             return await client.result(job_id, timeout=20)
 
-        value = client_call(live.endpoint, result)
+        value = client_call(live.endpoint, result, insecure=True)
     assert value["y"] == 144
     view = check_history(live.state, all_terminal=False)
     assert view.jobs[job_id].state == "succeeded"
@@ -297,7 +308,7 @@ def test_a_subprocess_coordinator_counts_garbage_and_keeps_serving(tmp_path: Pat
         ctx: zmq.Context[Any] = zmq.Context()
         try:
             for seed in range(3):
-                peer = RawPeer(ctx, cluster.endpoint)
+                peer = RawPeer(ctx, cluster.endpoint, cluster.keys)
                 batch = _bad_payloads(seed)
                 assert all(map(refused_locally, batch))
                 for payload in batch:

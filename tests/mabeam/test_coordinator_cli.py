@@ -48,7 +48,8 @@ def test_bad_arguments_exit_2_with_one_line(
             parse(*bad)
         assert info.value.code == 2
         assert "error:" in capsys.readouterr().err
-    code = _coordinator.run(parse("--bind", "tcp://nowhere", "--state", str(tmp_path / "s.db")))
+    state = str(tmp_path / "s.db")
+    code = _coordinator.run(parse("--bind", "tcp://nowhere", "--state", state, "--insecure"))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("mabeam coordinator start: error: bind must be an address like")
@@ -68,7 +69,9 @@ def test_a_state_file_that_cannot_be_used_exits_1_with_one_line(
     else:
         (tmp_path / "plain").write_text("")
         path = tmp_path / "plain" / "state.db"
-    code = _coordinator.run(parse("--bind", "tcp://127.0.0.1:0", "--state", str(path)))
+    code = _coordinator.run(
+        parse("--bind", "tcp://127.0.0.1:0", "--state", str(path), "--insecure")
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("mabeam coordinator start: error: cannot ")
@@ -98,7 +101,7 @@ def test_a_coordinator_process_serves_and_stops_on_sigterm(tmp_path: Path) -> No
     state = tmp_path / "deep" / "state.db"  # the directory is created
     proc = subprocess.Popen(
         [sys.executable, "-c", MAIN, "coordinator", "start", "--bind", "tcp://127.0.0.1:0",
-         "--state", str(state), "--heartbeat", "0.5"],
+         "--state", str(state), "--heartbeat", "0.5", "--insecure"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -106,7 +109,7 @@ def test_a_coordinator_process_serves_and_stops_on_sigterm(tmp_path: Path) -> No
     try:
         line = read_line(proc)
         prefix = "mabeam coordinator listening on tcp://127.0.0.1:"
-        assert line.startswith(prefix) and line.endswith(f" (state {state})")
+        assert line.startswith(prefix) and line.endswith(f" (state {state}, plain TCP, --insecure)")
         endpoint = line.split()[4]
         client = ctx.socket(zmq.DEALER)
         client.setsockopt(zmq.LINGER, 0)
@@ -136,7 +139,7 @@ def test_an_address_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
         port = holder.bind_to_random_port("tcp://127.0.0.1")
         proc = subprocess.run(
             [sys.executable, "-c", MAIN, "coordinator", "start",
-             "--bind", f"tcp://127.0.0.1:{port}", "--state", str(tmp_path / "s.db")],
+             "--bind", f"tcp://127.0.0.1:{port}", "--state", str(tmp_path / "s.db"), "--insecure"],
             capture_output=True,
             timeout=30,
         )  # fmt: skip

@@ -14,6 +14,7 @@ from mabeam.cluster._coord_policy import (
     make_policy,
 )
 from mabeam.cluster._coord_queue import JobBook
+from mabeam.cluster.keys import KeyPair
 
 
 def job(seq: int, priority: int = 0, gpus: int = 0, cpus: float = 1.0, mem: int = 0) -> ReadyJob:
@@ -98,7 +99,11 @@ def test_config_refuses_bad_values_with_the_field_named() -> None:
     ]:
         with pytest.raises(ValueError, match=field):
             CoordinatorConfig(**kw)  # type: ignore[arg-type]
-    cfg = CoordinatorConfig(bind="tcp://*:0", heartbeat_s=0.5, liveness=4)
+    keys = {
+        "key": KeyPair.generate("coordinator", "c"),
+        "allow_keys": [KeyPair.generate("node", "n")],
+    }
+    cfg = CoordinatorConfig(bind="tcp://*:0", heartbeat_s=0.5, liveness=4, **keys)
     assert (cfg.peer_timeout_s, cfg.lease_timeout_s) == (2.0, 2.0)
 
 

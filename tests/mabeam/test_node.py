@@ -41,7 +41,6 @@ from mabeam.cluster.protocol import (
 pytestmark = pytest.mark.anyio
 
 
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the node's socket and pipes on trio: test_node_conn.py
@@ -59,7 +58,6 @@ async def node(
             await handle.connected.wait()
         yield handle
         fake.ack_results()  # the node drains on the way out: it need not wait for ACKs
-
 
 
 # -- the handshake ---------------------------------------------------------------------
@@ -89,14 +87,20 @@ async def test_hello_carries_the_cpu_only_inventory_and_ready_grants_every_slot(
 
 
 async def test_without_slots_a_cpu_only_node_offers_one_slot_per_cpu(tmp_path: Path) -> None:
-    app = node_app(NodeConfig(coordinator="tcp://127.0.0.1:1", node_id="n", work_dir=tmp_path))
+    app = node_app(
+        NodeConfig(coordinator="tcp://127.0.0.1:1", node_id="n", work_dir=tmp_path, insecure=True)
+    )
     assert app.setup.slots == (os.cpu_count() or 1)
     assert app.setup.inventory.gpus == ()
 
 
 def test_workers_get_the_agents_working_directory_first_on_their_path(tmp_path: Path) -> None:
     config = NodeConfig(
-        coordinator="tcp://127.0.0.1:1", node_id="n", work_dir=Path("w"), pythonpath=("/x",)
+        coordinator="tcp://127.0.0.1:1",
+        node_id="n",
+        work_dir=Path("w"),
+        pythonpath=("/x",),
+        insecure=True,
     )
     setup = node_app(config).setup
     paths = setup.task.env["PYTHONPATH"].split(os.pathsep)
@@ -483,7 +487,7 @@ async def test_gpus_option_selects_and_refuses_gpus_by_index_or_uuid(tmp_path: P
     def config(gpus: str) -> NodeConfig:
         return NodeConfig(
             coordinator="tcp://127.0.0.1:1", node_id="n", gpus=gpus, work_dir=tmp_path,
-            inventory_gpus=GPUS,
+            inventory_gpus=GPUS, insecure=True,
         )  # fmt: skip
 
     assert node_app(config("1")).setup.gpus == ("GPU-11111111-bbbb",)
@@ -511,6 +515,10 @@ async def test_gpus_option_selects_and_refuses_gpus_by_index_or_uuid(tmp_path: P
 def test_a_bad_config_is_refused_with_a_clear_message(
     overrides: dict[str, Any], message: str
 ) -> None:
-    options: dict[str, Any] = {"coordinator": "tcp://127.0.0.1:5555", "node_id": "n1"}
+    options: dict[str, Any] = {
+        "coordinator": "tcp://127.0.0.1:5555",
+        "node_id": "n1",
+        "insecure": True,
+    }
     with pytest.raises(ValueError, match=message):
         NodeConfig(**{**options, **overrides})

@@ -38,7 +38,7 @@ def agent_command(endpoint: str, work_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "mabeam.cli._node", "start", "--coordinator", endpoint,
         "--node-id", "n1", "--work-dir", str(work_dir), "--slots", "1", "--heartbeat", "0.2",
-        "--drain-timeout", "2", *extra,
+        "--drain-timeout", "2", "--insecure", *extra,
     ]  # fmt: skip
 
 
@@ -117,7 +117,7 @@ async def test_a_killed_agent_restarted_on_its_work_dir_redelivers_its_result(
 )
 def test_bad_arguments_exit_2_with_one_error_line(args: list[str], error: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mabeam.cli._node", "start", *args],
+        [sys.executable, "-m", "mabeam.cli._node", "start", "--insecure", *args],
         capture_output=True,
         text=True,
         timeout=30,
