@@ -99,7 +99,7 @@ async def test_a_call_off_that_comes_after_the_worker_ran_the_attempt_reports_it
         last = attempt(tmp_path, "r", "notify_fifo", {"path": str(ran)})
         for a in (head, queued, last):
             pool.cast(RunAttempt(a))
-        assert await probe.assert_receive(TaskStarted, timeout=WAIT_S) == TaskStarted(head.key)
+        assert (await probe.assert_receive(TaskStarted, timeout=WAIT_S)).key == head.key
         run_ahead(go, ran)
         pool.cast(StopAttempt(queued.key, "cancelled"))  # the actor still sees q queued
         got = await ends(probe, 3)
