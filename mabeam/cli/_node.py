@@ -10,8 +10,12 @@ waits for it instead of sleeping)::
 and ``... reconnected to ...`` after it had to reconnect. SIGTERM or Ctrl-C drains it
 (no new work; running tasks finish within ``--drain-timeout`` or are handed back to the
 coordinator), then it exits 0. Bad arguments (an address that is not
-``tcp://HOST:PORT``, ``--slots 0``, a ``--gpus`` value that names no GPU here) end in
-one error line and exit status 2, never a traceback.
+``tcp://HOST:PORT``, ``--slots 0``, a ``--gpus`` value that names no GPU here,
+``--task-memory-mb 0``) end in one error line and exit status 2, never a traceback.
+
+``--task-memory-mb`` and ``--task-disk-mb`` bound each task's memory and outputs; a
+task over either is stopped and fails with ``memory_limit`` / ``disk_limit`` (see
+docs/tasks.md, "Limits").
 
 Security: ``--key keys/NAME.key_secret --coordinator-key keys/coordinator.key`` (or
 ``$MABEAM_KEY`` / ``$MABEAM_COORDINATOR_KEY``), the node id being the key's name;
@@ -159,6 +163,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="replace a pool worker after this many tasks (default: 100)",
     )
     start.add_argument(
+        "--task-memory-mb",
+        type=_int(1),
+        metavar="N",
+        help="the most memory (MiB, RSS of its processes) a task may use; a job's "
+        "resources.memory_mb applies when lower. Over it the task is killed and fails "
+        "with memory_limit, not retried (default: no cap)",
+    )
+    start.add_argument(
+        "--task-disk-mb",
+        type=_int(1),
+        metavar="N",
+        help="the most a task may write to its output directory (MiB); over it the task "
+        "is killed, or its outputs are not published, and it fails with disk_limit, not "
+        "retried (default: no limit)",
+    )
+    start.add_argument(
+        "--limit-check",
+        type=_seconds(zero=False),
+        default=0.25,
+        metavar="S",
+        help="how often a task under a memory or disk limit is checked (default: 0.25)",
+    )
+    start.add_argument(
         "--heartbeat",
         type=_seconds(zero=False),
         default=1.0,
@@ -194,6 +221,9 @@ def run(args: argparse.Namespace) -> int:
         "work_dir": Path(args.work_dir),
         "drain_timeout_s": args.drain_timeout,
         "max_tasks_per_worker": args.max_tasks_per_worker,
+        "task_memory_mb": args.task_memory_mb,
+        "task_disk_mb": args.task_disk_mb,
+        "limit_check_s": args.limit_check,
         "heartbeat_s": args.heartbeat,
         "insecure": args.insecure,
     }

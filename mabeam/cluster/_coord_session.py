@@ -69,6 +69,8 @@ def result_op(node_id: str, result: p.Result) -> Op:
 
     ok -> Complete; exception, timeout, crashed -> Fail (retried with back-off up to
     ``max_retries``); refused, not_found -> Fail(permanent) (no retry can fix them);
+    memory_limit, disk_limit -> Fail(permanent) (a task over its limit would most likely
+    go over it again: a retry would only burn another slot's time);
     cancelled -> Release (the store turns a requested cancel into ``cancelled``);
     handed_back -> Release (requeued, not a failure).
     """
@@ -76,7 +78,7 @@ def result_op(node_id: str, result: p.Result) -> Op:
         return Complete(result.job_id, result.lease, result.value)
     kind = result.error_kind
     error = result.error or f"attempt ended: {kind}"
-    if kind in ("refused", "not_found"):
+    if kind in ("refused", "not_found", "memory_limit", "disk_limit"):
         return Fail(result.job_id, result.lease, error, permanent=True)
     if kind == "cancelled":
         return Release(result.job_id, result.lease, f"cancelled on node {node_id}: {error}")

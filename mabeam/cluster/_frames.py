@@ -13,12 +13,21 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
 
 Isolation: TypeAlias = Literal["process", "pool"]
 ErrorKind: TypeAlias = Literal[
-    "exception", "timeout", "cancelled", "crashed", "refused", "not_found", "handed_back"
+    "exception",
+    "timeout",
+    "cancelled",
+    "crashed",
+    "refused",
+    "not_found",
+    "handed_back",
+    "memory_limit",
+    "disk_limit",
 ]
 ERROR_KINDS: Final[tuple[ErrorKind, ...]] = get_args(ErrorKind)
 """Why an attempt failed (RESULT.error_kind): the task raised, ran past its timeout, was
 cancelled, its worker died, its entrypoint is not on the node's allow-list or cannot be
-imported, or the node handed the job back unfinished (draining)."""
+imported, the node handed the job back unfinished (draining), or the task went over its
+memory limit or the node's limit on task outputs."""
 
 TERMINAL_STATES: Final = frozenset({"succeeded", "failed", "cancelled"})
 """Job states after which nothing changes; the others are queued, dispatched, running."""

@@ -29,7 +29,7 @@ sent for an interval; when nothing was heard for ``peer_timeout_s`` it closes th
 socket and opens a new one after the back-off (``Link``), then HELLOs again. Cut off
 for longer than ``lease_s``, the node fences itself: its running tasks are stopped and
 forgotten without a result (their leases go to other nodes); the outbox stays.
-Draining: see ``_node_drain``. A refused key: ``Link.handshake_events``.
+Draining: ``_node_drain``; task limits: ``_node_watchdog``; a refused key: ``Link``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from ._node_tasks import (
     progress_payload,
     result_payload,
 )
+from ._node_watchdog import LimitHit
 from ._node_work import Work
 from ._wire import Incoming
 from .protocol import (
@@ -127,9 +128,11 @@ class NodeConnection(Actor):
         elif cls is TaskProgress:
             self._progress(msg)
         elif cls is TaskStarted:
-            if self._work.started(msg.key):  # its ACCEPT goes out in the flush's burst
+            if self._work.started(msg.key, msg.pid):  # its ACCEPT goes out in the flush
                 self._accepts.append(msg.key)
                 self._want_flush()
+        elif cls is LimitHit:
+            self._work.limit_hit(msg)
         elif msg == _FLUSH:
             self._flush()
         else:
@@ -328,9 +331,7 @@ class NodeConnection(Actor):
             self._grant(1)
 
     def _cancel(self, key: Key) -> None:
-        if self._work.stop(key, "cancelled"):
-            return
-        stored = self._outbox.get(key)
+        stored = None if self._work.stop(key, "cancelled") else self._outbox.get(key)
         if stored is not None:
             self._send_result(stored, resend=True)  # it ended already: this is how
 
@@ -348,7 +349,7 @@ class NodeConnection(Actor):
         await self._work.fill()  # the freed slot (or a returned attempt) is placed
         if entry is None:
             return  # forgotten (fenced), already ended, or back in the queue
-        outcome = msg.outcome
+        outcome = self._work.outcome(entry, msg.outcome)  # a limit hit says how it ended
         kind: ErrorKind | None = None
         if not outcome.ok and entry.stopping in ("cancelled", "handed_back"):
             kind = "cancelled" if entry.stopping == "cancelled" else "handed_back"

@@ -16,7 +16,8 @@ jobs or results. The worker may be ahead of what this actor has read, so only th
 worker's own messages settle an attempt: the head of the queue (the oldest without a
 result) is taken to run; its timeout starts and ``TaskStarted`` goes out when the one
 ahead of it has reported. Stopping the head (timeout, cancel, hand-back, fencing)
-sends SIGTERM to the worker's group, SIGKILL after the grace period; a queued attempt
+sends SIGTERM to the worker's group, SIGKILL after the grace period (at once for a
+task over its memory or outputs limit: the node's watchdog); a queued attempt
 is called off in the pipe instead (``{"skip": seq}``): the worker answers ``skipped``,
 or stops it as SIGTERM would if it had already begun, or it had finished it and its
 result counts. After a SIGTERM the worker takes nothing more, the results still in the
@@ -51,6 +52,7 @@ from ._node_link import stop_reader
 from ._node_pipes import Chunk, Eof, Output, PipeReader, PipeWriter, Written
 from ._node_setup import TaskSettings
 from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, TaskStarted, unstarted
+from ._task_limits import LIMIT_KINDS
 from ._worker_proc import (
     SKIPPED,
     conclude,
@@ -67,6 +69,12 @@ from .task import ErrorKind, FrameBuffer, Progress, TaskOutcome, job_to_wire, pa
 __all__ = ("RETIRE", "PoolWorker", "RunAttempt", "StopAttempt")
 
 _BOOT: Final = "boot"
+_STOP_KINDS: Final[dict[str, ErrorKind]] = {
+    "timeout": "timeout",
+    "memory_limit": "memory_limit",
+    "disk_limit": "disk_limit",
+}
+"""How an attempt stopped for one of these reasons ends (any other stop: cancelled)."""
 RETIRE: Final = "retire"
 """Connection -> PoolWorker: run what you were given, then exit (your code is stale)."""
 
@@ -288,7 +296,7 @@ class PoolWorker(Actor):
         timeout = head.attempt.timeout_s
         if timeout is not None:
             head.timer = self.send_after(timeout, _Deadline(head.seq))
-        self._owner.cast(TaskStarted(head.attempt.key))
+        self._owner.cast(TaskStarted(head.attempt.key, self._pgid))
 
     def _ended(self) -> None:
         """An attempt reported: start the next, or retire after the last one handed over."""
@@ -337,7 +345,12 @@ class PoolWorker(Actor):
         attempt = head.attempt
         log_path = attempt.directory / LOG_NAME
         return conclude(
-            final, code, work_dir=head.work_dir, output_dir=attempt.output_dir, log_path=log_path
+            final,
+            code,
+            work_dir=head.work_dir,
+            output_dir=attempt.output_dir,
+            log_path=log_path,
+            disk_mb=self._settings.disk_mb,
         )
 
     async def _stop(self, key: Key, reason: str, what: str = "") -> None:
@@ -353,6 +366,10 @@ class PoolWorker(Actor):
         if entry.timer is not None:
             entry.timer.cancel()
         self._signalled = True
+        if reason in LIMIT_KINDS:  # over its limit (the node's watchdog): no grace
+            entry.sigkilled = True
+            kill_group(self._pgid)
+            return
         signal_group(self._pgid, signal.SIGTERM)
         entry.timer = self.send_after(self._settings.grace_s, _Kill(entry.seq))
 
@@ -386,9 +403,11 @@ class PoolWorker(Actor):
             attempt = head.attempt
             log_path = attempt.directory / LOG_NAME
             if head.stopping is not None:
-                kind: ErrorKind = "timeout" if head.stopping == "timeout" else "cancelled"
+                kind: ErrorKind = _STOP_KINDS.get(head.stopping, "cancelled")
                 grace = self._settings.grace_s
                 how = f"SIGKILL after {grace:g} s grace" if head.sigkilled else "SIGTERM"
+                if kind in LIMIT_KINDS:
+                    how = "SIGKILL"
                 stopped = TaskOutcome.failure(
                     kind, f"{head.what}; stopped with {how}", traceback=log_tail(log_path)
                 )

@@ -104,6 +104,7 @@ class TaskRunner(Actor):
                 attempt.directory,
                 settings.env,
                 python=settings.python,
+                disk_mb=settings.disk_mb,
             )
         except (OSError, ValueError) as exc:
             return TaskOutcome.failure(
@@ -112,7 +113,7 @@ class TaskRunner(Actor):
         with task:
             self._switch.attach(task)
             try:
-                rt.call_soon_threadsafe(owner.cast, TaskStarted(key))
+                rt.call_soon_threadsafe(owner.cast, TaskStarted(key, task.pid))
                 return task.run_to_end(attempt.timeout_s, on_progress, grace_s=settings.grace_s)
             finally:
                 self._switch.attach(None)

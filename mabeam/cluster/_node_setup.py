@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._security import CurveClient
+from ._task_limits import DEFAULT_LIMIT_CHECK_S
 from .protocol import Inventory
 
 __all__ = ("NodeCounters", "NodeSetup", "NodeStatistics", "TaskSettings")
@@ -27,7 +28,9 @@ class TaskSettings:
 
     ``env`` is added to the agent's environment (PYTHONPATH with the agent's working
     directory in front); ``grace_s`` is the time between SIGTERM and SIGKILL when a
-    task is stopped; ``log_dir`` holds the pool workers' own logs.
+    task is stopped; ``log_dir`` holds the pool workers' own logs. ``memory_mb`` and
+    ``disk_mb`` are the node's caps on a task's memory and outputs (None: none), checked
+    every ``limit_check_s`` while a task runs (``_node_watchdog``).
     """
 
     python: str
@@ -35,6 +38,9 @@ class TaskSettings:
     grace_s: float
     max_tasks_per_worker: int
     log_dir: Path
+    memory_mb: int | None = None
+    disk_mb: int | None = None
+    limit_check_s: float = DEFAULT_LIMIT_CHECK_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,8 @@ class NodeStatistics:
     (``prefetch``); ``tasks_run`` counts attempts taken; ``tasks_ok`` / ``tasks_failed`` the results
     reported (``handed_back`` and ``refused`` are failures too, counted apart as well);
     ``fenced`` the attempts stopped without a result after losing the coordinator;
+    ``over_limit`` the attempts failed for going over their memory or outputs limit,
+    ``limit_checks`` the watchdog's samples of the tasks under a limit;
     ``outbox`` the results on disk waiting for an ACK; ``key_refused``: the
     coordinator refused this node's key at the last handshake.
     """
@@ -61,6 +69,8 @@ class NodeStatistics:
     handed_back: int
     refused: int
     fenced: int
+    over_limit: int
+    limit_checks: int
     outbox: int
     results_sent: int
     results_resent: int
@@ -86,6 +96,8 @@ class NodeCounters:
     handed_back: int = 0
     refused: int = 0
     fenced: int = 0
+    over_limit: int = 0
+    limit_checks: int = 0
     outbox: int = 0
     results_sent: int = 0
     results_resent: int = 0
@@ -127,6 +139,7 @@ class NodeSetup:
     task: TaskSettings
     runners_name: Any  # registered names of the two supervisors in the node's tree
     pool_name: Any
+    watchdog_name: Any
     counters: NodeCounters
     curve: CurveClient | None  # None: plain TCP (insecure)
     listeners: list[ConnectListener] = field(default_factory=list)

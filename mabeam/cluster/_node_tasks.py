@@ -42,6 +42,8 @@ _WIRE_KINDS: Final[dict[str, WireKind]] = {
     "cancelled": "cancelled",
     "crashed": "crashed",
     "publish_failed": "crashed",
+    "memory_limit": "memory_limit",
+    "disk_limit": "disk_limit",
 }
 _UNSTARTED: Final = {"handed_back": "handed back", "shutdown": "the node stopped"}
 _MAX_METRIC_TEXT: Final = 1024
@@ -83,9 +85,10 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class TaskStarted:
-    """Runner -> connection: the worker runs the task (the node sends ACCEPT)."""
+    """Runner -> connection: the worker (``pid``) runs the task (the node sends ACCEPT)."""
 
     key: Key
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ cancel, a hand-back, fencing; one still waiting here ends at once without runnin
 queued in a worker's pipe is called off there) and takes their ``TaskEnded`` back,
 returning GPUs and the slot; an attempt a failing pool worker never started comes
 back to the front of the queue.
+
+An attempt under a memory or outputs limit (``TaskLimits``) is watched by the node's
+``TaskWatchdog`` from its ``TaskStarted`` to its end. A ``LimitHit`` marks it and stops
+it; its end is then reported as the hit says (``memory_limit`` / ``disk_limit``), unless
+it had succeeded first.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from typing import Any
 from foundation import Actor, ActorRef, Down, FoundationError, MonitorRef
 from supervision import DynamicSupervisor, SupervisionError, child_spec
 
+from ._attempt_files import partial_dir
 from ._limits import MAX_RUNNING
 from ._node_outbox import OutboxEntry
 from ._node_pool import RETIRE, PoolWorker, RunAttempt, StopAttempt
 from ._node_runner import StopSwitch, TaskRunner
 from ._node_setup import NodeSetup
 from ._node_tasks import Attempt, Key, TaskEnded, attempt_dir, unstarted
+from ._node_watchdog import LimitHit, Unwatch, Watch
+from ._task_limits import LIMIT_KINDS, TaskLimits
 from .protocol import Dispatch, ErrorKind, RunningJob
 from .task import TaskJob, TaskOutcome
 
@@ -64,6 +72,9 @@ class Running:
     monitor: MonitorRef | None = None  # a runner's monitor
     switch: StopSwitch | None = None
     stopping: str | None = None  # why it is being stopped
+    limits: TaskLimits | None = None  # None: not watched
+    watched: bool = False  # the watchdog has its Watch
+    limit: LimitHit | None = None  # it went over a limit: how its end is reported
 
 
 @dataclass(slots=True)
@@ -104,6 +115,7 @@ class Work:
         self._assigned: dict[Key, ActorRef] = {}  # pool attempt -> its worker
         self._pool_started = 0
         self._arrivals = 0
+        self._watchdog = actor.runtime.whereis(setup.watchdog_name)
 
     # -- questions -----------------------------------------------------------------------
 
@@ -168,8 +180,15 @@ class Work:
         # A pool worker's environment is fixed, so a GPU job always gets its own process.
         pool = dispatch.isolation == "pool" and not gpus
         self._arrivals += 1
+        task = self._setup.task
         self.running[key] = Running(
-            attempt, dispatch.attempt, pool, now, self._arrivals, dispatch.code_version
+            attempt,
+            dispatch.attempt,
+            pool,
+            now,
+            self._arrivals,
+            dispatch.code_version,
+            limits=TaskLimits.of(dispatch.resources.memory_mb, task.memory_mb, task.disk_mb),
         )
         self._waiting.append(key)
         self._count()
@@ -277,16 +296,55 @@ class Work:
         entry.monitor = self._actor.monitor(ref)
         self._runners[entry.monitor] = entry.attempt.key
 
-    def started(self, key: Key) -> bool:
-        """Its runner or pool worker started the attempt; False if it is gone or being
-        stopped (no ACCEPT then)."""
+    def started(self, key: Key, pid: int) -> bool:
+        """Its runner or pool worker (process ``pid``) started the attempt; False if it
+        is gone or being stopped (no ACCEPT then)."""
         entry = self.running.get(key)
         if entry is None or entry.stopping is not None or entry.launched:
             return False
         entry.launched = True
         self.active += 1
         self._count()
+        if entry.limits is not None and pid > 0 and self._watchdog is not None:
+            outputs = partial_dir(entry.attempt.output_dir)
+            dedicated = not entry.pool
+            self._watchdog.cast(Watch(key, pid, entry.limits, outputs, self._actor.ref, dedicated))
+            entry.watched = True
         return True
+
+    def _unwatch(self, entry: Running) -> None:
+        if entry.watched and self._watchdog is not None:
+            entry.watched = False
+            self._watchdog.cast(Unwatch(entry.attempt.key))
+
+    def limit_hit(self, hit: LimitHit) -> None:
+        """The watchdog found the attempt over a limit: stop it; its end says why."""
+        entry = self.running.get(hit.key)
+        if entry is None or not entry.watched or entry.stopping is not None:
+            return  # it ended, went back to the queue, or is being stopped already
+        entry.watched = False  # the watchdog let it go
+        entry.limit = hit
+        self.stop(hit.key, hit.kind)
+
+    def outcome(self, entry: Running, outcome: TaskOutcome) -> TaskOutcome:
+        """How an ended attempt is reported: as its limit hit says, if it had one and
+        did not succeed first. A failure for a limit is counted and logged."""
+        hit = entry.limit
+        if hit is not None and not outcome.ok:
+            outcome = TaskOutcome.failure(
+                hit.kind,
+                hit.error,
+                traceback=outcome.traceback,
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+                log_path=outcome.log_path,
+            )
+        if outcome.kind in LIMIT_KINDS:
+            self._setup.counters.over_limit += 1
+            job = entry.attempt.job
+            log.warning("node %s: %s (%s) attempt %d: %s", self._setup.node_id, job.job_id,
+                        job.entrypoint, entry.number, outcome.error)  # fmt: skip
+        return outcome
 
     def _count(self) -> None:
         counters = self._setup.counters
@@ -339,6 +397,7 @@ class Work:
     def _requeue(self, entry: Running) -> None:
         """Back to the queue, ahead of every attempt that arrived after it (all that wait
         did: the queue is served in order), behind those that came before."""
+        self._unwatch(entry)
         if entry.launched:
             entry.launched = False
             self.active -= 1
@@ -353,6 +412,7 @@ class Work:
         self._count()
 
     def _release(self, entry: Running) -> None:
+        self._unwatch(entry)
         if entry.launched:
             self.active -= 1
         self._count()

@@ -64,8 +64,10 @@ class TaskProcess:
         output_dir: Path,
         work_dir: Path,
         job_frame: bytes,
+        disk_mb: int | None = None,
     ) -> None:
         self.job = job
+        self.disk_mb = disk_mb
         self.log_path = log_path
         self.output_dir = output_dir
         self.work_dir = work_dir
@@ -115,12 +117,15 @@ class TaskProcess:
         *,
         python: str | None = None,
         cwd: Path | None = None,
+        disk_mb: int | None = None,
     ) -> TaskProcess:
         """Spawn the worker for ``job`` on ``device`` ("cpu" or GPU UUIDs) and send the job.
 
         ``env`` is added to this process's environment; the GPU variables and
-        ``PYTHONUNBUFFERED=1`` are set on top. Raises ValueError when the job cannot be
-        encoded (params must be msgpack types) and OSError when the worker cannot start.
+        ``PYTHONUNBUFFERED=1`` are set on top. With ``disk_mb``, outputs over that many
+        MiB are not published (the attempt fails with ``disk_limit``). Raises ValueError
+        when the job cannot be encoded (params must be msgpack types) and OSError when
+        the worker cannot start.
         """
         gpus = device_uuids(device)
         child_env = worker_environment(gpus, env)  # ValueError for a malformed UUID
@@ -147,6 +152,7 @@ class TaskProcess:
                 output_dir=output_dir,
                 work_dir=work_dir,
                 job_frame=frame,
+                disk_mb=disk_mb,
             )
         except BaseException:
             kill_group(proc.pid)
@@ -293,6 +299,7 @@ class TaskProcess:
             work_dir=self.work_dir,
             output_dir=self.output_dir,
             log_path=self.log_path,
+            disk_mb=self.disk_mb,
         )
 
     def _stopped(

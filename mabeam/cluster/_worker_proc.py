@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._attempt_files import log_tail, partial_dir, publish
+from ._task_limits import outputs_over
 from .gpus import visible_devices_env
 from .task import Progress, TaskOutcome
 
@@ -35,7 +36,9 @@ __all__ = (
     "worker_environment",
 )
 
-PARENT_KINDS = frozenset({"timeout", "cancelled", "crashed", "publish_failed"})
+PARENT_KINDS = frozenset(
+    {"timeout", "cancelled", "crashed", "publish_failed", "memory_limit", "disk_limit"}
+)
 """Outcome kinds only the parent decides; a worker that reports one is broken."""
 
 
@@ -158,11 +161,13 @@ def conclude(
     work_dir: Path,
     output_dir: Path,
     log_path: Path,
+    disk_mb: int | None = None,
 ) -> TaskOutcome:
     """How an attempt ended, from the worker's final message (None: it died without
-    one): a success publishes ``work_dir`` as ``output_dir`` (if the task made it),
-    anything else drops it. The outcome names the log only if there is one (a pool
-    task that printed nothing has none)."""
+    one): a success publishes ``work_dir`` as ``output_dir`` (if the task made it and it
+    is within ``disk_mb`` MiB, else the attempt fails with ``disk_limit``), anything
+    else drops it. The outcome names the log only if there is one (a pool task that
+    printed nothing has none)."""
     if final is None:
         code = -signal.SIGKILL if returncode is None else returncode
         crash = TaskOutcome.crashed(code, traceback=log_tail(log_path))
@@ -171,6 +176,10 @@ def conclude(
         return failed(final, returncode, work_dir=work_dir, log_path=log_path)
     published: str | None = None
     if os.path.isdir(work_dir):
+        over = outputs_over(work_dir, disk_mb)
+        if over is not None:
+            outcome = TaskOutcome.failure("disk_limit", over)
+            return failed(outcome, returncode, work_dir=work_dir, log_path=log_path)
         try:
             publish(work_dir, output_dir)
         except OSError as exc:

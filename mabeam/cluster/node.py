@@ -14,16 +14,18 @@ The node's tree (an ``Application`` named ``mabeam.node:<node_id>``), in start o
   ``isolation="process"`` (a fresh worker process in its own process group);
 - ``pool``: a ``DynamicSupervisor`` of temporary ``PoolWorker``s for
   ``isolation="pool"`` (one long-lived worker process per slot, reused);
+- ``watchdog``: the ``TaskWatchdog``, which samples the memory and outputs of tasks that
+  run under a limit and stops those over it (``_node_watchdog``);
 - ``connection``: the ``NodeConnection`` actor: the socket, HELLO/READY, heartbeats,
   reconnects, self-fencing, the outbox (SQLite, in ``work_dir``) and the table of
   what runs where.
 
-The strategy is ``one_for_all``, on purpose: the three share one piece of state (which
-attempt runs in which runner or worker, holding which slot and GPUs), kept by the
-connection. If any of them is lost, the others' view of it is wrong, so all restart
-from what is durable, the outbox: the new connection HELLOs with its un-ACKed results
-only, and the coordinator requeues the attempts that were running. Runners and pool
-workers are temporary (an attempt is never rerun by the node; retries are the
+The strategy is ``one_for_all``, on purpose: the four share one piece of state (which
+attempt runs in which runner or worker, holding which slot and GPUs, watched how), kept
+by the connection. If any of them is lost, the others' view of it is wrong, so all
+restart from what is durable, the outbox: the new connection HELLOs with its un-ACKed
+results only, and the coordinator requeues the attempts that were running. Runners and
+pool workers are temporary (an attempt is never rerun by the node; retries are the
 coordinator's decision), so only a bug in the node's own code restarts the tree, and
 more than 3 such restarts in 5 s stop the agent (exit 1).
 
@@ -57,7 +59,9 @@ from ._limits import MAX_CREDIT
 from ._node_conn import NodeConnection
 from ._node_drain import DRAIN
 from ._node_setup import NodeCounters, NodeSetup, NodeStatistics, TaskSettings
+from ._node_watchdog import TaskWatchdog
 from ._security import CurveClient, check_insecure
+from ._task_limits import DEFAULT_LIMIT_CHECK_S
 from .keys import KeyPair, load_key
 from .protocol import (
     HEARTBEAT_INTERVAL_S,
@@ -87,6 +91,7 @@ _ENDPOINT = re.compile(
     r":(?P<port>[0-9]{1,5})|ipc://\S+"
 )
 _MIB: Final = 1024 * 1024
+_MAX_MB: Final = 1 << 40  # MiB: an exbibyte, far beyond any machine
 
 
 def check_endpoint(address: object) -> str:
@@ -118,6 +123,13 @@ def _count(name: str, value: object, low: int, high: int) -> None:
         raise ValueError(f"{name} must be an int in [{low}, {high}], got {value!r}")
 
 
+def _mebibytes(name: str, value: object) -> None:
+    if value is not None and (type(value) is not int or not 1 <= value <= _MAX_MB):
+        raise ValueError(
+            f"{name} must be a whole number of MiB >= 1, or None for no limit, got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """What a node agent runs with; every field is checked here (ValueError).
@@ -143,6 +155,14 @@ class NodeConfig:
         python / pythonpath: the interpreter for workers, and import directories put on
             their PYTHONPATH after the agent's working directory.
         stop_grace_s: SIGTERM to SIGKILL, when a task is stopped.
+        task_memory_mb: the most memory (MiB, RSS of its processes) a task may use; a
+            job's ``resources.memory_mb`` applies when it is lower. None: no cap (a job
+            that names its memory is still held to it). Over it, the task is killed and
+            fails with ``memory_limit`` (not retried).
+        task_disk_mb: the most an attempt may write to its output directory (MiB); over
+            it, it is killed (or, found at its end, not published) and fails with
+            ``disk_limit`` (not retried). None: no limit.
+        limit_check_s: how often a task under a limit is sampled.
         reconnect_min_s / reconnect_max_s: the reconnect back-off (doubling, +-20 %).
         inventory_gpus: for tests: these GPUs instead of NVML discovery.
         key: the node's CurveZMQ key pair (a ``KeyPair`` or its ``.key_secret`` file).
@@ -166,6 +186,9 @@ class NodeConfig:
     python: str = sys.executable
     pythonpath: tuple[str, ...] = ()
     stop_grace_s: float = 5.0
+    task_memory_mb: int | None = None
+    task_disk_mb: int | None = None
+    limit_check_s: float = DEFAULT_LIMIT_CHECK_S
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
     inventory_gpus: tuple[gpu_discovery.Gpu, ...] | None = None
@@ -195,6 +218,9 @@ class NodeConfig:
             _positive("lease_s", self.lease_s)
         _positive("drain_timeout_s", self.drain_timeout_s, zero=True)
         _positive("stop_grace_s", self.stop_grace_s, zero=True)
+        for name in ("task_memory_mb", "task_disk_mb"):
+            _mebibytes(name, getattr(self, name))
+        _positive("limit_check_s", self.limit_check_s)
         _positive("reconnect_min_s", self.reconnect_min_s)
         _positive("reconnect_max_s", self.reconnect_max_s)
         _count("max_tasks_per_worker", self.max_tasks_per_worker, 1, 1 << 31)
@@ -253,6 +279,7 @@ class NodeApplication(Application):
             children=[
                 DynamicSupervisor.child_spec(id="runners", name=setup.runners_name),
                 DynamicSupervisor.child_spec(id="pool", name=setup.pool_name),
+                child_spec(TaskWatchdog, setup, id="watchdog", name=setup.watchdog_name),
                 child_spec(
                     NodeConnection,
                     setup,
@@ -342,9 +369,13 @@ def _resolve(config: NodeConfig) -> NodeSetup:
             grace_s=float(config.stop_grace_s),
             max_tasks_per_worker=config.max_tasks_per_worker,
             log_dir=work_dir / "logs",
+            memory_mb=config.task_memory_mb,
+            disk_mb=config.task_disk_mb,
+            limit_check_s=float(config.limit_check_s),
         ),
         runners_name=("mabeam.node", node_id, "runners"),
         pool_name=("mabeam.node", node_id, "pool"),
+        watchdog_name=("mabeam.node", node_id, "watchdog"),
         counters=NodeCounters(node_id),
         curve=None
         if config.insecure

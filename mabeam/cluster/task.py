@@ -61,7 +61,8 @@ WIRE_VERSION: Final = 1
 #: not be imported or called; ``bad_result``: the return value is not encodable;
 #: ``timeout`` / ``cancelled``: the runner stopped it; ``crashed``: the worker died
 #: without a result (exit code or signal); ``publish_failed``: the outputs could not be
-#: renamed into place.
+#: renamed into place; ``memory_limit`` / ``disk_limit``: the node stopped it for using
+#: more memory than its limit, or for writing more outputs than the node allows.
 ErrorKind: TypeAlias = Literal[
     "exception",
     "bad_entrypoint",
@@ -70,6 +71,8 @@ ErrorKind: TypeAlias = Literal[
     "cancelled",
     "crashed",
     "publish_failed",
+    "memory_limit",
+    "disk_limit",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 

@@ -183,6 +183,14 @@ def notify_fifo(params: dict[str, Any], ctx: TaskContext) -> int:
     return os.getpid()
 
 
+def notify_fifo_then_block(params: dict[str, Any], ctx: TaskContext) -> None:
+    """``notify_fifo``, then never return: a test that read the line knows every attempt
+    before this one has sent its result (the worker runs them in turn)."""
+    with open(params["path"], "w") as fifo:
+        fifo.write("ran\n")
+    threading.Event().wait()
+
+
 def spin_in_c(params: dict[str, Any], ctx: TaskContext) -> int:
     """Report step 0, then sum ``range(params["n"])`` in one C call: no Python signal
     handler runs until it returns (only SIGKILL stops it)."""
@@ -195,3 +203,66 @@ def pid_then_wait(params: dict[str, Any], ctx: TaskContext) -> str:
     ctx.report(step=0, pid=os.getpid())
     with open(params["path"]) as fifo:
         return fifo.read()
+
+
+_MIB = 1024 * 1024
+_CHILD_HOG = (
+    "import sys, threading\n"
+    "sys.stdin.readline()\n"
+    "held = [b'x' * (1 << 20) for _ in range(int(sys.argv[1]))]\n"
+    "try:\n"
+    "    print('ready', flush=True)\n"
+    "except OSError:\n"
+    "    pass  # its task is gone: it stays, as a stray process would\n"
+    "threading.Event().wait()\n"
+)
+
+
+def _write_pids(path: str | None, *pids: int) -> None:
+    """Write ``pids`` to ``path`` (whole or not at all: a rename)."""
+    if path:
+        with open(f"{path}.tmp", "w") as file:
+            file.write(" ".join(map(str, pids)))
+        os.replace(f"{path}.tmp", path)
+
+
+def hog(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Take ``mb`` MiB (written, so resident), and have a child in its own session take
+    ``child_mb`` MiB; then report (step 0) and block if ``hold`` (until killed) or until
+    the FIFO ``params["gate"]`` is written, else return the MiB taken.
+
+    The worker's and the child's pids go to the file ``params["pids"]`` before any
+    memory is taken (a task killed for its memory may never get to report)."""
+    child = None
+    if params.get("child_mb"):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_HOG, str(params["child_mb"])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,  # outside the task's process group: only a tree kill
+        )
+    _write_pids(params.get("pids"), os.getpid(), child.pid if child else 0)
+    held = [b"x" * _MIB for _ in range(params.get("mb", 0))]
+    if child is not None:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"ready\n"  # it holds its memory now
+    ctx.report(step=0, pid=os.getpid(), mb=len(held))
+    if params.get("gate"):
+        with open(params["gate"]) as fifo:
+            fifo.read()
+    elif params.get("hold"):
+        threading.Event().wait()
+    return len(held)
+
+
+def write_mb(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Write ``mb`` files of 1 MiB into the output directory (the worker's pid first to
+    the file ``params["pids"]``); block after if ``hold``."""
+    _write_pids(params.get("pids"), os.getpid())
+    for i in range(params["mb"]):
+        (ctx.output_dir / f"part-{i}.bin").write_bytes(b"\0" * _MIB)
+    if params.get("hold"):
+        threading.Event().wait()
+    return int(params["mb"])

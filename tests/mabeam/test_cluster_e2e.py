@@ -69,13 +69,19 @@ def test_three_nodes_run_a_200_trial_sweep_each_trial_once(tmp_path: Path) -> No
 def test_failures_end_in_their_documented_states_with_clear_messages(tmp_path: Path) -> None:
     with running_cluster(tmp_path) as cluster:
         cluster.start_coordinator()
-        cluster.start_node("n1", slots=4, options=["--allow", "task_entrypoints:*"])
+        limits = ["--task-disk-mb", "2"]
+        cluster.start_node("n1", slots=4, options=["--allow", "task_entrypoints:*", *limits])
+        hog = {"mb": 200, "hold": True}
         specs = {
             "timeout": protocol.JobSpec(ep("block"), {}, timeout_s=0.5, max_retries=0),
             "exception": protocol.JobSpec(ep("fail"), {"lr": -1}, max_retries=1),
             "crash": protocol.JobSpec(ep("exit_hard"), {"code": 7}, max_retries=0),
             "refused": protocol.JobSpec("json:dumps", {}, max_retries=3),
             "not_found": protocol.JobSpec(ep("no_such_function"), {}, max_retries=3),
+            "memory": protocol.JobSpec(
+                ep("hog"), hog, resources=protocol.Resources(memory_mb=100), max_retries=3
+            ),
+            "disk": protocol.JobSpec(ep("write_mb"), {"mb": 3}, max_retries=3),
         }
         ids = dict(zip(specs, submit(cluster.endpoint, list(specs.values())), strict=True))
         view = cluster.wait_terminal(ids.values(), timeout=40)
@@ -86,7 +92,7 @@ def test_failures_end_in_their_documented_states_with_clear_messages(tmp_path: P
         assert (jobs["exception"].attempt, jobs["exception"].failures) == (2, 2)
         assert "ValueError: bad learning rate -1" in (jobs["exception"].error or "")
         assert jobs["exception"].kinds().count("retry") == 1
-        for name in ("timeout", "crash", "refused", "not_found"):
+        for name in ("timeout", "crash", "refused", "not_found", "memory", "disk"):
             assert (jobs[name].attempt, jobs[name].failures) == (1, 1), name
         assert re.search(r"time(d )?out|timeout", jobs["timeout"].error or "", re.I)
         assert "0.5" in (jobs["timeout"].error or "")
@@ -95,14 +101,24 @@ def test_failures_end_in_their_documented_states_with_clear_messages(tmp_path: P
         assert "json:dumps" in (jobs["refused"].error or "")
         assert re.search(r"allow", jobs["refused"].error or "", re.I)
         assert "no_such_function" in (jobs["not_found"].error or "")
+        assert "over its memory limit of 100 MiB (resources.memory_mb)" in (
+            jobs["memory"].error or ""
+        )
+        assert "over the node's limit of 2 MiB for task outputs (--task-disk-mb)" in (
+            jobs["disk"].error or ""
+        )
 
-        async def failed_result(client: Any) -> JobFailed:
-            with pytest.raises(JobFailed) as info:
-                await client.result(ids["exception"], timeout=10)
-            return info.value
+        async def failed_results(client: Any) -> list[JobFailed]:
+            failures = []
+            for name in ("exception", "memory"):
+                with pytest.raises(JobFailed) as info:
+                    await client.result(ids[name], timeout=10)
+                failures.append(info.value)
+            return failures
 
-        failure = client_call(cluster.endpoint, failed_result)
+        failure, memory = client_call(cluster.endpoint, failed_results)
         assert failure.state == "failed" and "bad learning rate -1" in str(failure)
+        assert memory.state == "failed" and "over its memory limit" in str(memory)
 
 
 def test_cancel_from_the_cli_stops_a_running_job(tmp_path: Path) -> None:

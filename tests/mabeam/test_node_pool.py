@@ -99,7 +99,7 @@ async def test_a_call_off_that_comes_after_the_worker_ran_the_attempt_reports_it
         last = attempt(tmp_path, "r", "notify_fifo", {"path": str(ran)})
         for a in (head, queued, last):
             pool.cast(RunAttempt(a))
-        assert await probe.assert_receive(TaskStarted, timeout=WAIT_S) == TaskStarted(head.key)
+        assert (await probe.assert_receive(TaskStarted, timeout=WAIT_S)).key == head.key
         run_ahead(go, ran)
         pool.cast(StopAttempt(queued.key, "cancelled"))  # the actor still sees q queued
         got = await ends(probe, 3)
@@ -120,8 +120,9 @@ async def test_stopping_the_head_reports_the_results_already_sent_behind_it(
         head = attempt(tmp_path, "h", "wait_fifo", {"path": str(go)})
         behind = [
             attempt(tmp_path, "q", "pid"),
-            attempt(tmp_path, "r", "notify_fifo", {"path": str(ran)}),
-            attempt(tmp_path, "s", "block"),  # running when the stop comes
+            attempt(tmp_path, "r", "pid"),
+            # Running when the stop comes; its line says r's result was already sent.
+            attempt(tmp_path, "s", "notify_fifo_then_block", {"path": str(ran)}),
             attempt(tmp_path, "t", "pid"),  # never starts
         ]
         for a in (head, *behind):
