@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     where = {
-        "coordinator": "give it to every node and client (--coordinator-key)",
+        "coordinator": "give it to every node and client: --coordinator-key",
         "node": "put it in the coordinator's --allow-nodes directory",
         "client": "put it in the coordinator's --allow-clients directory",
     }[args.role]

@@ -231,7 +231,7 @@ class ClientConnection(Actor):
             " .key file; docs/security.md)"
         )
         if self.refused is None:
-            log.warning("%s", error.message)
+            log.info("%s", error.message)  # the caller raises it: no second line
         self.refused = error
         for req in list(self.requests.values()):
             self._fail(req, error)

@@ -278,13 +278,12 @@ class NodeConnection(Actor):
         log.log(level, "node %s dropped a bad frame (%s): %s", self._setup.node_id, code, message)
 
     def _error(self, frame: Error) -> None:
-        node_id = self._setup.node_id
         if frame.code == "hello_first":
-            log.info("node %s: the coordinator asks for HELLO", node_id)
+            log.info("node %s: the coordinator asks for HELLO", self._setup.node_id)
             self._hello_due = True
             self._try_hello()
-        else:
-            log.warning("node %s: a frame was refused (%s): %s", node_id, frame.code, frame.message)
+        elif self._link.refused_frame(frame.code, frame.message):  # the key was revoked
+            self._emit("refused")
 
     async def _dispatch(self, d: Dispatch) -> None:
         key = (d.job_id, d.lease)

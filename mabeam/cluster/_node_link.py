@@ -186,6 +186,19 @@ class Link:
 
     # -- hearing -------------------------------------------------------------------------
 
+    def refused_frame(self, code: str, message: str) -> bool:
+        """The coordinator refused a frame (ERROR): log it; a key refusal ("unauthorized",
+        it was revoked) at ERROR once, until the coordinator answers again (True then)."""
+        node_id = self._setup.node_id
+        if code != "unauthorized":
+            log.warning("node %s: a frame was refused (%s): %s", node_id, code, message)
+            return False
+        if self._setup.counters.key_refused:
+            return False
+        self._setup.counters.key_refused = True
+        log.error("node %s: the coordinator refused this node's key: %s", node_id, message)
+        return True
+
     def handshake_events(self, messages: list[list[bytes]]) -> bool:
         """Read the socket monitor's events; True when the coordinator's ZAP handler
         just refused this node's key (logged once until a handshake succeeds)."""
@@ -215,6 +228,7 @@ class Link:
         first = self.greeted and not self.heard
         if first:
             self.heard = True
+            self._setup.counters.key_refused = False  # answered: the key is good again
         return first
 
     def silent_for(self, now: float) -> float:

@@ -300,6 +300,7 @@ async def test_a_revoked_key_is_cut_off_at_its_next_message(tmp_path: Path) -> N
             env.revoke("node", "n1")  # its next HEARTBEAT is refused, its session ends
             await until(lambda: rt.whereis(("node", "n1")) is None, timeout=WAIT_S)
             assert env.coord.counters.sessions_lost == 1
+            await settled(handle, lambda s: s.key_refused)  # the node knows, and says so
         assert env.coord.counters.auth_refused >= 2
 
 
