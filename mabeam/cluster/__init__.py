@@ -49,6 +49,7 @@ _LAZY = {
     "RequestRefused": "client",
     "ResultTimeout": "client",
     "Unauthorized": "client",
+    "QuotaExceeded": "client",
     "KeyPair": "keys",
     "KeyFileError": "keys",
     "generate_keys": "keys",

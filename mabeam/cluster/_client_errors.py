@@ -30,6 +30,7 @@ __all__ = (
     "ClientError",
     "CoordinatorUnreachable",
     "JobFailed",
+    "QuotaExceeded",
     "RequestRefused",
     "ResultTimeout",
     "ShuttingDown",
@@ -105,6 +106,13 @@ class ShuttingDown(RequestRefused):
     code = "shutting_down"
 
 
+class QuotaExceeded(RequestRefused):
+    """A SUBMIT would pass this submitter's quota of unfinished jobs (the message says
+    how many it has and the limit); nothing of it was stored."""
+
+    code = "quota_exceeded"
+
+
 class Unauthorized(RequestRefused, PermissionError):
     """The coordinator refused this client's key: at the handshake (not in its clients
     allow-list) or for a request (revoked, or a node key used as a client's)."""
@@ -138,6 +146,7 @@ _BY_CODE: Final[dict[str, type[RequestRefused]]] = {
     "unknown_sweep": UnknownSweep,
     "shutting_down": ShuttingDown,
     "unauthorized": Unauthorized,
+    "quota_exceeded": QuotaExceeded,
 }
 
 

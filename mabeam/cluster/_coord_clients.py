@@ -61,6 +61,7 @@ from .store import (
     NotCancelled,
     Outcome,
     Progress,
+    QuotaExceededError,
     Rejected,
     Submit,
     Submitted,
@@ -111,6 +112,7 @@ class ClientHub(Actor):
         self._events_on = False
         self._liveness_armed = False
         self._sent_at: dict[bytes, float] = {}  # watcher -> when it was last sent a frame
+        self._owners: dict[bytes, str] = {}  # the submitters of the batch in hand
         store.cast(Subscribe(self.ref))
 
     # -- requests -----------------------------------------------------------------------
@@ -119,6 +121,7 @@ class ClientHub(Actor):
         kind = type(msg)
         if kind is ClientFrames:
             now = self._clock.now()
+            self._owners = msg.owners
             for peer, frame in msg.items:
                 try:
                     await self._request(peer, frame, now)
@@ -157,7 +160,9 @@ class ClientHub(Actor):
             except InvalidSpecError as exc:
                 self._refuse(peer, frame.request_id, "bad_spec", f"specs[{index}]: {exc}")
                 return
-        op = Submit(tuple(specs), SUBMITTER, frame.idempotency_key)
+        owner = self._owners.get(peer, SUBMITTER)  # the client key's name, when keyed
+        quota = self._config.max_queued_per_submitter
+        op = Submit(tuple(specs), SUBMITTER, frame.idempotency_key, owner, quota)
         self._store.cast(StoreRequest([op], self.ref, ("submit", peer, frame)))
 
     def _submitted(self, peer: bytes, frame: p.Submit, reply: StoreReply) -> None:
@@ -179,6 +184,8 @@ class ClientHub(Actor):
                 self._refuse(
                     peer, frame.request_id, "bad_value", f"SUBMIT.idempotency_key: {error}"
                 )
+            elif isinstance(error, QuotaExceededError):
+                self._refuse(peer, frame.request_id, "quota_exceeded", str(error))
             else:
                 self._refuse(peer, frame.request_id, "bad_spec", str(error))
         else:

@@ -62,6 +62,9 @@ class CoordinatorConfig:
         max_bad_frames / quarantine_s: a peer sending this many bad frames in a row is
             disconnected and its frames dropped for ``quarantine_s``.
         status_jobs: jobs in a STATUS reply that names none.
+        max_queued_per_submitter: a SUBMIT that would give its submitter (its client
+            key's name; all plain-TCP clients are one) more queued, leased and running
+            jobs than this is refused with ERROR ``quota_exceeded``.
         name: the application's name; its actors are registered as ``NAME.store``,
             ``NAME.router``, ... (two coordinators in one runtime need two names).
         key: the coordinator's CurveZMQ key pair (``keys.load_key`` of its
@@ -87,6 +90,7 @@ class CoordinatorConfig:
     max_bad_frames: int = MAX_CONSECUTIVE_BAD_FRAMES
     quarantine_s: float = QUARANTINE_S
     status_jobs: int = 200
+    max_queued_per_submitter: int = 100_000
     name: str = "coordinator"
     key: KeyPair | None = None
     allow_nodes: str | Path | None = None
@@ -123,6 +127,7 @@ class CoordinatorConfig:
         if not isinstance(self.quarantine_s, (int, float)) or not self.quarantine_s >= 0:
             raise ValueError(f"quarantine_s must be >= 0, got: {self.quarantine_s!r}")
         _count("status_jobs", self.status_jobs)
+        _count("max_queued_per_submitter", self.max_queued_per_submitter)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got: {self.name!r}")
         self._check_security()

@@ -6,7 +6,7 @@ everything else is a small record named after what happened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from foundation import ActorRef
 
@@ -31,9 +31,11 @@ class NodeFrames:
 
 @dataclass(frozen=True, slots=True)
 class ClientFrames:
-    """Router -> client part: valid client frames, each with the peer that sent it."""
+    """Router -> client part: valid client frames, each with the peer that sent it;
+    ``owners`` names the submitter (its client key's name) of each peer that has one."""
 
     items: list[tuple[bytes, Frame]]
+    owners: dict[bytes, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

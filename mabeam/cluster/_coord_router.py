@@ -132,6 +132,7 @@ class RouterActor(Actor):
             allow.refresh(now)
         to_nodes: dict[ActorRef, list[p.Frame]] = {}
         to_clients: list[tuple[bytes, p.Frame]] = []
+        owners: dict[bytes, str] = {}
         who: Peer | None = None
         for index, parts in enumerate(messages):
             if len(parts) != 2:  # a multipart message: a frame is one part
@@ -157,6 +158,8 @@ class RouterActor(Actor):
                 continue
             try:
                 client = who is not None and who.role == "client"
+                if client:
+                    owners[peer] = who.name  # type: ignore[union-attr]
                 if await self._route(peer, frame, now, to_nodes, to_clients, client):
                     health.good(peer)  # ends the peer's run of bad frames
             except Exception as exc:
@@ -164,7 +167,7 @@ class RouterActor(Actor):
         for ref, frames in to_nodes.items():
             ref.cast(NodeFrames(frames))
         if to_clients:
-            self._to_clients(ClientFrames(to_clients))
+            self._to_clients(ClientFrames(to_clients, owners))
 
     async def _route(
         self,

@@ -16,11 +16,19 @@ from ._store_types import JobSpec, StoreError
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Record new jobs; with an idempotency key, a repeat returns the first job ids."""
+    """Record new jobs; with an idempotency key, a repeat returns the first job ids.
+
+    ``submitter`` scopes the idempotency key; ``owner`` (default: ``submitter``) is who
+    the jobs belong to, and with ``max_unfinished`` the submit is refused
+    (``QuotaExceededError``) when the owner's queued, leased and running jobs plus
+    these would be more than that.
+    """
 
     specs: Sequence[JobSpec]
     submitter: str
     idempotency_key: str | None = None
+    owner: str | None = None
+    max_unfinished: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

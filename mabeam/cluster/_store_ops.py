@@ -50,6 +50,7 @@ from ._store_types import (
     InvalidOpError,
     InvalidSpecError,
     JobSpec,
+    QuotaExceededError,
     StoreError,
     UnknownJobError,
     content_hash,
@@ -77,6 +78,9 @@ _CACHE_SQL: Final = (
     "SELECT seq, state, result FROM jobs WHERE content_hash = ? AND (state = 'succeeded'"
     " OR (state IN ('queued', 'leased', 'running') AND follows IS NULL))"
     " ORDER BY state = 'succeeded' DESC, seq LIMIT 1"
+)
+_UNFINISHED_SQL: Final = (  # an owner's jobs under its quota (index jobs_unfinished_owner)
+    "SELECT count(*) FROM jobs WHERE submitter = ? AND state IN ('queued', 'leased', 'running')"
 )
 _REQUEUE_SQL: Final = (
     "UPDATE jobs SET state = 'queued', attempt = attempt + 1, failures = ?, node = NULL,"
@@ -180,6 +184,15 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
                     f"idempotency key {key!r} of {op.submitter!r} was used for other specs"
                 )
             return Submitted(tuple(map(tx.jid, CODEC.decode(seen[1]))), duplicate=True)
+    owner = op.owner or op.submitter
+    if op.max_unfinished is not None:
+        held = conn.execute(_UNFINISHED_SQL, (owner,)).fetchone()[0]
+        if held + len(specs) > op.max_unfinished:
+            raise QuotaExceededError(
+                f"submitter {owner!r} has {held} unfinished jobs; {len(specs)} more would"
+                f" pass its quota of {op.max_unfinished} (max_queued_per_submitter): wait"
+                " for some to finish, or cancel some"
+            )
     seqs: list[int] = []
     cached: list[str] = []
     joined: list[str] = []
@@ -194,11 +207,11 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
                 follows = hit[0]
         seq = conn.execute(
             _INSERT_SQL,
-            (op.submitter, blob, digest_of, spec.priority, spec.max_retries, state, tx.now,
+            (owner, blob, digest_of, spec.priority, spec.max_retries, state, tx.now,
              follows, result, tx.now, tx.now),
         ).lastrowid  # fmt: skip
         tx.move(None, state)
-        tx.event(seq, "submitted", 1, submitter=op.submitter)
+        tx.event(seq, "submitted", 1, submitter=owner)
         if source is not None:
             tx.event(seq, "succeeded", 1, cached_from=tx.jid(source))
             cached.append(tx.jid(seq))
@@ -440,6 +453,12 @@ def _stale(job_id: str, row: _Row) -> Stale:
 
 def _check_submit(op: Submit) -> tuple[JobSpec, ...]:
     _check_name("submitter", op.submitter)
+    if op.owner is not None:
+        _check_name("owner", op.owner)
+    if op.max_unfinished is not None and (
+        type(op.max_unfinished) is not int or op.max_unfinished < 1
+    ):
+        raise InvalidOpError(f"max_unfinished must be an int >= 1, got: {op.max_unfinished!r}")
     if op.idempotency_key is not None:
         _check_name("idempotency_key", op.idempotency_key)
     specs: object = op.specs

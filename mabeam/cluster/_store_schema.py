@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 # "mabj": a mabeam job store (PRAGMA application_id is a signed 32-bit int).
 APPLICATION_ID: Final = 0x6D61626A
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -85,8 +85,15 @@ _V1: Final = (
     "CREATE INDEX events_job ON events(job, seq)",
 )
 
+# v2: each submitter's unfinished jobs, counted by a SUBMIT under a quota (only the
+# unfinished are in this partial index, so it stays as small as the queue).
+_V2: Final = (
+    """CREATE INDEX jobs_unfinished_owner ON jobs(submitter)
+       WHERE state IN ('queued', 'leased', 'running')""",
+)
+
 # MIGRATIONS[v] takes a file from schema v - 1 to schema v.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
 
 
 class SchemaError(Exception):

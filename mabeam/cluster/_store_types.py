@@ -67,6 +67,10 @@ class IdempotencyConflictError(StoreError):
     """An idempotency key was reused by its submitter for different specs."""
 
 
+class QuotaExceededError(StoreError):
+    """A submit would give its owner more unfinished jobs than its quota allows."""
+
+
 def _int(path: str, value: object, minimum: int | None = None) -> int:
     if type(value) is not int or not _INT64[0] <= value < _INT64[1]:
         raise InvalidSpecError(f"{path}: expected an int (64-bit), got: {value!r}")

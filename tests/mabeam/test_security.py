@@ -30,7 +30,7 @@ from mabeam.cluster import protocol as p
 from mabeam.cluster._allowlist import AllowList
 from mabeam.cluster._allowlist import Peer as AllowedPeer
 from mabeam.cluster._security import ZAP_DOMAIN, is_loopback, secure_client, secure_server
-from mabeam.cluster.client import Unauthorized, connect
+from mabeam.cluster.client import QuotaExceeded, Unauthorized, connect
 from mabeam.cluster.coordinator import CoordinatorConfig, CoordinatorHandle, start_coordinator
 from mabeam.cluster.keys import KeyFileError, KeyPair, generate_keys, load_key, write_keys
 from mabeam.cluster.node import NodeConfig, start_node
@@ -177,7 +177,7 @@ class Secure:
 
 
 @asynccontextmanager
-async def secure(tmp_path: Path) -> AsyncIterator[Secure]:
+async def secure(tmp_path: Path, **options: Any) -> AsyncIterator[Secure]:
     root = tmp_path / "keys"
     for folder in ("nodes", "clients"):
         (root / folder).mkdir(parents=True)
@@ -189,6 +189,7 @@ async def secure(tmp_path: Path) -> AsyncIterator[Secure]:
         key=key,
         allow_nodes=root / "nodes",
         allow_clients=root / "clients",
+        **options,
     )
     with zmq_context() as ctx:
         async with start_coordinator(config) as coord:
@@ -302,6 +303,23 @@ async def test_a_revoked_key_is_cut_off_at_its_next_message(tmp_path: Path) -> N
             assert env.coord.counters.sessions_lost == 1
             await settled(handle, lambda s: s.key_refused)  # the node knows, and says so
         assert env.coord.counters.auth_refused >= 2
+
+
+async def test_each_submitter_has_its_own_quota_of_unfinished_jobs(tmp_path: Path) -> None:
+    async with secure(tmp_path, max_queued_per_submitter=2) as env:  # no node: jobs wait
+        alice, bob = env.allow("client", "alice"), env.allow("client", "bob")
+        async with (
+            connect(env.coord.endpoint, key=alice, coordinator_key=env.key) as a,
+            connect(env.coord.endpoint, key=bob, coordinator_key=env.key) as b,
+        ):
+            held = (await a.submit([spec(), spec()])).job_ids
+            with pytest.raises(QuotaExceeded, match="submitter 'alice' has 2 unfinished jobs"):
+                await a.submit(spec())
+            assert len((await b.submit([spec(), spec()])).job_ids) == 2
+            await a.cancel(held[0])  # a queued job is cancelled at once: a place frees
+            assert len((await a.submit(spec())).job_ids) == 1
+        stats = await env.coord.statistics()
+        assert stats.jobs.get("queued") == 4 and stats.jobs.get("cancelled") == 1
 
 
 def test_without_a_zap_handler_no_curve_client_gets_in() -> None:

@@ -37,6 +37,7 @@ from mabeam.cluster.store import (
     NodeRequeued,
     NotCancelled,
     NotLeasable,
+    QuotaExceededError,
     Rejected,
     Requeued,
     Resources,
@@ -765,3 +766,44 @@ def test_permanent_failure_skips_the_retries(tmp_path: Path) -> None:
         assert isinstance(out, Failed) and out.error == "entrypoint refused"
         record = store.job(job)
         assert record.state == "failed" and record.failures == 1
+
+
+def test_a_submit_past_its_owners_quota_is_refused_whole(store: JobStore) -> None:
+    def submit(owner: str, n: int, key: str | None = None) -> Any:
+        op = Submit(tuple(spec(i) for i in range(n)), "client", key, owner, max_unfinished=3)
+        return store.apply([op])[0]
+
+    first = submit("alice", 2, "k1")
+    assert isinstance(first, Submitted) and len(first.job_ids) == 2
+    refused = submit("alice", 2)
+    assert isinstance(refused, Rejected) and isinstance(refused.error, QuotaExceededError)
+    assert "submitter 'alice' has 2 unfinished jobs; 2 more would pass its quota of 3" in str(
+        refused.error
+    )
+    assert store.counts()["queued"] == 2  # nothing of the refused submit was stored
+    assert isinstance(submit("bob", 3), Submitted)  # a quota is per submitter
+    again = submit("alice", 2, "k1")  # a repeat of an accepted submit is not new work
+    assert isinstance(again, Submitted) and again.duplicate
+    leased = store.lease(first.job_ids[0], "n1")
+    assert isinstance(leased, Leased)
+    assert isinstance(submit("alice", 2), Rejected)  # leased and running jobs count too
+    store.complete(first.job_ids[0], leased.token, "done")
+    assert isinstance(submit("alice", 2), Submitted)  # a finished job frees its place
+    rows = sqlite3.connect(store.path).execute("SELECT DISTINCT submitter FROM jobs").fetchall()
+    assert sorted(r[0] for r in rows) == ["alice", "bob"]
+    assert "USING INDEX jobs_unfinished_owner" in _plan(store, lambda: submit("carol", 1))
+
+
+def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with JobStore(path) as fresh:
+        job = fresh.submit([spec(1)], "a").job_ids[0]
+    with sqlite3.connect(path) as conn:  # back to what v1 wrote
+        conn.execute("DROP INDEX jobs_unfinished_owner")
+        conn.execute("PRAGMA user_version = 1")
+    with JobStore(path) as store:
+        assert store.job(job).state == "queued"
+        names = [r[0] for r in store._conn.execute("SELECT name FROM sqlite_master")]  # type: ignore[union-attr]
+        assert "jobs_unfinished_owner" in names
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
