@@ -10,7 +10,8 @@ until its reply arrives:
   Every client request is safe to repeat: SUBMIT carries its idempotency key, STATUS
   reads, CANCEL of a cancelled job answers its state, WATCH starts with current states.
 - Past ``timeout`` seconds without an answer the caller gets ``CoordinatorUnreachable``
-  naming the address.
+  naming the address. An ERROR ``busy`` (the coordinator has too many requests in
+  flight) is no answer either: the request is sent again after its back-off.
 - A watch is a group of WATCH requests (one per chunk of job ids) feeding one memory
   stream with EVENT frames (or an exception, which ends it). Its WATCHes are re-sent
   like requests until the first EVENT (or ERROR) arrives. While watches are open the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -369,7 +371,12 @@ class ClientConnection(Actor):
 
     def _error(self, frame: protocol.Error, now: float) -> None:
         req = None if frame.in_reply_to is None else self.requests.get(frame.in_reply_to)
-        if req is not None:
+        if req is not None and frame.code == "busy":  # not refused: sent again, later
+            # Within its back-off (doubled at each send), spread so that the requests
+            # turned away together do not all come back together.
+            req.confirmed = False
+            req.next_send = now + req.backoff * random.uniform(0.5, 1.0)
+        elif req is not None:
             self._fail(req, refusal(frame.code, frame.message))
         elif frame.code == "hello_first":
             # The coordinator restarted and no longer knows this peer: say it all again.

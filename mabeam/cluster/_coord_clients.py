@@ -91,6 +91,10 @@ def store_spec(spec: p.JobSpec) -> JobSpec:
     )
 
 
+_STORE_REQUESTS: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob})
+"""Client requests answered from the store: bounded in flight (``max_client_requests``)."""
+
+
 class ClientHub(Actor):
     """Answers client requests and streams WATCH events (see the module docstring)."""
 
@@ -113,6 +117,7 @@ class ClientHub(Actor):
         self._liveness_armed = False
         self._sent_at: dict[bytes, float] = {}  # watcher -> when it was last sent a frame
         self._owners: dict[bytes, str] = {}  # the submitters of the batch in hand
+        self._in_flight = 0  # client requests sent to the store, not answered yet
         store.cast(Subscribe(self.ref))
 
     # -- requests -----------------------------------------------------------------------
@@ -135,6 +140,14 @@ class ClientHub(Actor):
     async def _request(self, peer: bytes, frame: p.Frame, now: float) -> None:
         known = self._watches.heard(peer, now)
         kind = type(frame)
+        if kind in _STORE_REQUESTS and self._in_flight >= self._config.max_client_requests:
+            self._counters.busy_refusals += 1
+            message = (
+                f"the coordinator has {self._in_flight} client requests in flight"
+                " (max_client_requests): send it again in a moment"
+            )
+            self._refuse(peer, frame.request_id, "busy", message)  # type: ignore[union-attr]
+            return
         if kind is p.Submit:
             self._submit(peer, frame)  # type: ignore[arg-type]
         elif kind is p.Watch:
@@ -163,7 +176,7 @@ class ClientHub(Actor):
         owner = self._owners.get(peer, SUBMITTER)  # the client key's name, when keyed
         quota = self._config.max_queued_per_submitter
         op = Submit(tuple(specs), SUBMITTER, frame.idempotency_key, owner, quota)
-        self._store.cast(StoreRequest([op], self.ref, ("submit", peer, frame)))
+        self._ask_store(StoreRequest([op], self.ref, ("submit", peer, frame)))
 
     def _submitted(self, peer: bytes, frame: p.Submit, reply: StoreReply) -> None:
         out = reply.outcomes[0] if reply.error is None else None
@@ -202,7 +215,7 @@ class ClientHub(Actor):
         request = StoreRequest(
             [Cancel(job_id)], self.ref, ("cancel", peer, frame), read=state_after
         )
-        self._store.cast(request)
+        self._ask_store(request)
 
     def _cancelled(self, peer: bytes, frame: p.CancelJob, reply: StoreReply) -> None:
         out = reply.outcomes[0] if reply.error is None else None
@@ -236,7 +249,7 @@ class ClientHub(Actor):
         self._starting[peer] = self._starting.get(peer, 0) + 1
         self._events_on = True  # the store reads its event log from this request on
         request = StoreRequest([], self.ref, ("watch", peer, frame), read=snapshot, watch=True)
-        self._store.cast(request)
+        self._ask_store(request)
 
     def _watch_started(self, peer: bytes, frame: p.Watch, reply: StoreReply) -> None:
         left = self._starting.get(peer, 1) - 1
@@ -400,7 +413,7 @@ class ClientHub(Actor):
         read = status_read(
             list(dict.fromkeys(frame.job_ids)), sweep_id, in_memory, self._config.status_jobs
         )
-        self._store.cast(StoreRequest([], self.ref, ("status", peer, frame), read=read))
+        self._ask_store(StoreRequest([], self.ref, ("status", peer, frame), read=read))
 
     async def _status_reply(self, peer: bytes, frame: p.Status, reply: StoreReply) -> None:
         if reply.error is not None or read_failed(reply.read) is not None:
@@ -428,6 +441,8 @@ class ClientHub(Actor):
 
     async def _reply(self, reply: StoreReply) -> None:
         what, peer_or_event, rest = reply.tag
+        if what in ("submit", "watch", "status", "cancel"):
+            self._in_flight -= 1
         try:
             if what == "submit":
                 self._submitted(peer_or_event, rest, reply)
@@ -449,6 +464,11 @@ class ClientHub(Actor):
                 self._internal(peer_or_event, rest, exc)
             else:
                 log.exception("internal error sending a watch event")
+
+    def _ask_store(self, request: StoreRequest) -> None:
+        """Send a client request's store work; counted in flight until its reply."""
+        self._in_flight += 1
+        self._store.cast(request)
 
     # -- replies ------------------------------------------------------------------------
 

@@ -65,6 +65,9 @@ class CoordinatorConfig:
         max_queued_per_submitter: a SUBMIT that would give its submitter (its client
             key's name; all plain-TCP clients are one) more queued, leased and running
             jobs than this is refused with ERROR ``quota_exceeded``.
+        max_client_requests: client requests (SUBMIT, WATCH, STATUS, CANCEL) waiting for
+            the job store at once; past it a request gets ERROR ``busy`` and the client
+            sends it again after a back-off (memory stays bounded under a flood).
         name: the application's name; its actors are registered as ``NAME.store``,
             ``NAME.router``, ... (two coordinators in one runtime need two names).
         key: the coordinator's CurveZMQ key pair (``keys.load_key`` of its
@@ -91,6 +94,7 @@ class CoordinatorConfig:
     quarantine_s: float = QUARANTINE_S
     status_jobs: int = 200
     max_queued_per_submitter: int = 100_000
+    max_client_requests: int = 1_000
     name: str = "coordinator"
     key: KeyPair | None = None
     allow_nodes: str | Path | None = None
@@ -128,6 +132,7 @@ class CoordinatorConfig:
             raise ValueError(f"quarantine_s must be >= 0, got: {self.quarantine_s!r}")
         _count("status_jobs", self.status_jobs)
         _count("max_queued_per_submitter", self.max_queued_per_submitter)
+        _count("max_client_requests", self.max_client_requests)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got: {self.name!r}")
         self._check_security()

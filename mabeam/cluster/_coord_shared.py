@@ -75,6 +75,7 @@ class Counters:
     handshakes_ok: int = 0
     handshakes_refused: int = 0
     auth_refused: int = 0
+    busy_refusals: int = 0
 
 
 @dataclass(slots=True)

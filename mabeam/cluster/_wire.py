@@ -149,4 +149,6 @@ class WireReader(Actor):
                 raise
             if self._source:
                 batch = Incoming(batch.messages, batch.users, self._source)
-            owner.cast(batch)
+            # An owner with a bounded mailbox ("block") holds the reader here: the
+            # messages wait in libzmq (up to its HWM, then TCP pushes back on the peers).
+            await owner.cast_wait(batch)

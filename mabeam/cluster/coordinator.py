@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from foundation import Actor, Runtime, current_runtime
 from foundation._public import fixup_module_metadata
@@ -65,6 +65,10 @@ __all__ = (
 )
 
 log = logging.getLogger("mabeam.coordinator")
+
+ROUTER_MAILBOX: Final = 8
+"""Batches of received messages (up to 1,000 each) waiting for the router at most: its
+reader waits beyond that, so a flood stays in libzmq's bounded queues, not in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,15 @@ class CoordinatorApp(Application):
                 name=names.store,
             ),
             child_spec(AuthActor, config, shared, id="auth"),
-            child_spec(RouterActor, config, shared, id="router", name=names.router),
+            child_spec(
+                RouterActor,
+                config,
+                shared,
+                id="router",
+                name=names.router,
+                mailbox_size=ROUTER_MAILBOX,
+                overflow="block",
+            ),
             child_spec(Scheduler, config, shared, id="scheduler", name=names.scheduler),
             child_spec(ClientHub, config, shared, id="clients", name=names.clients),
             DynamicSupervisor.child_spec(id="sessions", name=names.sessions),

@@ -290,3 +290,61 @@ async def test_a_request_the_store_cannot_write_fails_alone(
         assert len((await client.submit(spec())).job_ids) == 1  # it keeps serving
         stats = await env.coord.statistics()
         assert stats.store_errors == 1 and stats.jobs["queued"] == 2
+
+
+async def test_requests_past_the_in_flight_bound_get_busy_and_the_client_sends_them_again(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    from mabeam.cluster.client import connect
+
+    async with cluster(tmp_path, max_client_requests=1) as env:
+        raw = env.client()
+        for request_id in ("s1", "s2", "s3"):  # one burst: one router batch
+            raw.send(p.Status(request_id))
+        answers = {}
+        for _ in range(3):
+            frame = await raw.recv()
+            answers[frame.request_id if hasattr(frame, "request_id") else frame.in_reply_to] = frame
+        assert isinstance(answers["s1"], p.StatusReply)
+        for late in ("s2", "s3"):
+            error = answers[late]
+            assert isinstance(error, p.Error) and error.code == "busy"
+            assert "1 client requests in flight (max_client_requests)" in error.message
+        assert env.coord.counters.busy_refusals == 2
+        # The client API treats busy as "not yet": every concurrent request succeeds.
+        replies: list[Any] = []
+        async with (
+            connect(env.coord.endpoint, retry_s=0.02, insecure=True) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(6):
+                tg.start_soon(_status_into, client, replies)
+        assert len(replies) == 6 and env.coord.counters.busy_refusals > 2
+
+
+async def _status_into(client: Any, replies: list[Any]) -> None:
+    replies.append(await client.status())
+
+
+async def test_the_routers_mailbox_is_bounded_and_a_flood_waits_in_libzmq(tmp_path: Path) -> None:
+    from foundation import current_runtime
+    from mabeam.cluster.coordinator import ROUTER_MAILBOX
+
+    async with cluster(tmp_path) as env:
+        raw = env.client()
+        payload = p.encode(p.Heartbeat())
+        for _ in range(20_000):  # far more than 8 batches of 1,000
+            raw.send_raw(payload)
+        raw.send(p.Status("after"))
+        reply = await raw.recv(timeout=30.0)
+        while not (isinstance(reply, p.StatusReply) and reply.request_id == "after"):
+            reply = await raw.recv(timeout=30.0)
+        rt = current_runtime()
+        router = rt.whereis(env.coord.names.router)
+        assert router is not None
+        info = rt.info(router)
+        assert info is not None
+        stats = info["mailbox"]
+        assert stats.capacity == ROUTER_MAILBOX and 1 <= stats.high_water <= ROUTER_MAILBOX
