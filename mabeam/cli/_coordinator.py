@@ -42,6 +42,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _retention(text: str) -> float | None:
+    """argparse type: ``forever``, or a duration such as ``7d``, ``12h``, ``30m``, ``90s``."""
+    if text == "forever":
+        return None
+    unit = _UNITS.get(text[-1:].lower())
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 7d, 12h, 30m, 90s, or forever; got {text!r}"
+        )
+    return value
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``coordinator start`` (and its options) to the ``mabeam`` command parser."""
     from mabeam.cluster._coord_config import DEFAULT_BIND
@@ -87,6 +106,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="heartbeat interval in seconds; a node silent for 3 intervals is lost and "
         "its jobs requeued (default 1.0)",
+    )
+    start.add_argument(
+        "--retention",
+        type=_retention,
+        default=7 * 86400.0,
+        metavar="AGE",
+        help="delete finished jobs (and forget idempotency keys) this long after: 7d"
+        " (default), 12h, 30m, 90s, or forever",
+    )
+    start.add_argument(
+        "--max-queued",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="unfinished jobs one submitter (client key) may have at once (default 100000)",
     )
     start.add_argument(
         "--key",
@@ -149,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             state=args.state,
             policy=args.policy,
             heartbeat_s=args.heartbeat,
+            retention_s=args.retention,
+            max_queued_per_submitter=args.max_queued,
             **security,
         )
     except ValueError as exc:

@@ -61,6 +61,7 @@ from .store import (
     NotCancelled,
     Outcome,
     Progress,
+    Pruned,
     QuotaExceededError,
     Rejected,
     Submit,
@@ -295,6 +296,9 @@ class ClientHub(Actor):
         return False
 
     def _committed(self, batch: Committed) -> None:
+        for out in batch.outcomes:
+            if type(out) is Pruned and out.job_ids:
+                self._forget(out.job_ids)
         table = self._watches
         if not table:
             return
@@ -464,6 +468,20 @@ class ClientHub(Actor):
                 self._internal(peer_or_event, rest, exc)
             else:
                 log.exception("internal error sending a watch event")
+
+    def _forget(self, job_ids: tuple[str, ...]) -> None:
+        """Retention deleted these jobs: drop them from the sweep caches."""
+        telemetry = self.runtime.telemetry
+        if telemetry.active:
+            telemetry.emit(("mabeam", "coordinator", "pruned"), {"jobs": len(job_ids)}, {})
+        touched = {s for s in map(self._sweep_of.pop, job_ids, [None] * len(job_ids)) if s}
+        gone = set(job_ids)
+        for sweep_id in touched:
+            left = [j for j in self._sweeps.get(sweep_id, ()) if j not in gone]
+            if left:
+                self._sweeps[sweep_id] = left
+            else:
+                self._sweeps.pop(sweep_id, None)
 
     def _ask_store(self, request: StoreRequest) -> None:
         """Send a client request's store work; counted in flight until its reply."""

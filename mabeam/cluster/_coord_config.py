@@ -65,6 +65,9 @@ class CoordinatorConfig:
         max_queued_per_submitter: a SUBMIT that would give its submitter (its client
             key's name; all plain-TCP clients are one) more queued, leased and running
             jobs than this is refused with ERROR ``quota_exceeded``.
+        retention_s: finished jobs (with their events) are deleted this long after they
+            ended, and an idempotency key is forgotten this long after its SUBMIT
+            (default 7 days; None keeps everything, and the store grows forever).
         max_client_requests: client requests (SUBMIT, WATCH, STATUS, CANCEL) waiting for
             the job store at once; past it a request gets ERROR ``busy`` and the client
             sends it again after a back-off (memory stays bounded under a flood).
@@ -95,6 +98,7 @@ class CoordinatorConfig:
     status_jobs: int = 200
     max_queued_per_submitter: int = 100_000
     max_client_requests: int = 1_000
+    retention_s: float | None = 7 * 24 * 3600.0
     name: str = "coordinator"
     key: KeyPair | None = None
     allow_nodes: str | Path | None = None
@@ -133,6 +137,8 @@ class CoordinatorConfig:
         _count("status_jobs", self.status_jobs)
         _count("max_queued_per_submitter", self.max_queued_per_submitter)
         _count("max_client_requests", self.max_client_requests)
+        if self.retention_s is not None:
+            object.__setattr__(self, "retention_s", _positive("retention_s", self.retention_s))
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty str, got: {self.name!r}")
         self._check_security()

@@ -17,6 +17,10 @@ reply (the requests that need a consistent view: a watch's first state, reconcil
 
 A batch that raises is retried request by request, so one request that cannot be
 written fails alone (its sender gets ``StoreReply.error``) and the rest commit.
+
+Retention: with ``retention_s``, a timer queues a ``Prune`` of the finished jobs older
+than that every ``prune_interval(retention_s)`` seconds, as a request of its own (its
+``Pruned`` outcome reaches the subscribers like any other).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any, Final
 
 from foundation import Actor, ActorRef, Down, Exit
 
-from .store import Event, JobStore, Op, Outcome
+from .store import Event, JobStore, Op, Outcome, Prune
 
 __all__ = ("Committed", "StoreActor", "StoreReply", "StoreRequest", "Subscribe", "WatchEvents")
 
@@ -36,6 +40,14 @@ log = logging.getLogger("mabeam.coordinator")
 
 ReadFn = Callable[[JobStore, list[Outcome]], Any]
 _FLUSH: Final = "flush"
+_PRUNE: Final = "prune"
+PRUNE_LIMIT: Final = 10_000
+"""Finished jobs deleted by one ``Prune`` at most (the next one takes the rest)."""
+
+
+def prune_interval(retention_s: float) -> float:
+    """Seconds between two prunes: a quarter of the retention, within 0.5 s and 60 s."""
+    return min(max(retention_s / 4, 0.5), 60.0)
 _ALL_EVENTS: Final = 1 << 62
 
 
@@ -114,6 +126,7 @@ class StoreActor(Actor):
         backoff_cap_s: float = 60.0,
         max_batch_ops: int = 5_000,
         counters: Any = None,
+        retention_s: float | None = None,
     ) -> None:
         self.store = JobStore(
             path,
@@ -129,6 +142,9 @@ class StoreActor(Actor):
         self._watching = False
         self._cursor = 0
         self._counters = counters
+        self._retention_s = retention_s
+        if retention_s is not None:
+            self.send_after(prune_interval(retention_s), _PRUNE)
 
     async def terminate(self, reason: Any) -> None:
         store = getattr(self, "store", None)
@@ -165,7 +181,11 @@ class StoreActor(Actor):
             raise ValueError(f"unknown store message {msg!r}")
 
     async def handle_info(self, msg: Any) -> None:
-        if type(msg) is Down:
+        if msg == _PRUNE and self._retention_s is not None:
+            before = self.store.now() - self._retention_s
+            self.ref.cast(StoreRequest([Prune(before, PRUNE_LIMIT)], tag="prune"))
+            self.send_after(prune_interval(self._retention_s), _PRUNE)
+        elif type(msg) is Down:
             self._subscribers.pop(msg.pid, None)
         elif type(msg) is Exit:
             self.stop(msg.reason)

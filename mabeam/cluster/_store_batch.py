@@ -101,9 +101,19 @@ class RequeueNode:
     reason: str = "node lost"
 
 
+@dataclass(frozen=True, slots=True)
+class Prune:
+    """Retention: delete up to ``limit`` finished jobs last changed before ``before``
+    (store time), their events, and the idempotency records made before ``before``."""
+
+    before: float
+    limit: int = 10_000
+
+
 Op: TypeAlias = (
     Submit | Lease | Accept | Progress | Complete | Fail | Release | Cancel | RequeueNode
-)
+    | Prune
+)  # fmt: skip
 
 
 # -- outcomes ---------------------------------------------------------------------------
@@ -233,7 +243,16 @@ class Rejected:
     error: StoreError
 
 
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """The job ids a ``Prune`` deleted, and how many idempotency records went too."""
+
+    job_ids: tuple[str, ...] = ()
+    submissions: int = 0
+
+
 Outcome: TypeAlias = (
     Submitted | Leased | NotLeasable | Accepted | Completed | Stale | Retried | Failed
     | Requeued | Cancelled | CancelRequested | NotCancelled | NodeRequeued | Rejected
+    | Pruned
 )  # fmt: skip

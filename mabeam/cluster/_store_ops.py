@@ -34,6 +34,7 @@ from ._store_batch import (
     NotLeasable,
     Outcome,
     Progress,
+    Prune,
     Rejected,
     Release,
     Requeued,
@@ -43,6 +44,7 @@ from ._store_batch import (
     Submit,
     Submitted,
 )
+from ._store_prune import prune
 from ._store_types import (
     CODEC,
     TERMINAL_STATES,
@@ -499,4 +501,5 @@ _HANDLERS: Final[dict[type, Callable[[Tx, Any], Outcome]]] = {
     Release: _release,
     Cancel: _cancel,
     RequeueNode: _requeue_node,
+    Prune: prune,
 }

@@ -86,10 +86,14 @@ _V1: Final = (
 )
 
 # v2: each submitter's unfinished jobs, counted by a SUBMIT under a quota (only the
-# unfinished are in this partial index, so it stays as small as the queue).
+# unfinished are in this partial index, so it stays as small as the queue); finished
+# jobs by age, for retention (``_store_prune``); idempotency records by age.
 _V2: Final = (
     """CREATE INDEX jobs_unfinished_owner ON jobs(submitter)
        WHERE state IN ('queued', 'leased', 'running')""",
+    """CREATE INDEX jobs_finished ON jobs(updated)
+       WHERE state IN ('succeeded', 'failed', 'cancelled')""",
+    "CREATE INDEX submissions_created ON submissions(created)",
 )
 
 # MIGRATIONS[v] takes a file from schema v - 1 to schema v.

@@ -151,6 +151,7 @@ class CoordinatorApp(Application):
                 backoff_cap_s=config.retry_backoff_cap_s,
                 max_batch_ops=config.max_batch_ops,
                 counters=shared.counters,
+                retention_s=config.retention_s,
                 id="store",
                 name=names.store,
             ),

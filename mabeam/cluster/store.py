@@ -37,6 +37,8 @@ from ._store_batch import (
     Op,
     Outcome,
     Progress,
+    Prune,
+    Pruned,
     Rejected,
     Release,
     Requeued,
@@ -102,6 +104,8 @@ __all__ = (
     "Progress",
     "Rejected",
     "Release",
+    "Prune",
+    "Pruned",
     "RequeueNode",
     "Requeued",
     "Resources",
@@ -231,6 +235,10 @@ class JobStore:
         if isinstance(outcome, Rejected):
             raise outcome.error
         return outcome
+
+    def now(self) -> float:
+        """The store's clock: the time a batch applied now would record."""
+        return float(self._clock())
 
     def submit(
         self,

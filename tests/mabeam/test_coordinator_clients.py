@@ -348,3 +348,23 @@ async def test_the_routers_mailbox_is_bounded_and_a_flood_waits_in_libzmq(tmp_pa
         assert info is not None
         stats = info["mailbox"]
         assert stats.capacity == ROUTER_MAILBOX and 1 <= stats.high_water <= ROUTER_MAILBOX
+
+
+async def test_finished_jobs_leave_the_store_after_the_retention(tmp_path: Path) -> None:
+    from foundation.testing import wait_for_event
+
+    async with cluster(tmp_path, retention_s=0.5) as env:
+        client, node = env.client(), env.node("n1")
+        sub = await client.submit(spec(), spec(), key="kept-a-while")
+        done, waiting = sub.job_ids
+        node.hello(credit=1)
+        d = await node.expect(p.Dispatch)
+        assert d.job_id == done
+        node.ok(d, "v")
+        await node.expect(p.Ack)
+        pruned = await wait_for_event(("mabeam", "coordinator", "pruned"), timeout=10.0)
+        assert pruned.measurements["jobs"] == 1
+        reply = await client.status((done,))
+        assert isinstance(reply, p.Error) and reply.code == "unknown_job"
+        status = await client.status((waiting,))
+        assert isinstance(status, p.StatusReply) and status.jobs[0].state == "queued"

@@ -37,6 +37,8 @@ from mabeam.cluster.store import (
     NodeRequeued,
     NotCancelled,
     NotLeasable,
+    Prune,
+    Pruned,
     QuotaExceededError,
     Rejected,
     Requeued,
@@ -799,11 +801,48 @@ def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
     with JobStore(path) as fresh:
         job = fresh.submit([spec(1)], "a").job_ids[0]
     with sqlite3.connect(path) as conn:  # back to what v1 wrote
-        conn.execute("DROP INDEX jobs_unfinished_owner")
+        for index in ("jobs_unfinished_owner", "jobs_finished", "submissions_created"):
+            conn.execute(f"DROP INDEX {index}")
         conn.execute("PRAGMA user_version = 1")
     with JobStore(path) as store:
         assert store.job(job).state == "queued"
         names = [r[0] for r in store._conn.execute("SELECT name FROM sqlite_master")]  # type: ignore[union-attr]
-        assert "jobs_unfinished_owner" in names
+        assert {"jobs_unfinished_owner", "jobs_finished", "submissions_created"} <= set(names)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_prune_deletes_old_finished_jobs_their_events_and_old_idempotency_records(
+    store: JobStore, clock: Clock
+) -> None:
+    old = store.submit([spec(1), spec(2), spec(3)], "client", "k-old").job_ids
+    leased = store.lease(old[0], "n1")
+    assert isinstance(leased, Leased)
+    store.complete(old[0], leased.token, "done")  # finished at t=1000
+    store.apply([Cancel(old[1])])  # a queued job is cancelled at once
+    clock.t = 2000.0
+    new = store.submit([spec(4)], "client", "k-new").job_ids
+    leased = store.lease(new[0], "n1")
+    assert isinstance(leased, Leased)
+    store.complete(new[0], leased.token, "done")  # finished at t=2000
+    before = store.counts()
+    out = store.apply([Prune(before=1500.0)])[0]
+    assert isinstance(out, Pruned) and set(out.job_ids) == {old[0], old[1]}
+    assert out.submissions == 1  # k-old, made at t=1000
+    counts = store.counts()
+    assert counts["succeeded"] == before["succeeded"] - 1
+    assert counts["cancelled"] == before["cancelled"] - 1 and counts["queued"] == 1
+    with pytest.raises(UnknownJobError):
+        store.job(old[0])
+    assert store.job(old[2]).state == "queued"  # unfinished: kept whatever its age
+    assert store.events(job_id=new[0]) and not store.events(job_id=old[0])
+    assert store.submission("client", "k-old") is None
+    assert store.submission("client", "k-new") == new
+    # A pruned job no longer answers the result cache: the same spec runs again.
+    again = store.submit([spec(1)], "client").job_ids
+    assert store.job(again[0]).state == "queued"
+    limited = store.apply([Prune(before=1e9, limit=1)])[0]
+    assert isinstance(limited, Pruned) and len(limited.job_ids) == 1
+    assert "USING INDEX jobs_finished" in _plan(store, lambda: store.apply([Prune(before=1.0)]))
+    bad = store.apply([Prune(before="soon", limit=0)])[0]  # type: ignore[arg-type]
+    assert isinstance(bad, Rejected) and "before must be a time" in str(bad.error)
