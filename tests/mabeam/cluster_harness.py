@@ -334,7 +334,11 @@ class ClusterHarness:
     # -- processes ---------------------------------------------------------------------
 
     def start_coordinator(
-        self, *, heartbeat: float | None = None, log_level: str = "info"
+        self,
+        *,
+        heartbeat: float | None = None,
+        log_level: str = "info",
+        options: Sequence[str] = (),
     ) -> Coordinator:
         """Start (or restart, on the same state file and port) the coordinator."""
         bind = self.coordinator.endpoint if self.coordinator is not None else "tcp://127.0.0.1:0"
@@ -345,7 +349,7 @@ class ClusterHarness:
             bind,
             heartbeat or self.heartbeat,
             log_level,
-            self.keys.coordinator_args(),
+            [*self.keys.coordinator_args(), *options],
         )
         self._all.append(coord)
         self.coordinator = coord
