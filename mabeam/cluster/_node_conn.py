@@ -81,8 +81,8 @@ log = logging.getLogger("mabeam.node")
 _TICK: Final = "tick"
 _FLUSH: Final = "flush"
 _HEARTBEAT: Final = encode(Heartbeat())
-_LOGGED_BAD_FRAMES: Final = 20
-"""Bad frames logged at WARNING; the rest at DEBUG (they are all counted)."""
+_LOGGED: Final = 20
+"""Bad frames (and ERRORs) logged at WARNING; the rest at DEBUG (bad frames all counted)."""
 
 
 class NodeConnection(Actor):
@@ -107,6 +107,7 @@ class NodeConnection(Actor):
         self._next_resend = link.now() + setup.resend_s
         self._drain: Drain | None = None
         self._bye_sent = False
+        self._errors = 0  # ERROR frames heard (all but hello_first)
         counters.outbox, counters.running, counters.connected = len(self._outbox), 0, False
         try:
             await self._open()
@@ -268,9 +269,7 @@ class NodeConnection(Actor):
         self._emit("connected")
 
     def _bad(self, code: str, message: str) -> None:
-        counters = self._counters
-        counters.bad_frames += 1
-        level = logging.WARNING if counters.bad_frames <= _LOGGED_BAD_FRAMES else logging.DEBUG
+        level = logging.WARNING if self._counters.reject(code) <= _LOGGED else logging.DEBUG
         log.log(level, "node %s dropped a bad frame (%s): %s", self._setup.node_id, code, message)
 
     def _error(self, frame: Error) -> None:
@@ -280,7 +279,10 @@ class NodeConnection(Actor):
             self._hello_due = True
             self._try_hello()
         else:
-            log.warning("node %s: a frame was refused (%s): %s", node_id, frame.code, frame.message)
+            self._errors += 1
+            level = logging.WARNING if self._errors <= _LOGGED else logging.DEBUG
+            log.log(level, "node %s: a frame was refused (%s): %s", node_id, frame.code,
+                    frame.message)  # fmt: skip
 
     async def _dispatch(self, d: Dispatch) -> None:
         key = (d.job_id, d.lease)

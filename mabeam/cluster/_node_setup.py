@@ -10,14 +10,16 @@ live on the event loop's thread, so no lock is needed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from .protocol import Inventory
+from .protocol import ERROR_CODES, Inventory
 
 __all__ = ("NodeCounters", "NodeSetup", "NodeStatistics", "TaskSettings")
+
+_CODES: Final = (*ERROR_CODES, "unexpected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,10 @@ class NodeStatistics:
     (``prefetch``); ``tasks_run`` counts attempts taken; ``tasks_ok`` / ``tasks_failed`` the results
     reported (``handed_back`` and ``refused`` are failures too, counted apart as well);
     ``fenced`` the attempts stopped without a result after losing the coordinator;
-    ``outbox`` the results on disk waiting for an ACK.
+    ``outbox`` the results on disk waiting for an ACK; ``bad_frames`` the frames from
+    the coordinator the node refused, and ``rejects_by_code`` the same by protocol error
+    code (``unexpected``: a valid frame that is not for a node), as the coordinator's
+    ``rejects.by_code``.
     """
 
     node_id: str
@@ -65,6 +70,7 @@ class NodeStatistics:
     acks: int
     bad_frames: int
     progress_dropped: int
+    rejects_by_code: Mapping[str, int]
 
 
 @dataclass(slots=True)
@@ -89,12 +95,19 @@ class NodeCounters:
     acks: int = 0
     bad_frames: int = 0
     progress_dropped: int = 0
+    rejects_by_code: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CODES, 0))
+
+    def reject(self, code: str) -> int:
+        """Count one refused frame under ``code``; the refused frames so far."""
+        self.rejects_by_code[code] = self.rejects_by_code.get(code, 0) + 1
+        self.bad_frames += 1
+        return self.bad_frames
 
     def snapshot(self) -> NodeStatistics:
         """A frozen copy."""
-        return NodeStatistics(
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(NodeStatistics)}
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(NodeStatistics)}
+        fields["rejects_by_code"] = dict(self.rejects_by_code)
+        return NodeStatistics(**fields)
 
 
 ConnectListener = Callable[[bool], Any]

@@ -117,7 +117,11 @@ class CoordinatorApp(Application):
         self.config = config
         self.shared = Shared(
             Names(config.name),
-            PeerHealth(max_consecutive_bad=config.max_bad_frames, quarantine_s=config.quarantine_s),
+            PeerHealth(
+                max_consecutive_bad=config.max_bad_frames,
+                quarantine_s=config.quarantine_s,
+                max_peers=config.max_tracked_peers,
+            ),
         )
         self._on_ready = on_ready
         super().__init__(config.name, strategy="rest_for_one", max_restarts=5, max_seconds=10.0)
