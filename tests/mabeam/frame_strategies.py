@@ -400,20 +400,21 @@ def _truncated(draw: st.DrawFn, cls: type) -> bytes:
     return payload[: draw(st.integers(0, len(payload) - 1))]
 
 
-def padded(raw: dict[str, Any], size: int) -> bytes:
-    """``raw`` packed to exactly ``size`` bytes by a bytes value: in its ``params`` or
-    its ``value`` (a valid frame, if the rest is) when it has one, else an extra field."""
+def padded(raw: dict[str, Any], size: int, *, text: bool = False) -> bytes:
+    """``raw`` packed to exactly ``size`` bytes by a bytes value (a str if ``text``:
+    over the str limit, so ``too_large`` at any size): in its ``params`` or its
+    ``value`` (a valid frame, if the rest is) when it has one, else an extra field."""
     if type(raw.get("params")) is dict:
         holder, key = raw["params"], "~blob"
     elif "value" in raw and raw.get("ok") is not False:
         holder, key = raw, "value"
     else:
         holder, key = raw, "~pad"
-    holder[key] = b""
-    fill = size - len(pack(raw)) - 3  # bin 8 (2-byte header) becomes bin 32 (5 bytes)
+    holder[key] = "" if text else b""
+    fill = size - len(pack(raw)) - 4 + (not text)  # a 1- or 2-byte header becomes 5 bytes
     if fill < 1 << 16:
         raise ValueError(f"cannot pad a frame of {len(pack(raw))} bytes to {size}")
-    holder[key] = bytes(fill)
+    holder[key] = "x" * fill if text else bytes(fill)
     data = pack(raw)
     assert len(data) == size, (len(data), size)
     return data
@@ -424,7 +425,7 @@ def _oversized(draw: st.DrawFn, cls: type) -> bytes:
     raw = raw_frame(draw(FRAME_STRATEGIES[cls]))
     if draw(st.booleans()):
         return padded(raw, MAX_FRAME_BYTES + draw(st.integers(1, 4_096)))
-    return padded(raw, MAX_FRAME_BYTES - draw(st.integers(0, 4_096)))
+    return padded(raw, MAX_FRAME_BYTES - draw(st.integers(0, 4_096)), text=draw(st.booleans()))
 
 
 @st.composite
