@@ -7,7 +7,8 @@ request's ``request_id``; a refused request gets ERROR with ``in_reply_to`` set:
 - SUBMIT: a spec the store refuses -> ``bad_spec`` naming the spec and key; an
   idempotency key reused for other specs -> ``bad_value``. The submitter is the
   constant ``"client"``; a repeated key returns the first jobs with ``duplicate``.
-- WATCH: ``unknown_job`` / ``unknown_sweep`` for ids it cannot resolve; see
+- WATCH: ``unknown_job`` / ``unknown_sweep`` for ids it cannot resolve,
+  ``too_many_watches`` past ``max_watches_per_client`` open watches of one client; see
   ``_coord_watch`` for the events.
 - STATUS: the nodes (from the scheduler, last-seen from each session), the listed jobs
   (``unknown_job`` if one is not known) or the sweep's, else the most recent
@@ -237,6 +238,11 @@ class ClientHub(Actor):
     # -- watches ------------------------------------------------------------------------
 
     def _watch(self, peer: bytes, frame: p.Watch) -> None:
+        if self._over_watch_limit(peer, frame.request_id):
+            limit = self._config.max_watches_per_client
+            message = f"this client has {limit} watches open, the limit: wait for one to end"
+            self._refuse(peer, frame.request_id, "too_many_watches", message)
+            return
         listed = list(dict.fromkeys(frame.job_ids))
         sweep_id = frame.sweep_id
         in_memory = list(self._sweeps.get(sweep_id, ())) if sweep_id is not None else []
@@ -251,6 +257,14 @@ class ClientHub(Actor):
         self._events_on = True  # the store reads its event log from this request on
         request = StoreRequest([], self.ref, ("watch", peer, frame), read=snapshot, watch=True)
         self._ask_store(request)
+
+    def _over_watch_limit(self, peer: bytes, request_id: str) -> bool:
+        """Whether a new WATCH would put ``peer`` over its limit (one sent again, with
+        the request id of an open watch, replaces that watch: never over)."""
+        watches = self._watches.by_peer.get(peer, ())
+        if len(watches) + self._starting.get(peer, 0) < self._config.max_watches_per_client:
+            return False
+        return all(watch.request_id != request_id for watch in watches)
 
     def _watch_started(self, peer: bytes, frame: p.Watch, reply: StoreReply) -> None:
         left = self._starting.get(peer, 1) - 1

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Final, Literal
 
 from ._coord_policy import POLICIES
-from ._health import MAX_CONSECUTIVE_BAD_FRAMES, QUARANTINE_S
+from ._health import MAX_CONSECUTIVE_BAD_FRAMES, MAX_TRACKED_PEERS, QUARANTINE_S
 from ._limits import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
 from ._security import check_insecure
+from ._sockets import CONNECTION_IDLE_S, HANDSHAKE_S
 from .keys import KeyPair
 
 __all__ = ("DEFAULT_BIND", "CoordinatorConfig")
 
 DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
+_MAX_SOCKET_S: Final = 86_400.0  # libzmq takes these in int milliseconds
 _ENDPOINT: Final = re.compile(
     r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(?P<port>\d{1,5}|\*)\Z|ipc://\S+\Z"
 )
@@ -61,6 +63,13 @@ class CoordinatorConfig:
         max_batch_ops: ops in one store transaction at most (group commit).
         max_bad_frames / quarantine_s: a peer sending this many bad frames in a row is
             disconnected and its frames dropped for ``quarantine_s``.
+        max_tracked_peers: peers whose bad frames are tracked at most (``PeerHealth``).
+        handshake_s: a connection must finish the ZeroMQ handshake within this long.
+        connection_idle_s: a connection from which nothing arrives for this long (not
+            even the answer to a ZeroMQ heartbeat: a peer that vanished) is closed.
+        max_watches_per_client: open WATCHes one client may hold (more are refused with
+            ERROR ``too_many_watches``); a client's watches end when it is silent for
+            ``heartbeat_s * liveness``.
         status_jobs: jobs in a STATUS reply that names none.
         max_queued_per_submitter: a SUBMIT that would give its submitter (its client
             key's name; all plain-TCP clients are one) more queued, leased and running
@@ -95,6 +104,10 @@ class CoordinatorConfig:
     max_batch_ops: int = 5_000
     max_bad_frames: int = MAX_CONSECUTIVE_BAD_FRAMES
     quarantine_s: float = QUARANTINE_S
+    max_tracked_peers: int = MAX_TRACKED_PEERS
+    handshake_s: float = HANDSHAKE_S
+    connection_idle_s: float = CONNECTION_IDLE_S
+    max_watches_per_client: int = 10_000
     status_jobs: int = 200
     max_queued_per_submitter: int = 100_000
     max_client_requests: int = 1_000
@@ -134,6 +147,15 @@ class CoordinatorConfig:
         _count("max_bad_frames", self.max_bad_frames)
         if not isinstance(self.quarantine_s, (int, float)) or not self.quarantine_s >= 0:
             raise ValueError(f"quarantine_s must be >= 0, got: {self.quarantine_s!r}")
+        _count("max_tracked_peers", self.max_tracked_peers)
+        for name in ("handshake_s", "connection_idle_s"):
+            seconds = _positive(name, getattr(self, name))
+            if not 0.001 <= seconds <= _MAX_SOCKET_S:
+                raise ValueError(
+                    f"{name} must be from 0.001 to {_MAX_SOCKET_S:g} seconds, got: {seconds!r}"
+                )
+            object.__setattr__(self, name, seconds)
+        _count("max_watches_per_client", self.max_watches_per_client)
         _count("status_jobs", self.status_jobs)
         _count("max_queued_per_submitter", self.max_queued_per_submitter)
         _count("max_client_requests", self.max_client_requests)

@@ -2,7 +2,8 @@
 
 It binds the ROUTER, spawns a linked ``WireReader``, and for every batch of messages:
 
-1. drops the frames of quarantined peers unread;
+1. forgets peers whose last bad frame is past the idle limit (``PeerHealth.expire``),
+   and drops the frames of quarantined peers unread;
 2. decodes each payload (``protocol.decode``); a bad one is counted in ``PeerHealth``,
    answered with an ERROR when it had a readable ``request_id`` (a client's), else
    dropped; ``max_bad_frames`` in a row disconnect the peer (BYE, session ended,
@@ -74,7 +75,7 @@ class RouterActor(Actor):
         self._allow = shared.allow
         sock = shared.zmq_context.socket(zmq.ROUTER)
         try:
-            configure_router(sock)
+            configure_router(sock, handshake_s=config.handshake_s, idle_s=config.connection_idle_s)
             if self._allow is not None:
                 assert config.key is not None  # CoordinatorConfig checked it
                 secure_server(sock, config.key)
@@ -126,6 +127,7 @@ class RouterActor(Actor):
         counters.frames_in += len(messages)
         now = self.runtime.clock.now()
         health = self._health
+        health.expire(now)  # peers idle past the limit are forgotten (cheap when none)
         decode = p.decode
         allow = self._allow
         if allow is not None:

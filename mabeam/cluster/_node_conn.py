@@ -81,7 +81,8 @@ log = logging.getLogger("mabeam.node")
 _TICK: Final = "tick"
 _FLUSH: Final = "flush"
 _HEARTBEAT: Final = encode(Heartbeat())
-_LOGGED_BAD_FRAMES: Final = 20  # bad frames logged at WARNING; the rest at DEBUG
+_LOGGED: Final = 20
+"""Bad frames (and ERRORs) logged at WARNING; the rest at DEBUG (bad frames all counted)."""
 
 
 class NodeConnection(Actor):
@@ -272,9 +273,7 @@ class NodeConnection(Actor):
         self._emit("connected")
 
     def _bad(self, code: str, message: str) -> None:
-        counters = self._counters
-        counters.bad_frames += 1
-        level = logging.WARNING if counters.bad_frames <= _LOGGED_BAD_FRAMES else logging.DEBUG
+        level = logging.WARNING if self._counters.reject(code) <= _LOGGED else logging.DEBUG
         log.log(level, "node %s dropped a bad frame (%s): %s", self._setup.node_id, code, message)
 
     def _error(self, frame: Error) -> None:

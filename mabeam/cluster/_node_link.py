@@ -35,6 +35,7 @@ log = logging.getLogger("mabeam.node")
 REOPEN: Final = "reopen"
 HELLO_RETRY: Final = "hello"
 _READER_EXIT_S: Final = 5.0
+_LOGGED_ERRORS: Final = 20  # ERROR frames logged at WARNING; the rest at DEBUG
 
 
 async def stop_reader(owner: Actor, reader: ActorRef) -> None:
@@ -62,6 +63,7 @@ class Link:
         self._reader: ActorRef | None = None
         self._monitor: tuple[Wire, ActorRef] | None = None
         self.refused = False  # the coordinator refused this node's key
+        self._errors = 0  # ERROR frames heard (all but hello_first)
         self.greeted = False  # HELLO went out on this socket
         self.heard = False  # ... and the coordinator answered since
         self.opened_at = self.last_heard = self.last_sent = now
@@ -191,7 +193,9 @@ class Link:
         it was revoked) at ERROR once, until the coordinator answers again (True then)."""
         node_id = self._setup.node_id
         if code != "unauthorized":
-            log.warning("node %s: a frame was refused (%s): %s", node_id, code, message)
+            self._errors += 1  # a flood of ERRORs must not flood the log
+            level = logging.WARNING if self._errors <= _LOGGED_ERRORS else logging.DEBUG
+            log.log(level, "node %s: a frame was refused (%s): %s", node_id, code, message)
             return False
         if self._setup.counters.key_refused:
             return False

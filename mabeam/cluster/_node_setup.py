@@ -10,16 +10,18 @@ live on the event loop's thread, so no lock is needed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._security import CurveClient
 from ._task_limits import DEFAULT_LIMIT_CHECK_S
-from .protocol import Inventory
+from .protocol import ERROR_CODES, Inventory
 
 __all__ = ("NodeCounters", "NodeSetup", "NodeStatistics", "TaskSettings")
+
+_CODES: Final = (*ERROR_CODES, "unexpected")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,11 @@ class NodeStatistics:
     ``fenced`` the attempts stopped without a result after losing the coordinator;
     ``over_limit`` the attempts failed for going over their memory or outputs limit,
     ``limit_checks`` the watchdog's samples of the tasks under a limit;
-    ``outbox`` the results on disk waiting for an ACK; ``key_refused``: the
-    coordinator refused this node's key at the last handshake.
+    ``outbox`` the results on disk waiting for an ACK; ``bad_frames`` the frames from
+    the coordinator the node refused, and ``rejects_by_code`` the same by protocol error
+    code (``unexpected``: a valid frame that is not for a node), as the coordinator's
+    ``rejects.by_code``; ``key_refused``: the coordinator refused this node's key (at
+    the last handshake, or since its revocation).
     """
 
     node_id: str
@@ -78,6 +83,7 @@ class NodeStatistics:
     bad_frames: int
     progress_dropped: int
     key_refused: bool
+    rejects_by_code: Mapping[str, int]
 
 
 @dataclass(slots=True)
@@ -105,12 +111,19 @@ class NodeCounters:
     bad_frames: int = 0
     progress_dropped: int = 0
     key_refused: bool = False
+    rejects_by_code: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CODES, 0))
+
+    def reject(self, code: str) -> int:
+        """Count one refused frame under ``code``; the refused frames so far."""
+        self.rejects_by_code[code] = self.rejects_by_code.get(code, 0) + 1
+        self.bad_frames += 1
+        return self.bad_frames
 
     def snapshot(self) -> NodeStatistics:
         """A frozen copy."""
-        return NodeStatistics(
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(NodeStatistics)}
-        )
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(NodeStatistics)}
+        fields["rejects_by_code"] = dict(self.rejects_by_code)
+        return NodeStatistics(**fields)
 
 
 ConnectListener = Callable[[bool], Any]

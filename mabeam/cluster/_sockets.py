@@ -13,6 +13,13 @@ ROUTER_MANDATORY=1  ROUTER   a send to an unknown or vanished peer raises EHOSTU
                              a full pipe raises EAGAIN, instead of a silent drop
 ROUTER_HANDOVER=1   ROUTER   a node reconnecting under its old routing id takes it over at
                              once, even while the ROUTER still holds the dead connection
+HANDSHAKE_IVL       ROUTER   a TCP connection that does not finish the ZMTP handshake within
+                             ``handshake_s`` (10 s) is closed: a client that connects and
+                             sends nothing, or half a greeting, holds nothing for longer
+HEARTBEAT_IVL,      ROUTER   a ZMTP PING every ``idle_s / 2`` (30 s); a connection from which
+HEARTBEAT_TIMEOUT            nothing arrives within ``idle_s / 2`` after one is closed: a peer
+                             that vanished without a FIN (half-open) is let go (libzmq
+                             answers PINGs itself, so a live but quiet peer stays)
 MAXMSGSIZE          both     a bigger message from a peer is dropped and its connection
                              reset by libzmq before it is buffered (the sender never hears
                              of it, so ``protocol.encode`` refuses such frames first)
@@ -39,7 +46,9 @@ from zmq.utils.monitor import parse_monitor_message
 from .protocol import MAX_FRAME_BYTES
 
 __all__ = (
+    "CONNECTION_IDLE_S",
     "DEFAULT_HWM",
+    "HANDSHAKE_S",
     "SendOutcome",
     "configure_dealer",
     "configure_router",
@@ -55,6 +64,11 @@ DEFAULT_HWM: Final = 10_000
 """Messages queued per peer and direction. Frames are ~20-200 bytes; credit keeps the
 DISPATCHes queued for a node below its slots, so only a stuck peer ever fills this."""
 
+HANDSHAKE_S: Final = 10.0
+"""A connection must finish the ZMTP handshake within this (libzmq's default: 30 s)."""
+CONNECTION_IDLE_S: Final = 60.0
+"""A connection silent for this long, ZMTP heartbeats included, is closed."""
+
 SendOutcome: TypeAlias = Literal["sent", "unreachable", "busy"]
 
 Socket: TypeAlias = "zmq.Socket[Any]"
@@ -66,13 +80,26 @@ def configure_router(
     max_msg_size: int = MAX_FRAME_BYTES,
     hwm: int = DEFAULT_HWM,
     handover: bool = True,
+    handshake_s: float = HANDSHAKE_S,
+    idle_s: float = CONNECTION_IDLE_S,
 ) -> None:
     """Set the coordinator ROUTER's options (call before ``bind``)."""
     if sock.type != zmq.ROUTER:
         raise ValueError("configure_router needs a zmq.ROUTER socket")
+    handshake_ms, half_idle_ms = _millis("handshake_s", handshake_s), _millis("idle_s", idle_s / 2)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1 if handover else 0)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, handshake_ms)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, half_idle_ms)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, half_idle_ms)
     _common(sock, max_msg_size, hwm)
+
+
+def _millis(name: str, seconds: float) -> int:
+    """``seconds`` as the positive int milliseconds libzmq takes (0 would mean "never")."""
+    if not 0 < seconds < 2**31 / 1000:
+        raise ValueError(f"{name} must be above 0 and below 2**31 ms, got {seconds!r}")
+    return max(1, round(seconds * 1000))
 
 
 def configure_dealer(

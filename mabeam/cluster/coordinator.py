@@ -130,7 +130,11 @@ class CoordinatorApp(Application):
         self.config = config
         self.shared = Shared(
             Names(config.name),
-            PeerHealth(max_consecutive_bad=config.max_bad_frames, quarantine_s=config.quarantine_s),
+            PeerHealth(
+                max_consecutive_bad=config.max_bad_frames,
+                quarantine_s=config.quarantine_s,
+                max_peers=config.max_tracked_peers,
+            ),
         )
         if not config.insecure:
             self.shared.allow = AllowList(

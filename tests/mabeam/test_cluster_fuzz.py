@@ -1,14 +1,21 @@
 """Garbage on the wire of a live coordinator: it counts the rejects and keeps serving.
 
-Hypothesis draws payloads (random bytes, msgpack values of wrong shapes, truncated
-frames, wrong versions, frames of every type from ``protocol.FRAME_CLASSES`` with random
-field values, valid frames of every type) and sends them over real DEALER sockets to a
-coordinator running in this process (its statistics are readable), each example from a
-fresh peer and fewer than ``MAX_CONSECUTIVE_BAD_FRAMES`` of them, so no peer is
-quarantined. After each example a STATUS from the same socket must be answered, and the
-rejects counted must cover every payload ``protocol.decode`` refuses. Then a real client
-and a real node must still get a job done. One test does the same against a subprocess
-coordinator, whose rejects are read from its debug log.
+The payloads come from frame_strategies.py: frames of every type in ``protocol.
+FRAME_CLASSES``, valid, mutated, truncated, oversized, with wrong types or an unknown
+version, and random bytes. They go over real DEALER sockets to a coordinator running in
+this process (its statistics are readable):
+
+- each example of a batch from a fresh peer, fewer than ``MAX_CONSECUTIVE_BAD_FRAMES``
+  of them so no peer is quarantined, then a STATUS from the same socket must be answered;
+- every frame type in every category, and a stream of mixed frames with two-part
+  messages, from one long-lived peer (``fuzz_peers.CoordinatorStream`` keeps it under
+  the quarantine threshold with a good frame where needed);
+
+and the rejects counted must be exactly the payloads ``coordinator_refuses``. Then a
+real client and a real node must still get a job done. One test does the same against
+a subprocess coordinator, whose rejects are read from its debug log, and the ``slow``
+long run streams 100,000 frames into a coordinator process (fuzz_target.py), bounds
+its RSS growth and runs a real job at the end.
 """
 
 from __future__ import annotations
@@ -21,93 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 import zmq
-from cluster_harness import HERE, check_history, ep, running_cluster, submit
+from cluster_harness import HERE, check_history, client_call, ep, running_cluster, submit
+from frame_strategies import CATEGORIES, coordinator_refuses, mixed, pack, payloads
+from fuzz_peers import MIB, CoordinatorStream, TargetProcess, feed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_protocol import frames
 
 from mabeam.cluster import protocol
 from mabeam.cluster.coordinator import CoordinatorConfig, CoordinatorHandle, start_coordinator
 from mabeam.cluster.keys import load_key
 from mabeam.cluster.node import NodeConfig, start_node
+from mabeam.cluster.protocol import FRAME_CLASSES
 
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-CI = settings(max_examples=50, deadline=None, suppress_health_check=_CHECKS)
+CI = settings(max_examples=25, deadline=None, suppress_health_check=_CHECKS)
 SOAK = settings(max_examples=1_000, deadline=None, suppress_health_check=_CHECKS)
 _peers = itertools.count(1)
-
-
-# -- payload strategies ------------------------------------------------------------------
-
-leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats()
-    | st.text(max_size=16)
-    | st.binary(max_size=16)
-)
-values = st.recursive(
-    leaves,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=6,
-)
-
-
-def pack(value: Any) -> bytes:
-    data: bytes = msgpack.packb(value, use_bin_type=True)
-    return data
-
-
-@st.composite
-def typed_frames(draw: st.DrawFn) -> bytes:
-    """A map of a real frame type whose fields (from the dataclass) hold random values;
-    some fields left out, sometimes an extra one."""
-    cls = draw(st.sampled_from(protocol.FRAME_CLASSES))
-    raw: dict[str, Any] = {"v": protocol.PROTOCOL_VERSION, "t": cls.TYPE}  # type: ignore[attr-defined]
-    for name in cls.__dataclass_fields__:  # type: ignore[attr-defined]
-        if draw(st.integers(0, 4)):
-            raw[name] = draw(values)
-    if draw(st.booleans()):
-        raw[draw(st.text(min_size=1, max_size=8))] = draw(values)
-    return pack(raw)
-
-
-@st.composite
-def truncated(draw: st.DrawFn) -> bytes:
-    payload = protocol.encode(draw(frames))
-    return payload[: draw(st.integers(0, max(len(payload) - 1, 0)))]
-
-
-@st.composite
-def wrong_version(draw: st.DrawFn) -> bytes:
-    frame = msgpack.unpackb(protocol.encode(draw(frames)), raw=False)
-    frame["v"] = draw(st.sampled_from([0, 2, -1, 2**40, "1", 1.0, True, None]))
-    return pack(frame)
-
-
-payloads = st.one_of(
-    st.binary(max_size=64),
-    values.map(pack),
-    truncated(),
-    wrong_version(),
-    typed_frames(),
-    frames.map(protocol.encode),
-)
-
-
-def refused_locally(payload: bytes) -> bool:
-    """Whether ``protocol.decode`` refuses the payload (the coordinator must count it)."""
-    try:
-        protocol.decode(payload)
-    except protocol.ProtocolError:
-        return True
-    return False
 
 
 # -- a socket of our own -------------------------------------------------------------------
@@ -198,26 +136,36 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCoordinator]:
         yield LiveCoordinator(portal, handle, state)
 
 
-def send_and_check(live: LiveCoordinator, ctx: zmq.Context[Any], batch: list[bytes]) -> None:
-    before = live.statistics()
-    peer = RawPeer(ctx, live.endpoint)
-    try:
-        for payload in batch:
-            peer.sock.send(payload)
-        reply = peer.status()  # in order after the batch: every frame of it was handled
-    finally:
-        peer.close()
+def check_counted(live: LiveCoordinator, before: Snapshot, refused: int) -> Snapshot:
+    """The coordinator counted exactly ``refused`` rejects since ``before``; no peer was
+    quarantined, nothing failed inside."""
     after = live.statistics()
     counted = after.rejects.total - before.rejects.total
-    expected = sum(map(refused_locally, batch))
-    assert expected <= counted <= len(batch), (expected, counted, after.rejects.by_code)
+    assert counted == refused, (counted, refused, after.rejects.by_code)
     assert after.quarantined_drops == before.quarantined_drops
+    assert after.rejects.disconnects == before.rejects.disconnects
     assert after.internal_errors == before.internal_errors
-    assert isinstance(reply.counts, dict)
+    return after
+
+
+def send_and_check(live: LiveCoordinator, ctx: zmq.Context[Any], batch: list[bytes]) -> None:
+    """``batch`` from a fresh peer, then a STATUS it must answer (after the batch)."""
+    before = live.statistics()
+    stream = CoordinatorStream(ctx, live.endpoint, name=f"~fuzz~{next(_peers)}")
+    try:
+        for payload in batch:
+            stream.send(payload)
+        stream.sync()  # in order after the batch: every frame of it was handled
+    finally:
+        stream.close()
+    check_counted(live, before, stream.refused)
+
+
+batches = st.lists(mixed, min_size=1, max_size=protocol.MAX_CONSECUTIVE_BAD_FRAMES - 1)
 
 
 @CI
-@given(batch=st.lists(payloads, min_size=1, max_size=protocol.MAX_CONSECUTIVE_BAD_FRAMES - 1))
+@given(batch=batches)
 def test_random_frames_are_counted_and_the_coordinator_keeps_answering(
     live: LiveCoordinator, zmq_ctx: zmq.Context[Any], batch: list[bytes]
 ) -> None:
@@ -226,28 +174,80 @@ def test_random_frames_are_counted_and_the_coordinator_keeps_answering(
 
 @pytest.mark.slow
 @SOAK
-@given(batch=st.lists(payloads, min_size=1, max_size=protocol.MAX_CONSECUTIVE_BAD_FRAMES - 1))
+@given(batch=batches)
 def test_random_frames_soak(
     live: LiveCoordinator, zmq_ctx: zmq.Context[Any], batch: list[bytes]
 ) -> None:
     send_and_check(live, zmq_ctx, batch)
 
 
-def test_oversize_and_over_limit_frames_are_refused(
+@pytest.fixture(scope="module")
+def stream(live: LiveCoordinator, zmq_ctx: zmq.Context[Any]) -> Iterator[CoordinatorStream]:
+    """One long-lived peer for the tests below."""
+    peer = CoordinatorStream(zmq_ctx, live.endpoint)
+    yield peer
+    peer.close()
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+@settings(max_examples=2, deadline=None, suppress_health_check=_CHECKS)
+@given(data=st.data())
+def test_every_frame_type_in_every_category_is_counted_on_one_peer(
+    live: LiveCoordinator, stream: CoordinatorStream, category: str, data: st.DataObject
+) -> None:
+    before, refused, over = live.statistics(), stream.refused, stream.over_limit
+    drawn = [data.draw(payloads(cls, category), label=cls.__name__) for cls in FRAME_CLASSES]
+    for payload in drawn:
+        stream.send(payload)  # one over MAX_FRAME_BYTES goes on a throwaway peer
+    stream.sync()
+    check_counted(live, before, stream.refused - refused)
+    if category == "oversized":
+        big = sum(len(payload) > protocol.MAX_FRAME_BYTES for payload in drawn)
+        assert stream.over_limit - over == big
+
+
+def test_a_stream_of_mixed_frames_and_two_part_messages_is_counted_exactly(
+    live: LiveCoordinator, stream: CoordinatorStream
+) -> None:
+    before, refused, fillers = live.statistics(), stream.refused, stream.fillers
+    feed(stream, stream.sent + 1_000, multipart_every=5)
+    check_counted(live, before, stream.refused - refused)
+    assert stream.refused - refused > 300 and stream.fillers > fillers  # runs were cut
+
+
+def test_a_string_over_its_limit_in_a_frame_under_the_size_limit_is_too_large(
     live: LiveCoordinator, zmq_ctx: zmq.Context[Any]
 ) -> None:
     before = live.statistics()
-    # Over MAXMSGSIZE: libzmq drops it and resets the connection; nothing reaches the
-    # coordinator's code, and the next connection is served.
-    big = RawPeer(zmq_ctx, live.endpoint)
-    big.sock.send(b"\x00" * (protocol.MAX_FRAME_BYTES + 1024))
-    big.close()
-    # Under it, but a string past the 256 KiB limit: decoded, refused, counted.
     long_str = pack({"v": 1, "t": "STATUS", "request_id": "x" * 300_000})
-    assert len(long_str) < protocol.MAX_FRAME_BYTES and refused_locally(long_str)
+    assert len(long_str) < protocol.MAX_FRAME_BYTES
     send_and_check(live, zmq_ctx, [long_str])
     after = live.statistics()
-    assert after.rejects.by_code.get("too_large", 0) > before.rejects.by_code.get("too_large", 0)
+    assert after.rejects.by_code["too_large"] == before.rejects.by_code["too_large"] + 1
+
+
+def job_completes(endpoint: str, portal: Any, work_dir: Path, x: int) -> None:
+    """A node (in ``portal``'s event loop) and a client get a real job done."""
+    config = NodeConfig(
+        coordinator=endpoint,
+        node_id="after-fuzz",
+        slots=1,
+        gpus="none",
+        allow=("task_entrypoints:*",),  # jobs a fuzzed SUBMIT created fail at once
+        work_dir=work_dir,
+        pythonpath=(str(HERE),),
+        heartbeat_s=0.2,
+        drain_timeout_s=0.5,
+        insecure=True,
+    )
+    with portal.wrap_async_context_manager(start_node(config)) as node:
+        portal.call(node.connected.wait)
+        job_id = submit(endpoint, [protocol.JobSpec(ep("square"), {"x": x})], insecure=True)[0]
+
+        async def result(client: Any) -> Any:
+            return await client.result(job_id, timeout=20)
+
+        assert client_call(endpoint, result, insecure=True)["y"] == x * x
 
 
 def test_after_the_fuzzing_a_client_and_a_node_still_get_a_job_done(
@@ -256,32 +256,9 @@ def test_after_the_fuzzing_a_client_and_a_node_still_get_a_job_done(
     """Runs after the fuzz tests in this module (same coordinator)."""
     stats = live.statistics()
     assert stats.rejects.total > 0 and stats.internal_errors == 0
-    config = NodeConfig(
-        coordinator=live.endpoint,
-        node_id="after-fuzz",
-        slots=1,
-        gpus="none",
-        work_dir=tmp_path / "node",
-        pythonpath=(str(HERE),),
-        heartbeat_s=0.2,
-        drain_timeout_s=0.5,
-        insecure=True,
-    )
-    with live.portal.wrap_async_context_manager(start_node(config)) as node:
-        live.portal.call(node.connected.wait)
-        from cluster_harness import client_call
-
-        job_id = submit(live.endpoint, [protocol.JobSpec(ep("square"), {"x": 12})], insecure=True)[
-            0
-        ]
-
-        async def result(client: Any) -> Any:
-            return await client.result(job_id, timeout=20)
-
-        value = client_call(live.endpoint, result, insecure=True)
-    assert value["y"] == 144
+    job_completes(live.endpoint, live.portal, tmp_path / "node", 12)
     view = check_history(live.state, all_terminal=False)
-    assert view.jobs[job_id].state == "succeeded"
+    assert [job.state for job in view.jobs.values() if job.params == {"x": 12}] == ["succeeded"]
 
 
 def _bad_payloads(seed: int) -> list[bytes]:
@@ -310,7 +287,7 @@ def test_a_subprocess_coordinator_counts_garbage_and_keeps_serving(tmp_path: Pat
             for seed in range(3):
                 peer = RawPeer(ctx, cluster.endpoint, cluster.keys)
                 batch = _bad_payloads(seed)
-                assert all(map(refused_locally, batch))
+                assert all(coordinator_refuses(b, b"~") for b in batch)
                 for payload in batch:
                     peer.sock.send(payload)
                 peer.status()
@@ -323,3 +300,60 @@ def test_a_subprocess_coordinator_counts_garbage_and_keeps_serving(tmp_path: Pat
         check_history(cluster.state)
         assert view.jobs[job_id].result["y"] == 25
         assert coord.alive
+
+
+# -- the long run (--run-slow) -----------------------------------------------------------
+
+LONG_RUN_FRAMES = 100_000
+WARM_UP_FRAMES = 10_000
+RSS_GROWTH_LIMIT = 20 * MIB
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_long_run_100k_frames_into_a_coordinator_process(tmp_path: Path) -> None:
+    """100,000 frames (an oversized frame in about one batch in 40, a two-part message
+    in one in 10) from one peer into a coordinator process: every bad one counted, no
+    quarantine, RSS growth after the warm-up under 20 MiB, and a real job at the end."""
+    from anyio.from_thread import start_blocking_portal
+
+    target = TargetProcess(["coordinator", str(tmp_path / "state.db")], tmp_path / "coord.log")
+    endpoint = target.ready["endpoint"]
+    ctx: zmq.Context[Any] = zmq.Context()
+    stream = CoordinatorStream(ctx, endpoint)
+    try:
+        before = target.statistics()
+        rss: list[int] = []
+
+        def sample() -> None:
+            if not rss and stream.sent >= WARM_UP_FRAMES:
+                rss.append(target.rss())
+
+        started = time.monotonic()
+        feed(stream, LONG_RUN_FRAMES, oversized_every=40, multipart_every=10, on_sync=sample)
+        wall = time.monotonic() - started
+        after = target.statistics()
+        rss.append(target.rss())
+        with start_blocking_portal("asyncio") as portal:
+            job_completes(endpoint, portal, tmp_path / "node", 7)
+        final = target.statistics()
+    finally:
+        stream.close()
+        ctx.destroy(linger=0)
+        code = target.close()
+    counted = after["rejects"]["total"] - before["rejects"]["total"]
+    print(
+        f"\ncoordinator long run: {stream.sent:,} frames sent ({stream.refused:,} bad,"
+        f" {stream.fillers:,} good ones put in to stay under the quarantine threshold,"
+        f" {stream.over_limit} over the size limit on throwaway peers) in {wall:.1f} s;"
+        f" coordinator counted {counted:,} rejects {after['rejects']['by_code']};"
+        f" RSS after warm-up {rss[0] / MIB:.1f} MiB, at the end {rss[1] / MIB:.1f} MiB"
+        f" (+{(rss[1] - rss[0]) / MIB:.1f} MiB)"
+    )
+    assert counted == stream.refused
+    assert after["frames_in"] - before["frames_in"] == stream.sent
+    assert after["quarantined_drops"] == after["rejects"]["disconnects"] == 0
+    assert after["internal_errors"] == 0
+    assert rss[1] - rss[0] < RSS_GROWTH_LIMIT
+    assert final["results_ok"] == 1 and final["internal_errors"] == 0
+    assert code == 0

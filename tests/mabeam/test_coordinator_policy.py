@@ -96,6 +96,11 @@ def test_config_refuses_bad_values_with_the_field_named() -> None:
         ({"liveness": 0}, "liveness"),
         ({"retry_backoff_s": 2.0, "retry_backoff_cap_s": 1.0}, "retry_backoff_cap_s"),
         ({"synchronous": "OFF"}, "synchronous"),
+        ({"max_tracked_peers": 0}, "max_tracked_peers"),
+        ({"handshake_s": 0}, "handshake_s"),
+        ({"handshake_s": 1e9}, "handshake_s"),
+        ({"connection_idle_s": float("nan")}, "connection_idle_s"),
+        ({"max_watches_per_client": 0}, "max_watches_per_client"),
     ]:
         with pytest.raises(ValueError, match=field):
             CoordinatorConfig(**kw)  # type: ignore[arg-type]

@@ -380,7 +380,10 @@ async def test_a_malformed_frame_is_counted_and_dropped(
         fake.send("n1", protocol.Submitted("r1", ("j",)))  # valid, but not for a node
         fake.send("n1", dispatch("j1", "echo"))
         assert (await fake.result()).ok  # the node carries on
-        assert handle.statistics().bad_frames == 2
+        stats = handle.statistics()
+        assert stats.bad_frames == 2
+        assert stats.rejects_by_code["bad_msgpack"] == stats.rejects_by_code["unexpected"] == 1
+        assert sum(stats.rejects_by_code.values()) == 2
 
 
 # -- the pool --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The cluster wire protocol: every frame round-trips, every refusal has its code and field.
 
-The hypothesis strategies here build valid frames of each type; test_protocol_fuzz.py
-imports them to mutate their bytes.
+The hypothesis strategies that build valid frames of each type live in
+frame_strategies.py, with those that break them for the fuzz tests.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from frame_strategies import FRAME_STRATEGIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,34 +26,20 @@ from mabeam.cluster.protocol import (
     FRAME_CLASSES,
     MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
-    Accept,
     Ack,
     Bye,
     Cancel,
     CancelJob,
-    Cancelled,
     Dispatch,
     Error,
-    Event,
-    Gpu,
-    Heartbeat,
-    Hello,
-    Inventory,
-    JobInfo,
     JobSpec,
-    NodeInfo,
     PeerHealth,
     Progress,
     ProtocolError,
     Ready,
     Resources,
     Result,
-    RunningJob,
-    Status,
-    StatusReply,
     Submit,
-    Submitted,
-    Watch,
     clip,
     decode,
     encode,
@@ -61,178 +48,6 @@ from mabeam.cluster.protocol import (
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 ROUND_TRIP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-# -- strategies: valid values of each field kind -------------------------------------
-
-ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,40}", fullmatch=True) | st.from_regex(
-    r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{127}", fullmatch=True
-)
-names = st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True)
-idents = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
-entrypoints = st.builds(
-    lambda mods, fn: ".".join(mods) + ":" + fn, st.lists(idents, min_size=1, max_size=3), idents
-)
-labels = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=40)
-texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)
-counts = st.integers(0, 2**63 - 1) | st.integers(0, 10)
-seconds = st.floats(0, 1e9, allow_nan=False)
-timeouts = st.none() | st.floats(0, 1e9, exclude_min=True, allow_nan=False)
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
-)
-plain = st.recursive(
-    scalars | st.binary(max_size=30),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.lists(inner, max_size=3).map(tuple)
-        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=8,
-)
-params = st.dictionaries(st.text(max_size=20), plain, max_size=5)
-metrics = st.dictionaries(labels, scalars, max_size=5)
-id_tuples = st.lists(ids, max_size=4).map(tuple)
-
-gpus = st.builds(Gpu, uuid=ids, model=labels, memory_mb=counts)
-resources = st.builds(Resources, gpus=st.integers(0, 256), cpus=counts, memory_mb=counts)
-
-
-@st.composite
-def inventories(draw: st.DrawFn, node_id: str | None = None) -> Inventory:
-    return Inventory(
-        node_id=draw(ids) if node_id is None else node_id,
-        gpus=tuple(draw(st.lists(gpus, max_size=4, unique_by=lambda g: g.uuid))),
-        cpus=draw(counts),
-        ram_mb=draw(counts),
-        slots=draw(st.integers(0, 1_000_000)),
-    )
-
-
-@st.composite
-def hellos(draw: st.DrawFn) -> Hello:
-    node_id = draw(ids)
-    running = st.builds(RunningJob, job_id=ids, attempt=counts, lease=ids)
-    return Hello(
-        node_id=node_id,
-        inventory=draw(inventories(node_id)),
-        running=tuple(draw(st.lists(running, max_size=3))),
-    )
-
-
-@st.composite
-def results(draw: st.DrawFn) -> Result:
-    ok = draw(st.booleans())
-    return Result(
-        job_id=draw(ids),
-        lease=draw(ids),
-        attempt=draw(counts),
-        ok=ok,
-        value=draw(plain) if ok else None,
-        error=None if ok else draw(texts),
-        error_kind=None if ok else draw(st.sampled_from(ERROR_KINDS)),
-        duration_s=draw(seconds),
-    )
-
-
-@st.composite
-def watches(draw: st.DrawFn) -> Watch:
-    job_ids = draw(id_tuples)
-    sweep_id = draw(ids if not job_ids else st.none() | ids)
-    return Watch(request_id=draw(ids), job_ids=job_ids, sweep_id=sweep_id)
-
-
-job_specs = st.builds(
-    JobSpec,
-    entrypoint=entrypoints,
-    params=params,
-    resources=resources,
-    timeout_s=timeouts,
-    max_retries=st.integers(0, 1000),
-    priority=st.integers(-(2**31), 2**31 - 1),
-    isolation=st.sampled_from(["process", "pool"]),
-    code_version=labels,
-)
-node_infos = st.builds(
-    NodeInfo, inventory=inventories(), credit=counts, running=counts, last_seen_s=seconds
-)
-job_infos = st.builds(
-    JobInfo,
-    job_id=ids,
-    state=names,
-    attempt=counts,
-    entrypoint=entrypoints,
-    node_id=st.none() | ids,
-    sweep_id=st.none() | ids,
-    value=plain,
-    error=st.none() | texts,
-    duration_s=st.none() | seconds,
-)
-
-FRAME_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
-    Hello: hellos(),
-    Ready: st.builds(Ready, credit=st.integers(0, 1_000_000)),
-    Heartbeat: st.just(Heartbeat()),
-    Dispatch: st.builds(
-        Dispatch,
-        job_id=ids,
-        attempt=counts,
-        lease=ids,
-        entrypoint=entrypoints,
-        params=params,
-        resources=resources,
-        timeout_s=timeouts,
-        isolation=st.sampled_from(["process", "pool"]),
-    ),
-    Accept: st.builds(Accept, job_id=ids, lease=ids),
-    Progress: st.builds(Progress, job_id=ids, lease=ids, step=counts, metrics=metrics),
-    Result: results(),
-    Ack: st.builds(Ack, job_id=ids, lease=ids),
-    Cancel: st.builds(Cancel, job_id=ids, lease=ids),
-    Bye: st.builds(Bye, reason=texts),
-    Submit: st.builds(
-        Submit,
-        request_id=ids,
-        idempotency_key=labels.filter(bool),
-        specs=st.lists(job_specs, min_size=1, max_size=3).map(tuple),
-        sweep_id=st.none() | ids,
-    ),
-    Watch: watches(),
-    Status: st.builds(Status, request_id=ids, job_ids=id_tuples, sweep_id=st.none() | ids),
-    CancelJob: st.builds(CancelJob, request_id=ids, job_id=ids),
-    Submitted: st.builds(
-        Submitted,
-        request_id=ids,
-        job_ids=id_tuples,
-        sweep_id=st.none() | ids,
-        duplicate=st.booleans(),
-    ),
-    StatusReply: st.builds(
-        StatusReply,
-        request_id=ids,
-        nodes=st.lists(node_infos, max_size=2).map(tuple),
-        jobs=st.lists(job_infos, max_size=3).map(tuple),
-        counts=st.dictionaries(names, counts, max_size=4),
-    ),
-    Event: st.builds(
-        Event,
-        request_id=ids,
-        job_id=ids,
-        state=names,
-        attempt=counts,
-        node_id=st.none() | ids,
-        step=st.none() | counts,
-        metrics=metrics,
-        value=plain,
-        error=st.none() | texts,
-    ),
-    Cancelled: st.builds(Cancelled, request_id=ids, job_id=ids, state=names),
-    Error: st.builds(Error, code=names, message=texts, in_reply_to=st.none() | ids),
-}
-frames = st.one_of(*FRAME_STRATEGIES.values())
 
 
 def wire(**fields: Any) -> bytes:
@@ -878,9 +693,40 @@ def test_peer_health_tracks_at_most_max_peers() -> None:
     assert health.rejected(999) == 1 and health.rejected(0) == 0
 
 
+def test_peer_health_forgets_a_peer_idle_past_the_limit_never_ending_a_quarantine() -> None:
+    health = PeerHealth(max_consecutive_bad=2, quarantine_s=3.0, idle_s=10.0)
+    health.bad(b"quiet", "bad_msgpack", now=0.0)
+    assert [health.bad(b"flood", "bad_msgpack", now=t) for t in (0.0, 1.0)] == [False, True]
+    health.bad(b"late", "bad_type", now=5.0)
+    assert health.expire(now=9.9) == 0
+    assert health.expire(now=10.0) == 1  # "quiet": 10 s since its only bad frame
+    assert health.rejected(b"quiet") == 0 and health.rejected(b"late") == 1
+    assert health.expire(now=11.0) == 1  # "flood" (its quarantine ended at 4.0)
+    assert health.expire(now=15.0) == 1  # "late"
+    stats = health.statistics()
+    assert (stats.peers_tracked, stats.peers_quarantined, stats.peers_forgotten) == (0, 0, 3)
+    assert stats.total == 4  # the totals by code outlive the peers
+    # A quarantine longer than the idle limit keeps the peer for the whole quarantine.
+    health = PeerHealth(max_consecutive_bad=1, quarantine_s=30.0, idle_s=1.0)
+    assert health.bad(b"flood", "bad_msgpack", now=0.0)
+    assert health.expire(now=29.9) == 0 and health.quarantined(b"flood", now=29.9)
+    assert health.expire(now=30.0) == 1 and not health.quarantined(b"flood", now=30.0)
+
+
+def test_peer_health_stays_bounded_under_a_stream_of_new_peers() -> None:
+    health = PeerHealth(max_peers=100, idle_s=1.0)
+    for i in range(50_000):
+        health.bad(i, "bad_msgpack", now=i * 0.001)  # 1,000 new peers a second
+        assert health.statistics().peers_tracked <= 100
+    stats = health.statistics()
+    assert stats.total == 50_000 and stats.peers_forgotten == 50_000 - stats.peers_tracked
+
+
 def test_peer_health_refuses_nonsense_limits() -> None:
     with pytest.raises(ValueError):
         PeerHealth(max_consecutive_bad=0)
+    with pytest.raises(ValueError):
+        PeerHealth(idle_s=-1.0)
 
 
 def test_heartbeat_constants_give_a_three_interval_liveness_window() -> None:

@@ -13,9 +13,20 @@ from typing import Any
 
 import msgpack
 import pytest
+from frame_strategies import (
+    CATEGORIES,
+    FIELD_NAMES,
+    FRAME_TYPES,
+    anything,
+    ext_types,
+    frames,
+    pack,
+    payloads,
+    slots,
+    timestamps,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_protocol import frames
 
 from mabeam.cluster.protocol import (
     ERROR_CODES,
@@ -58,12 +69,6 @@ _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=_CHECKS)
 SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=_CHECKS)
 
-FRAME_TYPES = sorted({cls.TYPE for cls in FRAME_CLASSES})  # type: ignore[attr-defined]
-FIELD_NAMES = sorted(
-    {name for cls in FRAME_CLASSES for name in cls.__dataclass_fields__}  # type: ignore[attr-defined]
-    | {"node_id", "gpus", "uuid", "model", "memory_mb", "cpus", "ram_mb", "slots", "v", "t"}
-)
-
 
 def check(data: bytes) -> None:
     """The property: a valid frame that re-encodes, or a ProtocolError with a known code."""
@@ -78,37 +83,6 @@ def check(data: bytes) -> None:
     assert type(frame) in FRAME_CLASSES
     payload = encode(frame)
     assert encode(decode(payload)) == payload
-
-
-# -- random values ---------------------------------------------------------------------
-
-ext_types = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=12))
-timestamps = st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 10**9 - 1))
-leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats()
-    | st.text(max_size=20)
-    | st.binary(max_size=20)
-    | ext_types
-    | timestamps
-    | st.sampled_from(FRAME_TYPES + FIELD_NAMES)
-)
-anything = st.recursive(
-    leaves,
-    lambda inner: (
-        st.lists(inner, max_size=5)
-        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=8), inner, max_size=5)
-        | st.dictionaries(st.integers(-5, 5) | st.none(), inner, max_size=2)
-    ),
-    max_leaves=8,
-)
-
-
-def pack(value: Any) -> bytes:
-    data: bytes = msgpack.packb(value, use_bin_type=True, datetime=False)
-    return data
 
 
 @st.composite
@@ -201,19 +175,6 @@ def byte_mutants(draw: st.DrawFn, source: st.SearchStrategy[Frame] = corpus) -> 
     return bytes(data)
 
 
-def _slots(value: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Every (container, key) position inside a decoded frame, nested ones included."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out.append((value, key))
-            _slots(item, out)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out.append((value, index))
-            _slots(item, out)
-    return out
-
-
 def _nested(depth: int) -> Any:
     value: Any = "deep"
     for _ in range(depth):
@@ -239,8 +200,8 @@ HUGE = st.sampled_from(
 def field_mutants(draw: st.DrawFn, source: st.SearchStrategy[Frame] = corpus) -> bytes:
     """A valid frame with one field (at any depth) replaced, dropped, added or inflated."""
     raw = msgpack.unpackb(encode(draw(source)), strict_map_key=False, ext_hook=msgpack.ExtType)
-    slots = _slots(raw, [])
-    container, key = draw(st.sampled_from(slots))
+    positions = slots(raw, [])
+    container, key = draw(st.sampled_from(positions))
     op = draw(st.sampled_from(["replace", "replace", "drop", "add", "huge", "ext"]))
     if op == "replace":
         container[key] = draw(anything)
@@ -294,6 +255,33 @@ def test_valid_frames_with_a_field_mutated_decode_to_a_frame_or_a_protocol_error
     data: bytes,
 ) -> None:
     check(data)
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+@settings(max_examples=8, deadline=None, suppress_health_check=_CHECKS)
+@given(data=st.data())
+def test_every_category_of_every_frame_type_decodes_to_a_frame_or_a_protocol_error(
+    category: str, data: st.DataObject
+) -> None:
+    """The shared fuzz strategies (frame_strategies.py), one frame of each type per
+    example: each is what its category says, and ``decode`` holds its contract."""
+    for cls in FRAME_CLASSES:
+        payload = data.draw(payloads(cls, category), label=cls.__name__)
+        check(payload)
+        if category == "valid":
+            assert type(decode(payload)) is cls
+        elif category in ("truncated", "bad_version"):
+            with pytest.raises(ProtocolError):
+                decode(payload)
+        elif category == "oversized":
+            over = len(payload) > MAX_FRAME_BYTES
+            assert MAX_FRAME_BYTES - 4_096 <= len(payload) <= MAX_FRAME_BYTES + 4_096
+            try:
+                decode(payload)
+            except ProtocolError as exc:
+                assert exc.code == "too_large" or not over, exc
+            else:
+                assert not over
 
 
 def test_the_corpus_holds_every_frame_type_and_is_valid() -> None:

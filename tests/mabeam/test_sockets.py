@@ -16,7 +16,9 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from mabeam.cluster._sockets import (
+    CONNECTION_IDLE_S,
     DEFAULT_HWM,
+    HANDSHAKE_S,
     configure_dealer,
     configure_router,
     drain,
@@ -123,6 +125,16 @@ def test_the_options_are_set_as_documented(zsock: Sockets) -> None:
         assert sock.getsockopt(zmq.LINGER) == 0
     assert dealer.getsockopt(zmq.IMMEDIATE) == 1
     assert dealer.getsockopt(zmq.ROUTING_ID) == b"node-1"
+    assert router.getsockopt(zmq.HANDSHAKE_IVL) == HANDSHAKE_S * 1000 == 10_000
+    half_idle = CONNECTION_IDLE_S * 1000 / 2
+    assert router.getsockopt(zmq.HEARTBEAT_IVL) == router.getsockopt(zmq.HEARTBEAT_TIMEOUT)
+    assert router.getsockopt(zmq.HEARTBEAT_IVL) == half_idle == 30_000
+    tuned = zsock.make(zmq.ROUTER)
+    configure_router(tuned, handshake_s=0.25, idle_s=0.5)
+    assert tuned.getsockopt(zmq.HANDSHAKE_IVL) == 250 and tuned.getsockopt(zmq.HEARTBEAT_IVL) == 250
+    for bad in (0.0, -1.0, float("nan"), 1e10):
+        with pytest.raises(ValueError, match="handshake_s"):
+            configure_router(zsock.make(zmq.ROUTER), handshake_s=bad)
     with pytest.raises(ValueError):
         configure_router(dealer)
     with pytest.raises(ValueError):
