@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         security: dict[str, Any] = {"insecure": True}
+        if args.insecure and (args.key or args.allow_nodes or args.allow_clients):
+            raise ValueError("--insecure (plain TCP) takes no --key nor --allow-* directories")
         if not args.insecure:
             key_file = args.key or os.environ.get("MABEAM_KEY")
             if not key_file:

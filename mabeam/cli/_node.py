@@ -227,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
         "heartbeat_s": args.heartbeat,
         "insecure": args.insecure,
     }
+    if args.insecure and (args.key or args.coordinator_key):
+        print("mabeam node start: error: --insecure (plain TCP) takes no --key nor"
+              " --coordinator-key", file=sys.stderr)  # fmt: skip
+        return 2
     if not args.insecure:
         options["key"] = args.key or os.environ.get("MABEAM_KEY") or None
         options["coordinator_key"] = (

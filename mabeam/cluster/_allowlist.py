@@ -75,9 +75,12 @@ class AllowList:
         self._stamps: dict[Role, tuple[int, int] | None] = {}
         self._loaded: dict[Role, list[KeyPair]] = {}
         self._warned: set[tuple[str, int]] = set()
+        # path -> ((mtime_ns, size, inode), key): a rescan reads only the files that changed
+        self._parsed: dict[str, tuple[tuple[int, int, int], KeyPair]] = {}
         self._by_key: dict[str, Peer] = {}
         self._scanned_at = -float("inf")
         self.reloads = 0
+        self.version = 0  # counts the changes of the allowed keys (readers compare it)
         self.refresh(0.0, force=True)
 
     @property
@@ -113,6 +116,7 @@ class AllowList:
 
     def _scan(self, role: Role, folder: Path) -> list[KeyPair]:
         keys: list[KeyPair] = []
+        seen: set[str] = set()
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -132,11 +136,22 @@ class AllowList:
                 )
                 break
             try:
-                key = load_key(entry.path, role=role)
+                info = entry.stat()
+                stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+                known = self._parsed.get(entry.path)
+                if known is not None and known[0] == stamp:
+                    key = known[1]  # unchanged since the last scan: not read again
+                else:
+                    key = load_key(entry.path, role=role).public_only()
+                    self._parsed[entry.path] = (stamp, key)
             except (KeyFileError, OSError) as exc:
                 self._warn(entry, f"skipping {entry.path}: {exc}")
                 continue
-            keys.append(key.public_only())
+            seen.add(entry.path)
+            keys.append(key)
+        prefix = os.path.join(str(folder), "")
+        for path in [p for p in self._parsed if p.startswith(prefix) and p not in seen]:
+            del self._parsed[path]  # removed files
         return keys
 
     def _warn(self, entry: os.DirEntry[str], message: str) -> None:
@@ -180,6 +195,7 @@ class AllowList:
         before = len(self._by_key)
         self._by_key = by_key
         self.reloads += 1
+        self.version += 1
         log.info("allow-list: %d keys (%d before)", len(by_key), before)
 
 

@@ -49,7 +49,7 @@ from ._client_errors import (
     refusal,
 )
 from ._security import CurveClient
-from ._sockets import configure_dealer, handshake_refused
+from ._sockets import configure_dealer, for_address, handshake_refused
 from ._wire import Incoming, Wire, WireReader, context
 
 __all__ = ("ClientConnection",)
@@ -111,6 +111,7 @@ class ClientConnection(Actor):
             configure_dealer(sock, routing_id=routing_id)
             if curve is not None:
                 curve.apply(sock)
+            for_address(sock, address)
             sock.connect(address)
         except (zmq.ZMQError, ValueError) as exc:
             sock.close(linger=0)

@@ -173,6 +173,13 @@ class CoordinatorConfig:
             value = getattr(self, path_field)
             if value is not None and (not isinstance(value, (str, Path)) or not str(value)):
                 raise ValueError(f"{path_field} must be a directory path, got: {value!r}")
+        for path_field in ("allow_nodes", "allow_clients"):
+            value = getattr(self, path_field)
+            if value is not None and not Path(value).is_dir():
+                raise ValueError(
+                    f"{path_field} {str(value)!r} is not a directory (create it and put the"
+                    " public .key files in it)"
+                )
         if self.insecure:
             if self.key is not None or self.allow_nodes or self.allow_clients or self.allow_keys:
                 raise ValueError("insecure=True (plain TCP) takes no keys or allow-lists")

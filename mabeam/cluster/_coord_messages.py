@@ -24,9 +24,11 @@ __all__ = (
 
 @dataclass(frozen=True, slots=True)
 class NodeFrames:
-    """Router -> session: valid frames from its node, in arrival order."""
+    """Router -> session: valid frames from its node, in arrival order, and the routing
+    id they came from (a reconnected node has a new one: the session sends there)."""
 
     frames: list[Frame]
+    peer: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class NodeUp:
     epoch: int
     inventory: Inventory
     running: tuple[RunningJob, ...]
+    peer: bytes = b""
+    """The node's routing id (default: its node id)."""
 
 
 @dataclass(frozen=True, slots=True)

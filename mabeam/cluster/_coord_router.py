@@ -40,7 +40,7 @@ from ._coord_messages import ClientFrames, Disconnect, NodeFrames, PeerGone
 from ._coord_session import NodeSession
 from ._coord_shared import Outlet, Shared
 from ._security import secure_server
-from ._sockets import bind_retrying, configure_router
+from ._sockets import bind_retrying, configure_router, for_address
 from ._wire import Incoming, Wire, WireReader
 
 __all__ = ("AUTH_EVENT", "RouterActor")
@@ -87,6 +87,10 @@ class RouterActor(Actor):
         self.outlet = Outlet(self.wire, self._counters)
         self._sessions: dict[bytes, ActorRef] = {}
         self._session_peer: dict[Any, bytes] = {}
+        self._node_peer: dict[str, bytes] = {}  # node id -> its session's routing id
+        self._from_peer: dict[ActorRef, bytes] = {}
+        self._node_keys: dict[bytes, str] = {}  # a node peer -> the key it spoke with
+        self._allow_version = self._allow.version if self._allow is not None else 0
         await self.spawn_link(WireReader, self.wire, self.ref)
 
     async def _bind(self, sock: zmq.Socket[Any]) -> None:
@@ -95,6 +99,7 @@ class RouterActor(Actor):
         address = rebind or self._config.bind
         if address.endswith(":0"):
             address = address[:-2] + ":*"
+        for_address(sock, address)
         await bind_retrying(sock, address, _REBIND_TRIES if rebind else 1, self.runtime.sleep)
         self._shared.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -115,6 +120,11 @@ class RouterActor(Actor):
             self.stop(msg.reason)
         elif type(msg) is Down:
             peer = self._session_peer.pop(msg.pid, None)
+            if peer is not None:
+                self._node_keys.pop(peer, None)
+                node_id = node_of(peer).decode("utf-8", "replace")
+                if self._node_peer.get(node_id) == peer:
+                    del self._node_peer[node_id]
             ref = self._sessions.get(peer) if peer is not None else None
             if ref is not None and ref.pid == msg.pid:
                 del self._sessions[peer]  # type: ignore[arg-type]
@@ -131,23 +141,32 @@ class RouterActor(Actor):
         decode = p.decode
         allow = self._allow
         if allow is not None:
-            allow.refresh(now)
+            allow.refresh(now)  # the ZAP handler may have seen the change first
+            if allow.version != self._allow_version:
+                self._allow_version = allow.version
+                self._recheck_sessions(allow)
         to_nodes: dict[ActorRef, list[p.Frame]] = {}
+        from_peer = self._from_peer = {}  # session -> the peer its frames came from
         to_clients: list[tuple[bytes, p.Frame]] = []
         owners: dict[bytes, str] = {}
         who: Peer | None = None
         for index, parts in enumerate(messages):
-            if len(parts) != 2:  # a multipart message: a frame is one part
-                counters.unexpected_frames += 1
-                if parts:
-                    self._bad(parts[0], "unexpected", now)
-                continue
-            peer, payload = parts
-            if allow is not None:
+            peer, payload = parts[0], parts[-1]
+            if allow is not None:  # the key first: what it may not send is never "bad"
                 who = allow.lookup(users[index]) if users is not None else None
                 if who is None:
                     self._revoked(peer, payload)
                     continue
+                if who.role == "node":
+                    if node_of(peer) != who.name.encode():
+                        why = _wrong_id(who.name, peer)
+                        self._unauthorized(peer, _try_decode(payload), why)
+                        continue
+                    self._node_keys[peer] = users[index]  # type: ignore[index]
+            if len(parts) != 2:  # a multipart message: a frame is one part
+                counters.unexpected_frames += 1
+                self._bad(peer, "unexpected", now)
+                continue
             if health.quarantined(peer, now):
                 counters.quarantined_drops += 1
                 continue
@@ -167,7 +186,7 @@ class RouterActor(Actor):
             except Exception as exc:
                 self._internal(peer, frame, exc)
         for ref, frames in to_nodes.items():
-            ref.cast(NodeFrames(frames))
+            ref.cast(NodeFrames(frames, from_peer.get(ref, b"")))
         if to_clients:
             self._to_clients(ClientFrames(to_clients, owners))
 
@@ -191,19 +210,23 @@ class RouterActor(Actor):
         if session is not None and not session.is_alive:
             session = None
         if isinstance(frame, p.Hello):
-            if frame.node_id.encode() != peer:
+            if frame.node_id.encode() != node_of(peer):
                 self._send(peer, p.Error("bad_value", _id_mismatch(frame.node_id, peer)))
                 self._bad(peer, "bad_value", now)
                 return False
+            if session is None:  # a new connection of a node that has a session: move it
+                session = self._move_session(frame.node_id, peer)
             if session is None:
                 session = await self._start_session(peer, frame)
                 if session is None:
                     return True
             to_nodes.setdefault(session, []).append(frame)
+            self._from_peer[session] = peer  # a moved session hears its new peer only
             return True
         if kind in _NODE_TYPES or kind in _EITHER:
             if session is not None:
                 to_nodes.setdefault(session, []).append(frame)
+                self._from_peer[session] = peer
             elif kind is p.Heartbeat or kind is p.Bye:
                 to_clients.append((peer, frame))  # a client's, or a forgotten node's
             elif kind is p.Error:
@@ -237,8 +260,23 @@ class RouterActor(Actor):
             return None
         self._sessions[peer] = ref
         self._session_peer[ref.pid] = peer
+        self._node_peer[hello.node_id] = peer
         self.monitor(ref)
         return ref
+
+    def _move_session(self, node_id: str, peer: bytes) -> ActorRef | None:
+        """The live session of ``node_id``, now reached through ``peer`` (its node
+        reconnected: each connection has its own routing id), or None."""
+        old = self._node_peer.get(node_id)
+        session = self._sessions.get(old) if old is not None else None
+        if session is None or not session.is_alive:
+            return None
+        del self._sessions[old]  # type: ignore[arg-type]
+        self._node_keys.pop(old, None)  # type: ignore[arg-type]
+        self._sessions[peer] = session
+        self._session_peer[session.pid] = peer
+        self._node_peer[node_id] = peer
+        return session
 
     # -- refusals -----------------------------------------------------------------------
 
@@ -248,11 +286,8 @@ class RouterActor(Actor):
         if who.role == "node":
             if kind in _CLIENT_TYPES:
                 why = f"node key {who.name!r} cannot send {frame.TYPE}: that is for client keys"
-            elif peer != who.name.encode():
-                why = (
-                    f"node key {who.name!r} may only connect as node id {who.name!r},"
-                    f" not {peer.decode('utf-8', 'replace')!r}"
-                )
+            elif node_of(peer) != who.name.encode():
+                why = _wrong_id(who.name, peer)
             else:
                 return True
         elif kind in _NODE_TYPES or kind is p.Hello:
@@ -262,13 +297,19 @@ class RouterActor(Actor):
         self._unauthorized(peer, frame, why)
         return False
 
+    def _recheck_sessions(self, allow: Any) -> None:
+        """The allow-lists changed: end the sessions whose key is gone (or no longer a
+        node's) now, so that no DISPATCH goes to them before they next speak."""
+        for peer in list(self._sessions):
+            key = self._node_keys.get(peer)
+            who = allow.lookup(key) if key is not None else None
+            if key is not None and (who is None or who.role != "node"):
+                self._revoked(peer, b"")
+
     def _revoked(self, peer: bytes, payload: bytes) -> None:
         """A frame whose sender's key left the allow-lists: refuse it, end its session."""
-        try:
-            frame: p.Frame | None = p.decode(payload)
-        except p.ProtocolError:
-            frame = None
-        self._unauthorized(peer, frame, "this connection's key is not (or no longer) allowed")
+        why = "this connection's key is not (or no longer) allowed"
+        self._unauthorized(peer, _try_decode(payload), why)
         session = self._sessions.pop(peer, None)
         if session is not None:
             log.warning("node %r: its key was revoked; its session ends", peer)
@@ -328,6 +369,25 @@ _HELLO_FIRST: Final = (
     "{} from a node this coordinator has no session for (it restarted, or the node was"
     " dropped): send HELLO first"
 )
+
+
+def _try_decode(payload: bytes) -> p.Frame | None:
+    """The frame in ``payload`` (to answer its request id), or None."""
+    try:
+        return p.decode(payload)
+    except p.ProtocolError:
+        return None
+
+
+def node_of(peer: bytes) -> bytes:
+    """The node id in a node's routing id: ``NODE_ID#RANDOM`` (a fresh random part per
+    connection, so nobody can take over a node's id without knowing it), or ``NODE_ID``."""
+    return peer.partition(b"#")[0]
+
+
+def _wrong_id(name: str, peer: bytes) -> str:
+    shown = node_of(peer).decode("utf-8", "replace")
+    return f"node key {name!r} may only connect as node id {name!r}, not {shown!r}"
 
 
 def _id_mismatch(node_id: str, peer: bytes) -> str:

@@ -341,7 +341,9 @@ class Scheduler(Actor):
                 self._leader_cancelled(out.job_id, out.promoted)  # type: ignore[union-attr]
             elif kind is CancelRequested:
                 cancel = p.Cancel(out.job_id, out.token)  # type: ignore[union-attr]
-                self._outlet.send(out.node.encode(), cancel)  # type: ignore[union-attr]
+                node = self._nodes.get(out.node)  # type: ignore[union-attr]
+                peer = node.peer if node is not None else out.node.encode()  # type: ignore[union-attr]
+                self._outlet.send(peer, cancel)
 
     def _submitted(self, op: Submit, out: Submitted) -> None:
         if out.duplicate:
@@ -374,7 +376,7 @@ class Scheduler(Actor):
         cap = NodeCapacity(
             up.node_id, gpus=len(inv.gpus), cpus=float(inv.cpus), memory_mb=inv.ram_mb
         )
-        node = _Node(up.node_id, up.node_id.encode(), up.session, up.epoch, cap, inv)
+        node = _Node(up.node_id, up.peer or up.node_id.encode(), up.session, up.epoch, cap, inv)
         self._nodes[up.node_id] = node
         if up.session.pid not in self._by_pid:
             self._by_pid[up.session.pid] = up.node_id

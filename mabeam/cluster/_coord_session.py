@@ -122,6 +122,11 @@ class NodeSession(Actor):
     async def handle_cast(self, msg: Any) -> None:
         kind = type(msg)
         if kind is NodeFrames:
+            if msg.peer and msg.peer != self.peer:  # the node's new connection
+                last = self._outlet.last_sent.pop(self.peer, None)
+                self.peer = msg.peer
+                if last is not None:
+                    self._outlet.last_sent[msg.peer] = last
             self._frames(msg.frames)
         elif kind is Disconnect:
             self._bye = msg.reason  # the router already said BYE
@@ -204,7 +209,7 @@ class NodeSession(Actor):
             self._registered = True
         log.info("node %s said HELLO (%d running, %d slots)", self.node_id,
                  len(hello.running), hello.inventory.slots)  # fmt: skip
-        up = NodeUp(self.node_id, self.ref, self.epoch, hello.inventory, hello.running)
+        up = NodeUp(self.node_id, self.ref, self.epoch, hello.inventory, hello.running, self.peer)
         self._scheduler.cast(up)  # type: ignore[union-attr]
 
     # -- store replies: ACK what is durable ----------------------------------------------

@@ -35,6 +35,10 @@ class Names:
         return f"{self.app}.store"
 
     @property
+    def auth(self) -> str:
+        return f"{self.app}.auth"
+
+    @property
     def router(self) -> str:
         return f"{self.app}.router"
 
@@ -94,6 +98,18 @@ class Shared:
     """This coordinator's own ZeroMQ context (its ZAP handler is per context)."""
     allow: AllowList | None = None
     """Who may connect (None: plain TCP, ``insecure``)."""
+    zap_wire: Wire | None = None
+    """The ZAP handler's socket, closed by the next handler if its owner was killed."""
+
+    def close_context(self) -> None:
+        """Close what is left of the coordinator's sockets and destroy its context."""
+        for wire in (self.wire, self.zap_wire):
+            if wire is not None:
+                wire.close()
+        self.wire = self.zap_wire = None
+        context, self.zmq_context = self.zmq_context, None
+        if context is not None and not context.closed:
+            context.destroy(linger=0)
 
 
 class Outlet:

@@ -10,7 +10,8 @@ client's public key (Z85) as the ``User-Id`` when the key is in an allow-list, e
 
 With ``ZAP_ENFORCE_DOMAIN`` on the ROUTER, a handshake while this actor restarts is
 refused, not waved through: the cluster fails closed. Refusals are counted and logged,
-at most once a minute per address and key (a refused node retries every 100 ms).
+at most once a minute per address with the number held back (a refused node retries
+every 100 ms; a scanner may try many keys).
 
 The context is destroyed when the coordinator shuts down (this actor stops after the
 router, which closed its socket); after a crash the restarted actor keeps it.
@@ -51,10 +52,13 @@ class AuthActor(Actor):
     async def init(self, config: CoordinatorConfig, shared: Shared) -> None:
         self._shared = shared
         self._counters = shared.counters
+        if shared.zap_wire is not None:  # a killed predecessor could not close its socket
+            shared.zap_wire.close()
+            shared.zap_wire = None
         if shared.zmq_context is None or shared.zmq_context.closed:
             shared.zmq_context = zmq.Context()
         self._wire: Wire | None = None
-        self._logged: dict[tuple[bytes, str], float] = {}
+        self._logged: dict[str, tuple[float, int]] = {}  # address -> (logged at, since)
         if shared.allow is None:
             return  # plain TCP: no handshake to authenticate
         sock = shared.zmq_context.socket(zmq.ROUTER)
@@ -64,16 +68,16 @@ class AuthActor(Actor):
         except BaseException:
             sock.close(linger=0)
             raise
-        self._wire = Wire(sock)
+        self._wire = shared.zap_wire = Wire(sock)
         await self.spawn_link(WireReader, self._wire, self.ref)
 
     async def terminate(self, reason: Any) -> None:
         if self._wire is not None:
             self._wire.close()
-        context = self._shared.zmq_context
-        if reason == "shutdown" and context is not None:
-            self._shared.zmq_context = None
-            context.destroy(linger=0)
+            if self._shared.zap_wire is self._wire:
+                self._shared.zap_wire = None
+        if reason == "shutdown":  # the router, started after this actor, is gone already
+            self._shared.close_context()
 
     async def handle_info(self, msg: Any) -> None:
         if type(msg) is Exit:  # the reader died: so does the socket's owner
@@ -131,12 +135,13 @@ class AuthActor(Actor):
             meta = {"address": address, "key": key, "why": why}
             telemetry.emit(("mabeam", "coordinator", "auth"), {"handshakes_refused": 1}, meta)
         now = self.runtime.clock.now()
-        mark = (address.encode(), key)
-        last = self._logged.get(mark)
+        last, quiet = self._logged.get(address, (None, 0))
         if last is not None and now - last < _LOG_EVERY_S:
+            self._logged[address] = (last, quiet + 1)  # counted, said with the next line
             return
         if len(self._logged) >= _MAX_LOG_MARKS:
             self._logged.clear()
-        self._logged[mark] = now
+        self._logged[address] = (now, 0)
         shown = f"key {key} " if key else ""
-        log.warning("refused a connection from %s: %s(%s)", address or "?", shown, why)
+        more = f"; {quiet} more refused from there since the last line" if quiet else ""
+        log.warning("refused a connection from %s: %s(%s)%s", address or "?", shown, why, more)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from typing import Final
 
 import zmq
@@ -25,7 +26,7 @@ import zmq
 from foundation import Actor, ActorRef, TimerRef
 
 from ._node_setup import NodeSetup
-from ._sockets import configure_dealer, handshake_refused
+from ._sockets import configure_dealer, for_address, handshake_refused
 from ._wire import Wire, WireReader, context
 
 __all__ = ("HELLO_RETRY", "REOPEN", "Link", "stop_reader")
@@ -92,9 +93,14 @@ class Link:
         self._reopen_timer = None
         sock = context().socket(zmq.DEALER)
         try:
-            configure_dealer(sock, routing_id=self._setup.node_id.encode())
+            # A fresh, unguessable routing id per connection (NODE_ID#RANDOM): the
+            # ROUTER hands an id over to its newest connection, so a guessable one would
+            # let another peer take this node's traffic (docs/security.md).
+            routing_id = f"{self._setup.node_id}#{secrets.token_hex(8)}".encode()
+            configure_dealer(sock, routing_id=routing_id)
             if self._setup.curve is not None:
                 self._setup.curve.apply(sock)
+            for_address(sock, self._setup.endpoint)
             sock.connect(self._setup.endpoint)
         except BaseException:
             sock.close(linger=0)

@@ -30,8 +30,11 @@ LINGER=0            both     close never blocks; delivery rests on application A
 IMMEDIATE=1         DEALER   messages are queued only to a completed connection: while the
                              coordinator is unreachable a send fails (EAGAIN) and the result
                              stays in the outbox instead of in a pipe to nowhere
-ROUTING_ID          DEALER   optional: a node's stable id, so the coordinator knows it
-                             across reconnects (with ROUTER_HANDOVER)
+ROUTING_ID          DEALER   optional: a node's NODE_ID#RANDOM (a new random part per
+                             connection), so nobody else can claim it (ROUTER_HANDOVER)
+IPV6=1              both     only for an IPv6 address (tcp://[::1]:5555): set by
+                             ``for_address`` (with it, IPv4 endpoints read back as
+                             [::ffff:a.b.c.d])
 ==================  =======  ===============================================================
 """
 
@@ -55,6 +58,7 @@ __all__ = (
     "drain",
     "bind_retrying",
     "drain_authenticated",
+    "for_address",
     "handshake_refused",
     "send_to",
     "try_send",
@@ -229,3 +233,10 @@ async def bind_retrying(
             if exc.errno != zmq.EADDRINUSE or attempt == tries - 1:
                 raise OSError(f"cannot bind {address}: {exc}") from None
             await sleep(0.05)
+
+
+def for_address(sock: Socket, address: str) -> None:
+    """Set ``IPV6`` on ``sock`` when ``address`` is an IPv6 one (``tcp://[...]:PORT``);
+    call before ``bind``/``connect``."""
+    if address.startswith("tcp://["):
+        sock.setsockopt(zmq.IPV6, 1)

@@ -42,10 +42,15 @@ PARENT_KINDS = frozenset(
 """Outcome kinds only the parent decides; a worker that reports one is broken."""
 
 
+_PRIVATE_ENV: Final = ("MABEAM_KEY", "MABEAM_COORDINATOR_KEY")
+
+
 def worker_environment(gpus: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment plus ``env``, the GPU variables for ``gpus`` (none:
     ``CUDA_VISIBLE_DEVICES=""``) and ``PYTHONUNBUFFERED=1``."""
     child_env = dict(os.environ)
+    for name in _PRIVATE_ENV:  # the agent's own key files are not the task's business
+        child_env.pop(name, None)
     child_env.update(env or {})
     child_env.update(visible_devices_env(gpus))
     child_env["PYTHONUNBUFFERED"] = "1"

@@ -143,6 +143,20 @@ class CoordinatorApp(Application):
         self._on_ready = on_ready
         super().__init__(config.name, strategy="rest_for_one", max_restarts=5, max_seconds=10.0)
 
+    async def stop(self) -> None:
+        """Stop the tree, then destroy the coordinator's ZeroMQ context (whatever ended
+        the tree: a killed actor may have left a socket open)."""
+        try:
+            await super().stop()
+        finally:
+            self.shared.close_context()
+
+    async def serve(self) -> int:
+        try:
+            return await super().serve()
+        finally:
+            self.shared.close_context()
+
     def children(self) -> list[Any]:
         config, shared, names = self.config, self.shared, self.shared.names
         state = Path(config.state)
@@ -159,7 +173,7 @@ class CoordinatorApp(Application):
                 id="store",
                 name=names.store,
             ),
-            child_spec(AuthActor, config, shared, id="auth"),
+            child_spec(AuthActor, config, shared, id="auth", name=names.auth),
             child_spec(
                 RouterActor,
                 config,

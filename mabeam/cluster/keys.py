@@ -115,12 +115,14 @@ def _check_name(name: object) -> None:
 
 
 def _check_z85(what: str, key: object) -> None:
+    # Never echo the value: it may be a secret key (a typo in a secret file).
     if type(key) is not bytes or _Z85_KEY.fullmatch(key.decode("ascii", "replace")) is None:
-        raise KeyFileError(f"the {what} must be 40 Z85 characters, got {key!r:.60}")
+        size = len(key) if isinstance(key, bytes | str) else type(key).__name__
+        raise KeyFileError(f"the {what} must be 40 Z85 characters (got {size})")
     try:
         z85.decode(key)
-    except Exception as exc:  # an invalid 5-char group overflows 32 bits
-        raise KeyFileError(f"the {what} is not valid Z85: {exc}") from None
+    except Exception:  # an invalid 5-char group overflows 32 bits
+        raise KeyFileError(f"the {what} is not valid Z85") from None
 
 
 # -- files ----------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class FakeCoordinator:
         self._queue: deque[list[bytes]] = deque()
         self.seen: list[protocol.Frame] = []
         self.answer_heartbeats = True
+        self.peers: dict[str, bytes] = {}  # node id -> the routing id it last used
 
     async def next(self, *, timeout: float = WAIT_S, heartbeats: bool = False) -> Any:
         """The next frame from any peer (HEARTBEATs skipped unless asked for)."""
@@ -85,6 +86,8 @@ class FakeCoordinator:
                 if not self._queue:
                     self._queue.extend((await self.wire.receive()).messages)
                 peer, payload = self._queue.popleft()
+                # A node's routing id is NODE_ID#RANDOM, new on each connection.
+                self.peers[peer.partition(b"#")[0].decode()] = peer
                 frame = protocol.decode(payload)
                 self.seen.append(frame)
                 if isinstance(frame, protocol.Heartbeat):
@@ -128,14 +131,18 @@ class FakeCoordinator:
         for frame in self.seen:
             if isinstance(frame, protocol.Result):
                 ack = protocol.encode(protocol.Ack(frame.job_id, frame.lease))
-                self.wire.send_to(node_id.encode(), ack)
+                self.wire.send_to(self.peer(node_id), ack)
+
+    def peer(self, node_id: str) -> bytes:
+        """The routing id of ``node_id``'s current connection."""
+        return self.peers.get(node_id, node_id.encode())
 
     def send(self, node_id: str, frame: Any) -> None:
-        outcome = self.wire.send_to(node_id.encode(), protocol.encode(frame))
+        outcome = self.wire.send_to(self.peer(node_id), protocol.encode(frame))
         assert outcome == "sent", outcome
 
     def send_raw(self, node_id: str, payload: bytes) -> None:
-        assert self.wire.send_to(node_id.encode(), payload) == "sent"
+        assert self.wire.send_to(self.peer(node_id), payload) == "sent"
 
     def close(self) -> None:
         self.wire.close()

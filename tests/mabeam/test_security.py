@@ -275,7 +275,7 @@ async def test_a_node_key_cannot_submit_nor_pose_as_another_node(tmp_path: Path)
             assert stats.nodes == () and sum(stats.jobs.values()) == 0
             # The real client API with a node's key is refused the same way.
             as_client = KeyPair("client", "n1", n1.public, n1.secret)
-            with pytest.raises(Unauthorized, match="node key 'n1' cannot send STATUS"):
+            with pytest.raises(Unauthorized, match="as node id 'n1', not 'client-"):
                 async with connect(env.coord.endpoint, key=as_client, coordinator_key=env.key) as c:
                     await c.status()
         finally:
@@ -413,3 +413,45 @@ def test_coordinator_start_refuses_plain_tcp_off_loopback_and_a_missing_key(
     code = main(["coordinator", "start", "--state", str(tmp_path / "s.db"), *args])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+async def test_a_killed_zap_handler_comes_back_and_the_cluster_fails_closed_meanwhile(
+    tmp_path: Path,
+) -> None:
+    async with secure(tmp_path) as env:
+        alice = env.allow("client", "alice")
+        rt = current_runtime()
+        for _ in range(3):  # killed (no terminate: its socket is left open) three times
+            auth = rt.whereis(env.coord.names.auth)
+            assert auth is not None
+            gone = rt.monitor(auth)
+            auth.kill()
+            await gone.wait(WAIT_S)
+            await until(lambda: rt.whereis(env.coord.names.router) is not None, timeout=WAIT_S)
+            async with connect(env.coord.endpoint, key=alice, coordinator_key=env.key) as c:
+                assert (await c.status()).nodes == ()
+        stranger = KeyPair.generate("client", "mallory")
+        with pytest.raises(Unauthorized):
+            async with connect(env.coord.endpoint, key=stranger, coordinator_key=env.key) as c:
+                await c.status()
+    assert env.coord.app.shared.zmq_context is None  # destroyed when the coordinator stopped
+
+
+async def test_a_revoked_nodes_session_ends_when_the_allow_list_changes(tmp_path: Path) -> None:
+    """Not at its next message only: a silent node is not sent more work meanwhile."""
+    async with secure(tmp_path, heartbeat_s=60.0) as env:  # no HEARTBEAT in this test
+        node, alice = env.allow("node", "n1"), env.allow("client", "alice")
+        fake = FakeNode(env.ctx, env.coord.endpoint, "n1", curve=(node, env.server))
+        try:
+            fake.hello(credit=1)
+            rt = current_runtime()
+            await until(lambda: rt.whereis(("node", "n1")) is not None, timeout=WAIT_S)
+            env.revoke("node", "n1")
+            async with connect(env.coord.endpoint, key=alice, coordinator_key=env.key) as c:
+                await c.submit(spec())  # the client's SUBMIT makes the router re-read
+                await until(lambda: rt.whereis(("node", "n1")) is None, timeout=WAIT_S)
+            error = await fake.expect(p.Error)
+            assert error.code == "unauthorized"
+            await fake.quiet(0.3)  # no DISPATCH came
+        finally:
+            fake.close()
