@@ -165,7 +165,8 @@ async def test_a_timeout_holds_while_a_job_bigger_than_the_pipe_waits_to_be_writ
     async with Runtime() as rt:
         probe = await Probe.start()
         pool = await rt.spawn(PoolWorker, probe.ref, settings(tmp_path), 1)
-        spin = attempt(tmp_path, "spin", "spin_in_c", {"n": 10**12}, timeout_s=0.3)
+        # 1.5 s: the worker must report step 0 before its timeout even on a loaded machine.
+        spin = attempt(tmp_path, "spin", "spin_in_c", {"n": 10**12}, timeout_s=1.5)
         big = attempt(tmp_path, "big", "echo", {"blob": "x" * 300_000})  # > a 64 KiB pipe
         pool.cast(RunAttempt(spin))
         await probe.assert_receive(TaskProgress, timeout=WAIT_S)  # inside its C call now
@@ -174,6 +175,6 @@ async def test_a_timeout_holds_while_a_job_bigger_than_the_pipe_waits_to_be_writ
         assert got["spin"].outcome.kind == "timeout"  # SIGKILL: the C call ignores SIGTERM
         assert (
             got["spin"].outcome.error
-            == "timed out after 0.3 s; stopped with SIGKILL after 0.5 s grace"
+            == "timed out after 1.5 s; stopped with SIGKILL after 0.5 s grace"
         )
         assert got["big"].unstarted
