@@ -116,9 +116,11 @@ class ChaosCluster:
         return node
 
     def start_submitter(self, args: list[str], out: Path) -> Proc:
-        """The submitter script (submitter.py) with its view going to ``out``."""
-        assert self.coordinator is not None
-        args = ["--endpoint", self.coordinator.endpoint, "--out", str(out), *args]
+        """The submitter script (submitter.py), connected through the proxy (listener
+        ``submitter``), with its view going to ``out``."""
+        assert self.proxy is not None
+        self.endpoints["submitter"] = endpoint = self.proxy.listen("submitter")
+        args = ["--endpoint", endpoint, "--out", str(out), *args]
         if self.keys is None:
             args.append("--insecure")
         proc = Proc(
