@@ -91,6 +91,19 @@ class ChaosReport:
             + (f"; {len(self.problems)} PROBLEMS" if self.problems else "")
         )
 
+    def details(self) -> str:
+        """The run's figures beyond the summary: what the proxy did, what the store saw."""
+        proxy = self.proxy
+        dropped = {k.split(" ", 1)[1]: n for k, n in proxy.items() if k.startswith("dropped ")}
+        duplicated = {k.split(" ", 1)[1]: n for k, n in proxy.items() if k.startswith("duplicated")}
+        lines = [
+            f"  coordinator starts {self.coordinator_starts}; skipped faults {dict(self.skipped)}",
+            f"  proxy: {proxy['connections']} connections, {proxy['cut_connections']} reset,"
+            f" {proxy['delayed units']} units delayed; dropped {dropped}; duplicated {duplicated}",
+            f"  store: {dict(sorted(self.history.items()))}",
+        ]
+        return "\n".join(lines)
+
     def count(self, kind: str) -> int:
         return sum(1 for p in self.problems if p.kind == kind)
 
@@ -242,6 +255,8 @@ def run_chaos(tmp_path: Path, config: ChaosConfig) -> ChaosReport:
         report.coordinator_starts = len(cluster.coordinators)
         if cluster.proxy is not None:
             report.proxy = Counter(cluster.proxy.stats)
+            if cluster.proxy.error is not None:
+                report.problems.append(Problem("run", f"the proxy failed: {cluster.proxy.error!r}"))
         if report.problems:
             raise AssertionError(_failure(report, cluster))
     return report

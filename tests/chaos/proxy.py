@@ -187,6 +187,7 @@ class ChaosProxy:
         self._wake_r.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ)
         self._stopping = False
+        self.error: BaseException | None = None  # what ended the proxy's thread, if not close()
         self._thread = threading.Thread(target=self._run, name="chaos-proxy", daemon=True)
         self._thread.start()
 
@@ -257,8 +258,9 @@ class ChaosProxy:
         def stop() -> None:
             self._stopping = True
 
-        self._call(stop)
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._call(stop)
+            self._thread.join(timeout=10)
         for sock in [*self._listeners, *self._sides]:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -276,16 +278,25 @@ class ChaosProxy:
             finally:
                 done.set()
 
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the chaos proxy's thread is gone: {self.error!r}")
         with self._lock:
             self._calls.append(run)
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        if not done.wait(10) and self._thread.is_alive():
-            raise RuntimeError("the chaos proxy did not answer within 10 s")
+        if not done.wait(10):
+            raise RuntimeError(f"the chaos proxy did not answer within 10 s ({self.error!r})")
 
     # -- the loop, in the proxy's thread ------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # told by the next call, and by the run's checks
+            self.error = exc
+            raise
+
+    def _loop(self) -> None:
         while not self._stopping:
             timeout = self._next_due()
             for key, mask in self._sel.select(timeout):

@@ -43,6 +43,7 @@ def seeds(default: list[int]) -> list[int]:
 
 def check(report: ChaosReport) -> None:
     print(report.summary())
+    print(report.details())
     config = report.config
     assert not report.problems  # run_chaos raised with the details already
     assert sum(report.injected.values()) + sum(report.skipped.values()) == config.faults
