@@ -320,8 +320,18 @@ class ClientConnection(Actor):
         if group.timer is not None:
             group.timer.cancel()
         if error is not None:
-            group.send.send_nowait(error)
+            self._deliver(group, error)
         group.send.close()
+
+    def _deliver(self, group: _WatchGroup, item: Any) -> None:
+        """Hand an EVENT (or the error that ends it) to a watch's reader. A reader that
+        has gone (its watch ended; the "unwatch" is still queued behind this) drops the
+        group: never an exception here, which would end the whole connection."""
+        try:
+            group.send.send_nowait(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if self.groups.get(group.gid) is group:
+                self._close_group(group.gid, None)
 
     # -- frames from the coordinator ---------------------------------------------------
 
@@ -347,7 +357,7 @@ class ClientConnection(Actor):
             req = self.requests.get(frame.request_id)
             if req is not None and req.group is not None:
                 req.confirmed = True
-                req.group.send.send_nowait(frame)
+                self._deliver(req.group, frame)
         elif isinstance(frame, protocol.Submitted | protocol.StatusReply | protocol.Cancelled):
             self._answer(frame.request_id, frame)
         elif isinstance(frame, protocol.Error):

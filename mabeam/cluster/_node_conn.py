@@ -26,7 +26,8 @@ again, and a DISPATCH or CANCEL for an attempt already in the outbox resends it.
 
 Liveness. A housekeeping tick (a quarter heartbeat) sends a HEARTBEAT when nothing was
 sent for an interval; when nothing was heard for ``peer_timeout_s`` it closes the
-socket and opens a new one after the back-off (``Link``), then HELLOs again. Cut off
+socket and opens a new one after the back-off (``Link``), then HELLOs again; so does a
+connection that libzmq dropped and reconnected by itself (``Link.dropped``). Cut off
 for longer than ``lease_s``, the node fences itself: its running tasks are stopped and
 forgotten without a result (their leases go to other nodes); the outbox stays.
 Draining: ``_node_drain``; task limits: ``_node_watchdog``; a refused key: ``Link``.
@@ -122,8 +123,12 @@ class NodeConnection(Actor):
         if cls is Incoming:
             if not msg.source:
                 await self._incoming(msg.messages)
-            elif self._link.handshake_events(msg.messages):
-                self._emit("refused")
+            elif msg.source == self._link.monitor_source:  # not an earlier socket's
+                if self._link.handshake_events(msg.messages):
+                    self._emit("refused")
+                if self._link.dropped(msg.messages):  # libzmq reconnects: HELLO first
+                    self._emit("disconnected")
+                    self._need_hello()
         elif cls is TaskEnded:
             await self._ended(msg)
         elif cls is TaskProgress:

@@ -12,6 +12,15 @@ back-off returns to its minimum whenever the coordinator is heard.
 Reopening is a timer message (``REOPEN``) to the actor, as is the retry of a HELLO that
 no connection took yet (``HELLO_RETRY``): DEALER's IMMEDIATE option refuses a send
 before the TCP connection completes, and a refused frame is never queued.
+
+A socket monitor reports each dropped TCP connection (``EVENT_DISCONNECTED``). libzmq
+reconnects the DEALER by itself, often before any heartbeat is missed, but the frames
+in flight on the old connection are lost both ways: a DISPATCH the node never gets, a
+READY the coordinator never counts. So a dropped connection ends ``greeted`` like a
+closed socket does, and the next connection starts with HELLO: the coordinator then
+releases the leases the node does not hold and starts its credit afresh. (Without it a
+reset that libzmq healed could leave the node with no credit at the coordinator, never
+sent work again, and a lost DISPATCH's job leased to it for good.)
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import zmq
 from foundation import Actor, ActorRef, TimerRef
 
 from ._node_setup import NodeSetup
-from ._sockets import configure_dealer, for_address, handshake_refused
+from ._sockets import configure_dealer, connection_dropped, for_address, handshake_refused
 from ._wire import Wire, WireReader, context
 
 __all__ = ("HELLO_RETRY", "REOPEN", "Link", "stop_reader")
@@ -71,6 +80,8 @@ class Link:
         self._backoff = setup.reconnect_min_s
         self._hello_timer: TimerRef | None = None
         self._reopen_timer: TimerRef | None = None
+        self._sockets = 0
+        self.monitor_source = ""
 
     def now(self) -> float:
         """The runtime clock."""
@@ -107,11 +118,15 @@ class Link:
             raise
         self.wire = Wire(sock)
         self._reader = await self._actor.spawn_link(WireReader, self.wire, self._actor.ref)
+        events = zmq.EVENT_DISCONNECTED
         if self._setup.curve is not None:  # a refused handshake must be told, not silent
-            events = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED
-            monitor = Wire(sock.get_monitor_socket(events))
-            reader = await self._actor.spawn_link(WireReader, monitor, self._actor.ref, "monitor")
-            self._monitor = (monitor, reader)
+            events |= zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED
+        monitor = Wire(sock.get_monitor_socket(events))
+        self._sockets += 1  # tells this socket's events from an earlier one's, still queued
+        self.monitor_source = f"monitor:{self._sockets}"
+        actor = self._actor
+        reader = await actor.spawn_link(WireReader, monitor, actor.ref, self.monitor_source)
+        self._monitor = (monitor, reader)
         self.opened_at = self.now()
         self.greeted = self.heard = False
 
@@ -229,6 +244,19 @@ class Link:
                 curve.key.name,
             )
         return refused
+
+    def dropped(self, messages: list[list[bytes]]) -> bool:
+        """Read the socket monitor's events; True when the greeted connection dropped
+        (libzmq reconnects by itself): the next connection must start with HELLO."""
+        if not self.greeted or not connection_dropped(messages):
+            return False
+        self.greeted = self.heard = False
+        setup = self._setup
+        setup.counters.reconnects += 1
+        setup.counters.connected = False
+        log.warning("node %s: the connection to %s dropped; HELLO again once libzmq has"
+                    " reconnected", setup.node_id, setup.endpoint)  # fmt: skip
+        return True
 
     def heard_now(self) -> bool:
         """Frames arrived: the coordinator is alive. True when this is its first answer

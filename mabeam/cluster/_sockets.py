@@ -57,9 +57,11 @@ __all__ = (
     "configure_router",
     "drain",
     "bind_retrying",
+    "connection_dropped",
     "drain_authenticated",
     "for_address",
     "handshake_refused",
+    "monitor_events",
     "send_to",
     "try_send",
 )
@@ -205,19 +207,33 @@ def drain_authenticated(sock: Socket, limit: int = 1_000) -> tuple[list[list[byt
     return messages, users
 
 
+def monitor_events(events: list[list[bytes]]) -> list[int]:
+    """The event codes (``zmq.EVENT_*``) of a socket monitor's batch, in order."""
+    codes: list[int] = []
+    for parts in events:
+        try:
+            codes.append(int(parse_monitor_message(parts)["event"]))
+        except Exception:  # not a monitor message: nothing to learn from it
+            continue
+    return codes
+
+
 def handshake_refused(events: list[list[bytes]]) -> bool | None:
     """What a socket monitor's batch of events says of the last handshake: True when the
     server's ZAP handler refused this peer's key, False when one succeeded, None when
     the batch holds neither."""
     refused = None
-    for parts in events:
-        try:
-            event = parse_monitor_message(parts)["event"]
-        except Exception:  # not a monitor message: nothing to learn from it
-            continue
+    for event in monitor_events(events):
         if event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_SUCCEEDED):
             refused = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
     return refused
+
+
+def connection_dropped(events: list[list[bytes]]) -> bool:
+    """Whether a socket monitor's batch reports a dropped connection
+    (``EVENT_DISCONNECTED``). A DEALER reconnects by itself, so the socket goes on, but
+    whatever was in flight on the old connection, either way, is lost."""
+    return zmq.EVENT_DISCONNECTED in monitor_events(events)
 
 
 async def bind_retrying(

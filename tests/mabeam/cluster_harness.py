@@ -120,7 +120,16 @@ class Proc:
 
     _serial = itertools.count(1)
 
-    def __init__(self, name: str, args: Sequence[str], cwd: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        cwd: Path,
+        log_dir: Path,
+        *,
+        program: Sequence[str] = ("-m", "mabeam"),
+    ) -> None:
+        """``python PROGRAM ARGS`` (``program``: ``-m mabeam`` unless a script is given)."""
         self.name = name
         self.args = list(args)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +138,7 @@ class Proc:
         self._paths = (log_dir / f"{stem}.out", log_dir / f"{stem}.err")
         with open(self._paths[0], "wb") as out, open(self._paths[1], "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mabeam", *args],
+                [sys.executable, *program, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -155,6 +164,11 @@ class Proc:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def pidfd(self) -> int:
+        """A pidfd of the process: readable once it has ended (for ``select``)."""
+        return self._pidfd
 
     def wait_line(
         self, pattern: str, timeout: float = 20.0, *, start: int = 0, stderr: bool = False
@@ -643,6 +657,13 @@ def check_history(path: Path, *, all_terminal: bool = True) -> StoreView:
     """Read the state file at ``path`` and assert its history is sound (see the module
     docstring); with ``all_terminal`` every job must also have ended. Returns the view."""
     view = read_store(path)
+    problems = history_problems(view, all_terminal=all_terminal)
+    assert not problems, "job history is not sound:\n" + "\n".join(problems[:50])
+    return view
+
+
+def history_problems(view: StoreView, *, all_terminal: bool = True) -> list[str]:
+    """What ``check_history`` finds wrong in ``view``, one line per problem."""
     problems: list[str] = []
     for job in view.jobs.values():
         problems += [f"{job.job_id}: {p}" for p in _job_problems(job, all_terminal)]
@@ -652,8 +673,7 @@ def check_history(path: Path, *, all_terminal: bool = True) -> StoreView:
             problems.append(
                 f"state_counts[{state}] = {view.counts.get(state, 0)}, rows: {actual.get(state, 0)}"
             )
-    assert not problems, "job history is not sound:\n" + "\n".join(problems[:50])
-    return view
+    return problems
 
 
 def _job_problems(job: StoredJob, all_terminal: bool) -> list[str]:

@@ -20,7 +20,7 @@ from foundation import Runtime
 from mabeam.cluster import protocol
 from mabeam.cluster._client_specs import chunks, derive_code_version, module_source
 from mabeam.cluster._sockets import configure_router
-from mabeam.cluster._wire import Wire, context
+from mabeam.cluster._wire import Incoming, Wire, context
 from mabeam.cluster.client import (
     BadRequest,
     BadSpec,
@@ -376,6 +376,47 @@ async def test_an_error_for_a_watch_ends_it_with_that_error(fake: FakeCoordinato
         peer, watch = await fake.expect(protocol.Watch)
         fake.send(peer, protocol.Error("unknown_job", "unknown job 'j-x'", watch.request_id))
     assert [str(e) for e in raised] == ["unknown job 'j-x'"]
+
+
+async def test_frames_for_a_watch_whose_reader_has_gone_never_end_the_connection(
+    fake: FakeCoordinator,
+) -> None:
+    # A watch ends on the caller's side (its reader closes the stream, then the
+    # connection actor gets "unwatch") while more frames for it are on their way: a
+    # duplicated terminal EVENT, the restatement of a re-sent WATCH, an ERROR. Frames
+    # queued before the "unwatch" reach a closed stream; the actor must drop the watch,
+    # not die (the chaos suite's submitter lost its connection that way). The frames are
+    # handed to the actor as its socket reader would, ahead of the "unwatch".
+    async with connect(fake.endpoint, **FAST) as client, anyio.create_task_group() as tg:
+        watch = client.watch(["j-1"])
+        states: list[str] = []
+        ended = anyio.Event()
+
+        async def consume() -> None:
+            states.append((await watch.__anext__()).state)
+            ended.set()
+
+        tg.start_soon(consume)
+        peer, frame = await fake.expect(protocol.Watch)
+        fake.send(peer, event(frame.request_id, "j-1", "succeeded", attempt=1, value=3))
+        with anyio.fail_after(WAIT_S):
+            await ended.wait()
+        assert watch._receive is not None
+        watch._receive.close()  # what aclose does, before its "unwatch" is handled
+        late = [event(frame.request_id, "j-1", "succeeded", attempt=1, value=3),
+                protocol.Error("internal", "a late refusal", frame.request_id)]  # fmt: skip
+        for item in late:
+            client._conn.cast(Incoming([[protocol.encode(item)]]))
+        await watch.aclose()
+
+        async def status() -> None:
+            got.append(await client.status())
+
+        got: list[Any] = []
+        tg.start_soon(status)
+        peer, ask = await fake.expect(protocol.Status)
+        fake.send(peer, protocol.StatusReply(ask.request_id, (), (), {}))
+    assert states == ["succeeded"] and got[0].counts == {}
 
 
 async def test_status_returns_nodes_jobs_and_counts(fake: FakeCoordinator) -> None:
