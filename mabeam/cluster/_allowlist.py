@@ -143,6 +143,12 @@ class AllowList:
                     key = known[1]  # unchanged since the last scan: not read again
                 else:
                     key = load_key(entry.path, role=role).public_only()
+                    stem = entry.name[: -len(PUBLIC_SUFFIX)]
+                    if key.name != stem:  # the operator names a key, not its holder
+                        raise KeyFileError(
+                            f"its key is named {key.name!r}, not {stem!r} as the file is"
+                            f" (rename the file {key.name}{PUBLIC_SUFFIX})"
+                        )
                     self._parsed[entry.path] = (stamp, key)
             except (KeyFileError, OSError) as exc:
                 self._warn(entry, f"skipping {entry.path}: {exc}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,7 @@ def write_keys(
     folder.mkdir(parents=True, exist_ok=True)
     public_path = folder / f"{pair.name}{PUBLIC_SUFFIX}"
     secret_path = folder / f"{pair.name}{SECRET_SUFFIX}"
-    if not overwrite:
+    if not overwrite:  # checked again, atomically, when each file is put in place
         for path in (public_path, secret_path):
             if path.exists():
                 raise KeyFileError(f"{path} exists; pass overwrite=True (--force) to replace it")
@@ -168,8 +169,8 @@ def write_keys(
         pair,
         secret,
     )
-    _write(public_path, public_text, 0o644)
-    _write(secret_path, secret_text, 0o600)
+    _write(secret_path, secret_text, 0o600, overwrite)
+    _write(public_path, public_text, 0o644, overwrite)
     return public_path, secret_path
 
 
@@ -187,9 +188,10 @@ def _render(banner: str, pair: KeyPair, secret: bytes | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    """Write ``text`` to a temporary file created with ``mode``, then rename it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write(path: Path, text: str, mode: int, overwrite: bool) -> None:
+    """Write ``text`` to a temporary file created with ``mode``, then put it in place:
+    renamed over ``path``, or (not ``overwrite``) linked, which fails if it exists."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as out:
@@ -197,10 +199,17 @@ def _write(path: Path, text: str, mode: int) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, mode)  # the umask may have narrowed the public file's mode
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyFileError(
+                    f"{path} exists; pass overwrite=True (--force) to replace it"
+                ) from None
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_key(path: str | os.PathLike[str], *, role: Role | None = None) -> KeyPair:
