@@ -14,15 +14,13 @@ connects only once it heals); ``wait_connected`` does, where a test needs it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
-from cluster_harness import ROOT, Coordinator, Keys, Proc, StoreView, read_store
+from cluster_harness import ROOT, Coordinator, Keys, Proc, StoreView, read_store, stop_everything
 from proxy import ChaosProxy
 
 CHAOS_DIR = Path(__file__).resolve().parent
@@ -144,20 +142,7 @@ class ChaosCluster:
 
     def close(self) -> None:
         """Kill every process of the run, the workers they left, and the proxy."""
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for proc in self._all:
-            self._workers.update(p.pid for p in proc.descendants())
-        for proc in reversed(self._all):
-            proc.close()
-        for pid in self._workers:
-            with contextlib.suppress(psutil.Error):
-                worker = psutil.Process(pid)
-                worker.kill()
-                worker.wait(timeout=5)
+        stop_everything(self._all, self._workers, self._saved_env)
         if self.proxy is not None:
             self.proxy.close()
 

@@ -281,6 +281,27 @@ class Node(Proc):
         return self.work_dir / "outbox.sqlite3"
 
 
+def stop_everything(
+    procs: Sequence[Proc], workers: set[int], saved_env: dict[str, str | None]
+) -> None:
+    """Restore the environment, close ``procs`` (last started first) and kill every
+    worker process they left (those known in ``workers`` and their descendants now)."""
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for proc in procs:
+        workers.update(p.pid for p in proc.descendants())
+    for proc in reversed(procs):
+        proc.close()
+    for pid in workers:
+        with contextlib.suppress(psutil.Error):
+            worker = psutil.Process(pid)
+            worker.kill()
+            worker.wait(timeout=5)
+
+
 class Keys:
     """CurveZMQ key files of one test cluster, written with the real key code: the
     coordinator's pair, the allow-lists ``nodes/`` and ``clients/`` (one client key,
@@ -400,20 +421,7 @@ class ClusterHarness:
 
     def close(self) -> None:
         """Kill every process this harness started, and the workers they left."""
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for proc in self._all:
-            self._workers.update(p.pid for p in proc.descendants())
-        for proc in reversed(self._all):
-            proc.close()
-        for pid in self._workers:
-            with contextlib.suppress(psutil.Error):
-                worker = psutil.Process(pid)
-                worker.kill()
-                worker.wait(timeout=5)
+        stop_everything(self._all, self._workers, self._saved_env)
 
     def logs(self) -> str:
         """Every process's output tail, for a failure message."""
