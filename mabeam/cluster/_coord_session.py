@@ -87,6 +87,10 @@ def result_op(node_id: str, result: p.Result) -> Op:
     return Fail(result.job_id, result.lease, error)
 
 
+MAX_STORE_BACKLOG: Final = 8
+"""Store requests of one session in flight past which its PROGRESS reports are dropped."""
+
+
 class NodeSession(Actor):
     """One connected node (see the module docstring)."""
 
@@ -167,6 +171,11 @@ class NodeSession(Actor):
                           exc_info=exc)  # fmt: skip
                 message = p.clip(f"internal error handling {frame.TYPE}: {exc!r}")
                 self._send(p.Error("internal", message))
+        if self._inflight >= MAX_STORE_BACKLOG and progress:
+            # The store is behind: progress reports wait for nobody (the next one says
+            # more), so they are what a flood of them costs, not memory.
+            self._counters.progress_dropped += len(progress)
+            progress.clear()
         self._progress_ops(progress, ops, acks, None)
         if credit:
             self._scheduler.cast(Credit(self.node_id, self.epoch, credit))  # type: ignore[union-attr]

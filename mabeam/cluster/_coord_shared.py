@@ -80,6 +80,7 @@ class Counters:
     handshakes_refused: int = 0
     auth_refused: int = 0
     busy_refusals: int = 0
+    progress_dropped: int = 0
 
 
 @dataclass(slots=True)
