@@ -82,8 +82,7 @@ log = logging.getLogger("mabeam.node")
 _TICK: Final = "tick"
 _FLUSH: Final = "flush"
 _HEARTBEAT: Final = encode(Heartbeat())
-_LOGGED: Final = 20
-"""Bad frames (and ERRORs) logged at WARNING; the rest at DEBUG (bad frames all counted)."""
+_LOGGED: Final = 20  # bad frames logged at WARNING; the rest at DEBUG (all counted)
 
 
 class NodeConnection(Actor):
