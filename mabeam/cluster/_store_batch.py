@@ -1,5 +1,5 @@
-"""The ops a store batch holds and the outcomes ``JobStore.apply`` returns for them.
-
+"""The ops a store batch holds, the checks of their arguments, and the outcomes
+``JobStore.apply`` returns for them.
 Private to ``mabeam.cluster.store``, which re-exports every public name here.
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ._store_types import JobSpec, StoreError
+from ._store_types import InvalidOpError, InvalidSpecError, JobSpec, StoreError
 
 # -- ops ------------------------------------------------------------------------------
 
@@ -29,6 +29,32 @@ class Submit:
     idempotency_key: str | None = None
     owner: str | None = None
     max_unfinished: int | None = None
+
+
+def check_submit(op: Submit) -> tuple[JobSpec, ...]:
+    """A ``Submit``'s arguments checked (``InvalidOpError``/``InvalidSpecError``)."""
+    check_name("submitter", op.submitter)
+    if op.owner is not None:
+        check_name("owner", op.owner)
+    if op.max_unfinished is not None and (
+        type(op.max_unfinished) is not int or op.max_unfinished < 1
+    ):
+        raise InvalidOpError(f"max_unfinished must be an int >= 1, got: {op.max_unfinished!r}")
+    if op.idempotency_key is not None:
+        check_name("idempotency_key", op.idempotency_key)
+    specs: object = op.specs
+    if not isinstance(specs, (list, tuple)) or not specs:
+        raise InvalidOpError(f"specs must be a non-empty list of JobSpec, got: {specs!r}")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, JobSpec):
+            raise InvalidSpecError(f"specs[{i}] must be a JobSpec, got: {type(spec).__name__}")
+    return tuple(specs)
+
+
+def check_name(what: str, value: object) -> None:
+    """A name-like op argument: a non-empty str of at most 256 chars."""
+    if type(value) is not str or not value or len(value) > 256:
+        raise InvalidOpError(f"{what} must be a non-empty str of at most 256 chars: {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,8 @@ from ._store_batch import (
     Stale,
     Submit,
     Submitted,
+    check_name,
+    check_submit,
 )
 from ._store_prune import prune
 from ._store_types import (
@@ -51,7 +53,6 @@ from ._store_types import (
     IdempotencyConflictError,
     InvalidOpError,
     InvalidSpecError,
-    JobSpec,
     QuotaExceededError,
     StoreError,
     UnknownJobError,
@@ -125,10 +126,12 @@ class Tx:
         # Details are built here from str and number values: plain msgpack suffices.
         self.events.append((seq, kind, attempt, _pack(detail), self.now))
 
-    def move(self, old: str | None, new: str, n: int = 1) -> None:
+    def move(self, old: str | None, new: str | None, n: int = 1) -> None:
+        """Count ``n`` jobs going from state ``old`` to ``new`` (None: inserted, deleted)."""
         if old is not None:
             self.moves[old] = self.moves.get(old, 0) - n
-        self.moves[new] = self.moves.get(new, 0) + n
+        if new is not None:
+            self.moves[new] = self.moves.get(new, 0) + n
 
     def row(self, job_id: object, token: object = "") -> _Row:
         """The job's row: ``InvalidOpError`` for a non-str id or token, ``UnknownJobError``
@@ -167,7 +170,7 @@ def run(tx: Tx, op: object) -> Outcome:
 
 
 def _submit(tx: Tx, op: Submit) -> Submitted:
-    specs = _check_submit(op)
+    specs = check_submit(op)
     try:
         blobs = [CODEC.encode(spec.to_dict()) for spec in specs]
     except CodecError as exc:
@@ -232,7 +235,7 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
 
 
 def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
-    _check_name("node", op.node)
+    check_name("node", op.node)
     row = tx.row(op.job_id)
     if row.state != "queued":
         return NotLeasable(op.job_id, row.state, f"job is {row.state}")
@@ -326,7 +329,7 @@ def _cancel(tx: Tx, op: Cancel) -> Cancelled | CancelRequested | NotCancelled:
 
 
 def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
-    _check_name("node", op.node)
+    check_name("node", op.node)
     reason = _error_text(op.reason)
     found = tx.conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE node = ? AND state IN ('leased', 'running')"
@@ -451,30 +454,6 @@ def _stale(job_id: str, row: _Row) -> Stale:
     else:
         reason = f"token does not match the current lease (attempt {row.attempt})"
     return Stale(job_id, row.state, reason)
-
-
-def _check_submit(op: Submit) -> tuple[JobSpec, ...]:
-    _check_name("submitter", op.submitter)
-    if op.owner is not None:
-        _check_name("owner", op.owner)
-    if op.max_unfinished is not None and (
-        type(op.max_unfinished) is not int or op.max_unfinished < 1
-    ):
-        raise InvalidOpError(f"max_unfinished must be an int >= 1, got: {op.max_unfinished!r}")
-    if op.idempotency_key is not None:
-        _check_name("idempotency_key", op.idempotency_key)
-    specs: object = op.specs
-    if not isinstance(specs, (list, tuple)) or not specs:
-        raise InvalidOpError(f"specs must be a non-empty list of JobSpec, got: {specs!r}")
-    for i, spec in enumerate(specs):
-        if not isinstance(spec, JobSpec):
-            raise InvalidSpecError(f"specs[{i}] must be a JobSpec, got: {type(spec).__name__}")
-    return tuple(specs)
-
-
-def _check_name(what: str, value: object) -> None:
-    if type(value) is not str or not value or len(value) > 256:
-        raise InvalidOpError(f"{what} must be a non-empty str of at most 256 chars: {value!r}")
 
 
 def _encode_value(what: str, value: Any) -> bytes:

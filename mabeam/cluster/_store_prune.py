@@ -45,6 +45,6 @@ def prune(tx: Tx, op: Prune) -> Pruned:
         conn.execute(f"DELETE FROM events WHERE job IN ({marks})", seqs)
         conn.execute(f"DELETE FROM jobs WHERE seq IN ({marks})", seqs)
     for _, state in rows:
-        tx.moves[state] = tx.moves.get(state, 0) - 1
+        tx.move(state, None)
     dropped = conn.execute("DELETE FROM submissions WHERE created < ?", (float(before),))
     return Pruned(tuple(tx.jid(row[0]) for row in rows), dropped.rowcount)
