@@ -1,5 +1,6 @@
 """The ops a store batch holds, the checks of their arguments, and the outcomes
 ``JobStore.apply`` returns for them.
+
 Private to ``mabeam.cluster.store``, which re-exports every public name here.
 """
 
