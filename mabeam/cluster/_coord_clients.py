@@ -44,9 +44,11 @@ from ._coord_status import (
     records,
     status_payload,
     status_read,
+    store_spec,
     sweep_jobs,
 )
 from ._coord_store import Committed, StoreReply, StoreRequest, Subscribe, WatchEvents, read_failed
+from ._coord_sweeps import SweepCache
 from ._coord_watch import Watch, WatchTable, event_frame, record_frame
 from .store import (
     Accepted,
@@ -57,7 +59,6 @@ from .store import (
     Completed,
     IdempotencyConflictError,
     InvalidSpecError,
-    JobSpec,
     JobStore,
     NotCancelled,
     Outcome,
@@ -69,28 +70,11 @@ from .store import (
     Submitted,
 )
 
-__all__ = ("ClientHub", "store_spec")
+__all__ = ("ClientHub",)
 
 log = logging.getLogger("mabeam.coordinator")
 
 _LIVENESS: Final = "liveness"
-
-
-def store_spec(spec: p.JobSpec) -> JobSpec:
-    """The store's (validated) spec for a wire spec; ``InvalidSpecError`` names the key."""
-    res = spec.resources
-    return JobSpec.from_dict(
-        {
-            "entrypoint": spec.entrypoint,
-            "params": spec.params,
-            "resources": {"gpus": res.gpus, "cpus": res.cpus, "memory_mb": res.memory_mb},
-            "timeout_s": spec.timeout_s,
-            "max_retries": spec.max_retries,
-            "priority": spec.priority,
-            "code_version": spec.code_version,
-            "isolation": spec.isolation,
-        }
-    )
 
 
 _STORE_REQUESTS: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob})
@@ -113,8 +97,7 @@ class ClientHub(Actor):
         self._clock = rt.clock
         self._watches = WatchTable()
         self._starting: dict[bytes, int] = {}  # peers with a WATCH being read
-        self._sweeps: dict[str, list[str]] = {}
-        self._sweep_of: dict[str, str] = {}
+        self._sweeps = SweepCache()
         self._events_on = False
         self._liveness_armed = False
         self._sent_at: dict[bytes, float] = {}  # watcher -> when it was last sent a frame
@@ -184,12 +167,7 @@ class ClientHub(Actor):
         out = reply.outcomes[0] if reply.error is None else None
         if isinstance(out, Submitted):
             if frame.sweep_id is not None:
-                members = self._sweeps.setdefault(frame.sweep_id, [])
-                known = set(members)
-                for job_id in out.job_ids:
-                    if job_id not in known:
-                        members.append(job_id)
-                        self._sweep_of[job_id] = frame.sweep_id
+                self._sweeps.add(frame.sweep_id, out.job_ids)
             self._send(
                 peer, p.Submitted(frame.request_id, out.job_ids, frame.sweep_id, out.duplicate)
             )
@@ -245,7 +223,7 @@ class ClientHub(Actor):
             return
         listed = list(dict.fromkeys(frame.job_ids))
         sweep_id = frame.sweep_id
-        in_memory = list(self._sweeps.get(sweep_id, ())) if sweep_id is not None else []
+        in_memory = self._sweeps.members(sweep_id)
 
         def snapshot(store: JobStore, outcomes: list[Outcome]) -> Any:
             members: list[str] = []
@@ -279,8 +257,8 @@ class ClientHub(Actor):
         members, (found, unknown) = reply.read
         if self._refused_missing(peer, frame, members, unknown):
             return
-        for job_id in members:
-            self._sweep_of.setdefault(job_id, frame.sweep_id)  # type: ignore[arg-type]
+        if frame.sweep_id is not None:
+            self._sweeps.note(frame.sweep_id, members)
         pending = {rec.job_id for rec in found if rec.state not in p.TERMINAL_STATES}
         watch = Watch(peer, frame.request_id, pending, reply.event_seq)
         for rec in found:
@@ -427,7 +405,7 @@ class ClientHub(Actor):
 
     def _status(self, peer: bytes, frame: p.Status) -> None:
         sweep_id = frame.sweep_id
-        in_memory = list(self._sweeps.get(sweep_id, ())) if sweep_id is not None else []
+        in_memory = self._sweeps.members(sweep_id)
         read = status_read(
             list(dict.fromkeys(frame.job_ids)), sweep_id, in_memory, self._config.status_jobs
         )
@@ -442,7 +420,7 @@ class ClientHub(Actor):
         if self._refused_missing(peer, frame, members, unknown):
             return
         nodes = await node_infos(self.runtime, self._names.scheduler)
-        jobs = [job_info(rec, self._sweep_of.get(rec.job_id)) for rec in found]
+        jobs = [job_info(rec, self._sweeps.sweep_of(rec.job_id)) for rec in found]
         status = p.StatusReply(frame.request_id, tuple(nodes), tuple(jobs), counts)
         self._outlet.send_payload(peer, status_payload(status))
 
@@ -488,14 +466,7 @@ class ClientHub(Actor):
         telemetry = self.runtime.telemetry
         if telemetry.active:
             telemetry.emit(("mabeam", "coordinator", "pruned"), {"jobs": len(job_ids)}, {})
-        touched = {s for s in map(self._sweep_of.pop, job_ids, [None] * len(job_ids)) if s}
-        gone = set(job_ids)
-        for sweep_id in touched:
-            left = [j for j in self._sweeps.get(sweep_id, ()) if j not in gone]
-            if left:
-                self._sweeps[sweep_id] = left
-            else:
-                self._sweeps.pop(sweep_id, None)
+        self._sweeps.forget(job_ids)
 
     def _ask_store(self, request: StoreRequest) -> None:
         """Send a client request's store work; counted in flight until its reply."""

@@ -1,4 +1,5 @@
-"""What a STATUS reply holds, and the store reads behind STATUS and WATCH.
+"""What a STATUS reply holds, the store reads behind STATUS and WATCH, and the store's
+form of a SUBMIT's job specs.
 
 The reads run on the store's thread (as a ``StoreRequest.read``), so a reply shows one
 consistent state: the listed jobs (or a sweep's), else the most recent jobs with the
@@ -16,15 +17,16 @@ from foundation import Runtime
 
 from . import protocol as p
 from ._limits import MAX_TIMEOUT_S
-from .store import JobRecord, JobStore, Outcome, UnknownJobError
+from .store import JobRecord, JobSpec, JobStore, Outcome, UnknownJobError
 
 __all__ = ("SUBMITTER", "job_info", "node_infos", "records", "status_payload", "status_read",
-           "sweep_jobs")  # fmt: skip
+           "store_spec", "sweep_jobs")  # fmt: skip
 
 log = logging.getLogger("mabeam.coordinator")
 
 SUBMITTER: Final = "client"
-"""The store's submitter of every client request (one tenant until keys identify clients)."""
+"""The scope of every SUBMIT's idempotency key (sweep ids are global); the jobs' owner,
+for quotas, is the client key's name."""
 _UNFINISHED: Final = ("running", "leased", "queued")
 
 
@@ -138,3 +140,20 @@ def status_payload(status: p.StatusReply) -> bytes:
 def _without_value(job: p.JobInfo) -> p.JobInfo:
     return p.JobInfo(job.job_id, job.state, job.attempt, job.entrypoint, job.node_id,
                      job.sweep_id, None, job.error, job.duration_s)  # fmt: skip
+
+
+def store_spec(spec: p.JobSpec) -> JobSpec:
+    """The store's (validated) spec for a wire spec; ``InvalidSpecError`` names the key."""
+    res = spec.resources
+    return JobSpec.from_dict(
+        {
+            "entrypoint": spec.entrypoint,
+            "params": spec.params,
+            "resources": {"gpus": res.gpus, "cpus": res.cpus, "memory_mb": res.memory_mb},
+            "timeout_s": spec.timeout_s,
+            "max_retries": spec.max_retries,
+            "priority": spec.priority,
+            "code_version": spec.code_version,
+            "isolation": spec.isolation,
+        }
+    )
