@@ -96,7 +96,6 @@ class NodeConnection(Actor):
         self._work = Work(self, setup)
         self._link = link = Link(self, setup)
         self._hello_due = False
-        self._answered = 0  # connections the coordinator answered
         self._credit = 0  # granted by READY, not yet used by a DISPATCH
         self._credit_due = 0  # slots freed since the last READY
         self._pending: list[OutboxEntry] = []  # results to store, then send
@@ -234,8 +233,8 @@ class NodeConnection(Actor):
         link = self._link
         if link.wire is None:
             return  # read before the socket was closed
-        if link.heard_now():
-            self._answered_now()
+        if link.heard_now():  # the first answer on this connection
+            self._emit("connected")
         acked: list[Key] = []
         for parts in messages:
             if not link.is_open:
@@ -261,20 +260,6 @@ class NodeConnection(Actor):
                 self._bad("unexpected", f"a {frame.TYPE} frame is not for a node")
         if acked:
             self._acked(acked)
-
-    def _answered_now(self) -> None:
-        again = self._answered > 0
-        self._answered += 1
-        self._counters.connected = True
-        setup = self._setup
-        what = "reconnected" if again else "connected"
-        log.info("node %s %s to %s", setup.node_id, what, setup.endpoint)
-        for listener in setup.listeners:
-            try:
-                listener(again)
-            except Exception:
-                log.exception("node %s: a connect listener failed", setup.node_id)
-        self._emit("connected")
 
     def _bad(self, code: str, message: str) -> None:
         level = logging.WARNING if self._counters.reject(code) <= _LOGGED else logging.DEBUG

@@ -1,8 +1,9 @@
 """The node's socket to the coordinator: opening, closing, back-off, who spoke last.
 
 ``Link`` is plain state of the connection actor (used from its handlers only): a DEALER
-whose routing id is the node id, wrapped in a ``Wire`` with a linked ``WireReader`` that
-casts ``Incoming`` batches to the actor. It knows whether HELLO went out on the
+whose routing id is ``NODE_ID#RANDOM`` (new per socket), wrapped in a ``Wire`` with a
+linked ``WireReader`` that casts ``Incoming`` batches to the actor, and a socket monitor
+(a dropped connection, a refused key). It knows whether HELLO went out on the
 current socket (``greeted``: only then may other frames follow) and whether the
 coordinator answered since (``heard``), when anything was last sent and heard, and the
 reconnect back-off: ``reconnect_min_s`` doubling to ``reconnect_max_s``, each delay
@@ -72,8 +73,8 @@ class Link:
         self.wire: Wire | None = None
         self._reader: ActorRef | None = None
         self._monitor: tuple[Wire, ActorRef] | None = None
-        self.refused = False  # the coordinator refused this node's key
         self._errors = 0  # ERROR frames heard (all but hello_first)
+        self._answered = 0  # connections the coordinator answered
         self.greeted = False  # HELLO went out on this socket
         self.heard = False  # ... and the coordinator answered since
         self.opened_at = self.last_heard = self.last_sent = now
@@ -228,10 +229,10 @@ class Link:
         """Read the socket monitor's events; True when the coordinator's ZAP handler
         just refused this node's key (logged once until a handshake succeeds)."""
         refused = handshake_refused(messages)
-        if refused is None or refused == self.refused:
+        counters = self._setup.counters
+        if refused is None or refused == counters.key_refused:
             return False
-        self.refused = refused
-        self._setup.counters.key_refused = refused
+        counters.key_refused = refused
         curve, setup = self._setup.curve, self._setup
         if refused and curve is not None:
             log.error(
@@ -260,14 +261,26 @@ class Link:
 
     def heard_now(self) -> bool:
         """Frames arrived: the coordinator is alive. True when this is its first answer
-        since HELLO on this socket."""
+        since HELLO on this socket: then the node counts as connected (logged, and the
+        connect listeners called with ``again``)."""
         self.last_heard = self.now()
         self._backoff = self._setup.reconnect_min_s
-        first = self.greeted and not self.heard
-        if first:
-            self.heard = True
-            self._setup.counters.key_refused = False  # answered: the key is good again
-        return first
+        if not self.greeted or self.heard:
+            return False
+        self.heard = True
+        setup, counters = self._setup, self._setup.counters
+        counters.key_refused = False  # answered: the key is good again
+        counters.connected = True
+        again = self._answered > 0
+        self._answered += 1
+        log.info("node %s %s to %s", setup.node_id, "reconnected" if again else "connected",
+                 setup.endpoint)  # fmt: skip
+        for listener in setup.listeners:
+            try:
+                listener(again)
+            except Exception:
+                log.exception("node %s: a connect listener failed", setup.node_id)
+        return True
 
     def silent_for(self, now: float) -> float:
         """Seconds since the coordinator was last heard, or this socket was opened."""
