@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -160,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "coordinator_command", None) != "start":
         print(f"{_PROG}: error: unknown action (try: mabeam coordinator start -h)", file=sys.stderr)
         return 2
+    from mabeam.cluster._env import KEY_ENV, or_env
     from mabeam.cluster.coordinator import CoordinatorConfig, coordinator_app
     from mabeam.cluster.keys import load_key
 
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if args.insecure and (args.key or args.allow_nodes or args.allow_clients):
             raise ValueError("--insecure (plain TCP) takes no --key nor --allow-* directories")
         if not args.insecure:
-            key_file = args.key or os.environ.get("MABEAM_KEY")
+            key_file = or_env(args.key, KEY_ENV)
             if not key_file:
                 raise ValueError(
                     "the coordinator needs its key (--key FILE.key_secret, from mabeam keys"

@@ -28,7 +28,6 @@ import argparse
 import logging
 import logging.handlers
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -204,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``mabeam node start`` with parsed ``args``; the exit status."""
     from pathlib import Path
 
+    from mabeam.cluster._env import COORDINATOR_KEY_ENV, KEY_ENV, or_env
     from mabeam.cluster.node import NodeConfig, node_app
 
     # Logs of the set-up (GPU discovery) are held back: shown once it succeeded, so a
@@ -232,10 +232,8 @@ def run(args: argparse.Namespace) -> int:
               " --coordinator-key", file=sys.stderr)  # fmt: skip
         return 2
     if not args.insecure:
-        options["key"] = args.key or os.environ.get("MABEAM_KEY") or None
-        options["coordinator_key"] = (
-            args.coordinator_key or os.environ.get("MABEAM_COORDINATOR_KEY") or None
-        )
+        options["key"] = or_env(args.key, KEY_ENV)
+        options["coordinator_key"] = or_env(args.coordinator_key, COORDINATOR_KEY_ENV)
     if args.node_id is not None:
         options["node_id"] = args.node_id
     if args.allow is not None:

@@ -4,7 +4,6 @@ and ``CommandError``, the one-line failure of a command."""
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 __all__ = (
@@ -88,14 +87,16 @@ def add_security_options(parser: argparse.ArgumentParser, role: str) -> None:
 def client_security(args: argparse.Namespace) -> dict[str, Any]:
     """``connect``'s security keywords from parsed ``add_security_options`` arguments;
     ``CommandError`` naming the flags when neither keys nor ``--insecure`` are given."""
+    from mabeam.cluster._env import COORDINATOR_KEY_ENV, KEY_ENV, or_env
+
     if not args.insecure:
         missing = [
             flag
             for flag, value, env in (
-                ("--key FILE.key_secret", args.key, "MABEAM_KEY"),
-                ("--coordinator-key FILE.key", args.coordinator_key, "MABEAM_COORDINATOR_KEY"),
+                ("--key FILE.key_secret", args.key, KEY_ENV),
+                ("--coordinator-key FILE.key", args.coordinator_key, COORDINATOR_KEY_ENV),
             )
-            if not (value or os.environ.get(env))
+            if not or_env(value, env)
         ]
         if missing:
             raise CommandError(

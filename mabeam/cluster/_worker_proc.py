@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._attempt_files import log_tail, partial_dir, publish
+from ._env import PRIVATE_ENV
 from ._task_limits import outputs_over
 from .gpus import visible_devices_env
 from .task import Progress, TaskOutcome
@@ -42,14 +43,11 @@ PARENT_KINDS = frozenset(
 """Outcome kinds only the parent decides; a worker that reports one is broken."""
 
 
-_PRIVATE_ENV: Final = ("MABEAM_KEY", "MABEAM_COORDINATOR_KEY")
-
-
 def worker_environment(gpus: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment plus ``env``, the GPU variables for ``gpus`` (none:
     ``CUDA_VISIBLE_DEVICES=""``) and ``PYTHONUNBUFFERED=1``."""
     child_env = dict(os.environ)
-    for name in _PRIVATE_ENV:  # the agent's own key files are not the task's business
+    for name in PRIVATE_ENV:  # the agent's own key files are not the task's business
         child_env.pop(name, None)
     child_env.update(env or {})
     child_env.update(visible_devices_env(gpus))

@@ -57,6 +57,7 @@ from ._client_errors import (
 )
 from ._client_specs import chunks, encoded, is_id, sweep_id_for, sweep_key, wire_specs
 from ._client_watch import JobEvent, JobWatch
+from ._env import ADDRESS_ENV, COORDINATOR_KEY_ENV, KEY_ENV, or_env
 from ._limits import MAX_IDS
 from ._security import CurveClient, check_insecure
 from .keys import KeyPair
@@ -89,11 +90,6 @@ __all__ = (
 )
 
 DEFAULT_ADDRESS: Final = "tcp://127.0.0.1:5555"
-ADDRESS_ENV: Final = "MABEAM_COORDINATOR"
-KEY_ENV: Final = "MABEAM_KEY"
-"""This submitter's ``.key_secret`` file when ``connect`` gets no ``key``."""
-COORDINATOR_KEY_ENV: Final = "MABEAM_COORDINATOR_KEY"
-"""The coordinator's public ``.key`` file when ``connect`` gets no ``coordinator_key``."""
 DEFAULT_TIMEOUT_S: Final = 10.0
 """How long a request waits for an answer before ``CoordinatorUnreachable``."""
 DEFAULT_RETRY_S: Final = 1.0
@@ -367,9 +363,8 @@ def _curve(
                 raise ValueError("insecure=True (plain TCP) takes no keys")
             check_insecure(address, "the coordinator address")
             return None
-        key = key if key is not None else os.environ.get(KEY_ENV) or None
-        if coordinator_key is None:
-            coordinator_key = os.environ.get(COORDINATOR_KEY_ENV) or None
+        key = or_env(key, KEY_ENV)
+        coordinator_key = or_env(coordinator_key, COORDINATOR_KEY_ENV)
         return CurveClient.resolve(key, coordinator_key, "client")
     except ValueError as exc:
         hint = ""
