@@ -79,7 +79,6 @@ class AllowList:
         self._parsed: dict[str, tuple[tuple[int, int, int], KeyPair]] = {}
         self._by_key: dict[str, Peer] = {}
         self._scanned_at = -float("inf")
-        self.reloads = 0
         self.version = 0  # counts the changes of the allowed keys (readers compare it)
         self.refresh(0.0, force=True)
 
@@ -200,7 +199,6 @@ class AllowList:
             by_key.pop(text, None)
         before = len(self._by_key)
         self._by_key = by_key
-        self.reloads += 1
         self.version += 1
         log.info("allow-list: %d keys (%d before)", len(by_key), before)
 

@@ -155,7 +155,7 @@ class RouterActor(Actor):
             if allow is not None:  # the key first: what it may not send is never "bad"
                 who = allow.lookup(users[index]) if users is not None else None
                 if who is None:
-                    self._revoked(peer, payload)
+                    self._revoked(peer, _try_decode(payload))
                     continue
                 if who.role == "node":
                     if node_of(peer) != who.name.encode():
@@ -304,12 +304,12 @@ class RouterActor(Actor):
             key = self._node_keys.get(peer)
             who = allow.lookup(key) if key is not None else None
             if key is not None and (who is None or who.role != "node"):
-                self._revoked(peer, b"")
+                self._revoked(peer, None)
 
-    def _revoked(self, peer: bytes, payload: bytes) -> None:
-        """A frame whose sender's key left the allow-lists: refuse it, end its session."""
+    def _revoked(self, peer: bytes, frame: p.Frame | None) -> None:
+        """``peer``'s key left the allow-lists: refuse its frame, end its session."""
         why = "this connection's key is not (or no longer) allowed"
-        self._unauthorized(peer, _try_decode(payload), why)
+        self._unauthorized(peer, frame, why)
         session = self._sessions.pop(peer, None)
         if session is not None:
             log.warning("node %r: its key was revoked; its session ends", peer)

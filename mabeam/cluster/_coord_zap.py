@@ -13,8 +13,8 @@ refused, not waved through: the cluster fails closed. Refusals are counted and l
 at most once a minute per address with the number held back (a refused node retries
 every 100 ms; a scanner may try many keys).
 
-The context is destroyed when the coordinator shuts down (this actor stops after the
-router, which closed its socket); after a crash the restarted actor keeps it.
+The context is destroyed by the coordinator's application once its tree has stopped
+(``Shared.close_context``, whatever ended it); a restarted actor keeps using it.
 """
 
 from __future__ import annotations
@@ -76,8 +76,6 @@ class AuthActor(Actor):
             self._wire.close()
             if self._shared.zap_wire is self._wire:
                 self._shared.zap_wire = None
-        if reason == "shutdown":  # the router, started after this actor, is gone already
-            self._shared.close_context()
 
     async def handle_info(self, msg: Any) -> None:
         if type(msg) is Exit:  # the reader died: so does the socket's owner

@@ -62,7 +62,7 @@ from ._node_setup import NodeCounters, NodeSetup, NodeStatistics, TaskSettings
 from ._node_watchdog import TaskWatchdog
 from ._security import CurveClient, check_insecure
 from ._task_limits import DEFAULT_LIMIT_CHECK_S
-from .keys import KeyPair, load_key
+from .keys import KeyPair
 from .protocol import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_LIVENESS,
@@ -249,8 +249,6 @@ class NodeConfig:
             if not self.node_id:
                 object.__setattr__(self, "node_id", socket.gethostname())
             return
-        if isinstance(self.key, str | Path):
-            object.__setattr__(self, "key", load_key(self.key, role="node"))
         curve = CurveClient.resolve(self.key, self.coordinator_key, "node")
         object.__setattr__(self, "key", curve.key)
         object.__setattr__(self, "coordinator_key", curve.server)
