@@ -407,3 +407,24 @@ class TargetProcess:
         finally:
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+LONG_RUN_FRAMES = 100_000
+WARM_UP_FRAMES = 10_000
+
+
+def long_run(stream: Stream, target: Any, *, oversized_every: int) -> tuple[list[int], float]:
+    """Feed ``LONG_RUN_FRAMES`` to ``target`` (a ``fuzz_target.TargetProcess``): its RSS
+    after ``WARM_UP_FRAMES`` and at the end, and the wall time of the feed."""
+    rss: list[int] = []
+
+    def sample() -> None:
+        if not rss and stream.sent >= WARM_UP_FRAMES:
+            rss.append(target.rss())
+
+    started = time.monotonic()
+    feed(stream, LONG_RUN_FRAMES, oversized_every=oversized_every, multipart_every=10,
+         on_sync=sample)  # fmt: skip
+    wall = time.monotonic() - started
+    rss.append(target.rss())
+    return rss, wall

@@ -32,7 +32,7 @@ import pytest
 import zmq
 from cluster_harness import HERE, check_history, client_call, ep, running_cluster, submit
 from frame_strategies import CATEGORIES, coordinator_refuses, mixed, pack, payloads
-from fuzz_peers import MIB, CoordinatorStream, TargetProcess, feed
+from fuzz_peers import MIB, CoordinatorStream, TargetProcess, feed, long_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -304,8 +304,6 @@ def test_a_subprocess_coordinator_counts_garbage_and_keeps_serving(tmp_path: Pat
 
 # -- the long run (--run-slow) -----------------------------------------------------------
 
-LONG_RUN_FRAMES = 100_000
-WARM_UP_FRAMES = 10_000
 RSS_GROWTH_LIMIT = 20 * MIB
 
 
@@ -323,17 +321,8 @@ def test_long_run_100k_frames_into_a_coordinator_process(tmp_path: Path) -> None
     stream = CoordinatorStream(ctx, endpoint)
     try:
         before = target.statistics()
-        rss: list[int] = []
-
-        def sample() -> None:
-            if not rss and stream.sent >= WARM_UP_FRAMES:
-                rss.append(target.rss())
-
-        started = time.monotonic()
-        feed(stream, LONG_RUN_FRAMES, oversized_every=40, multipart_every=10, on_sync=sample)
-        wall = time.monotonic() - started
+        rss, wall = long_run(stream, target, oversized_every=40)
         after = target.statistics()
-        rss.append(target.rss())
         with start_blocking_portal("asyncio") as portal:
             job_completes(endpoint, portal, tmp_path / "node", 7)
         final = target.statistics()
