@@ -46,7 +46,9 @@ async def _serve(statistics: Callable[[], Awaitable[Any]], ready: dict[str, Any]
 
 
 async def coordinator(state: str) -> None:
-    config = CoordinatorConfig(bind="tcp://127.0.0.1:0", state=Path(state), synchronous="NORMAL")
+    config = CoordinatorConfig(  # plain TCP on loopback: the fuzz streams are raw sockets
+        bind="tcp://127.0.0.1:0", state=Path(state), synchronous="NORMAL", insecure=True
+    )
     async with start_coordinator(config) as handle:
         await _serve(handle.statistics, {"endpoint": handle.endpoint})
 
@@ -62,6 +64,7 @@ async def node(endpoint: str, work_dir: str) -> None:
         heartbeat_s=0.1,
         liveness=10,  # silent for 1 s: reopen (how it recovers from a frame over the limit)
         drain_timeout_s=1.0,
+        insecure=True,
     )
     async with start_node(config) as handle:
 
