@@ -5,7 +5,7 @@
 #   scripts/dev.sh test [ARGS]    ruff, mypy, pytest -q [ARGS], then the benchmark checks
 #
 # Creates .venv (python3.11, else python3 >= 3.11) when it is missing, and reinstalls the
-# project (pip install -e '.[test,examples]') only when pyproject.toml changed since the last
+# project (pip install -e '.[test,examples,ml]') only when pyproject.toml changed since the last
 # install; the hash of the installed pyproject.toml is kept in .venv/.mabeam-install-stamp.
 set -euo pipefail
 
@@ -49,8 +49,8 @@ ensure_venv() {
         pyproject.toml)"
     [[ -f "$STAMP" ]] && have="$(<"$STAMP")"
     if [[ "$want" != "$have" ]]; then
-        step "pip install -e '.[test,examples]' (pyproject.toml changed since the last install)"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e '.[test,examples]'
+        step "pip install -e '.[test,examples,ml]' (pyproject.toml changed since the last install)"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install -q -e '.[test,examples,ml]'
         echo "$want" >"$STAMP"
     fi
 }
