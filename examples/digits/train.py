@@ -28,7 +28,7 @@ from typing import Any, Protocol  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-__all__ = ("Config", "load_data", "train")
+__all__ = ("Config", "init_weights", "load_data", "numpy_epochs", "train")
 
 CLASSES = 10
 FEATURES = 64
@@ -112,17 +112,37 @@ def train(params: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def _train_numpy(config: Config, data: tuple[np.ndarray, ...], ctx: Context) -> tuple[float, float]:
-    x_train, y_train, x_test, y_test = (np.asarray(a) for a in data)
     rng = np.random.default_rng(config.seed)
-    h = config.hidden
-    w1 = rng.normal(0.0, math.sqrt(2.0 / FEATURES), (FEATURES, h)).astype(np.float32)
-    b1 = np.zeros(h, np.float32)
-    w2 = rng.normal(0.0, math.sqrt(2.0 / h), (h, CLASSES)).astype(np.float32)
-    b2 = np.zeros(CLASSES, np.float32)
+    weights = init_weights(config.hidden, rng)
+    return numpy_epochs(config, data, weights, rng, range(1, config.epochs + 1), ctx)
+
+
+def init_weights(hidden: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Fresh He-initialised weights of the network (``w1``, ``b1``, ``w2``, ``b2``)."""
+    return {
+        "w1": rng.normal(0.0, math.sqrt(2.0 / FEATURES), (FEATURES, hidden)).astype(np.float32),
+        "b1": np.zeros(hidden, np.float32),
+        "w2": rng.normal(0.0, math.sqrt(2.0 / hidden), (hidden, CLASSES)).astype(np.float32),
+        "b2": np.zeros(CLASSES, np.float32),
+    }
+
+
+def numpy_epochs(
+    config: Config,
+    data: tuple[np.ndarray, ...],
+    weights: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    epochs: range,
+    ctx: Context,
+) -> tuple[float, float]:
+    """Train ``weights`` in place for ``epochs`` (their numbers are the reported steps);
+    return the last (accuracy, loss)."""
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in data)
+    w1, b1, w2, b2 = weights["w1"], weights["b1"], weights["w2"], weights["b2"]
     n = len(y_train)
     loss = math.nan
     accuracy = 0.0
-    for epoch in range(1, config.epochs + 1):
+    for epoch in epochs:
         order = rng.permutation(n)
         losses = []
         for start in range(0, n, config.batch_size):

@@ -17,6 +17,14 @@ def partial_dir(output_dir: Path) -> Path:
     return output_dir.with_name(f".{output_dir.name}.partial")
 
 
+def published_dir(work_dir: Path) -> Path:
+    """Where ``work_dir`` (a ``partial_dir``) ends up once published: the inverse."""
+    name = work_dir.name
+    if name.startswith(".") and name.endswith(".partial"):
+        return work_dir.with_name(name[1 : -len(".partial")])
+    return work_dir
+
+
 def publish(work_dir: Path, output_dir: Path) -> None:
     """Move a finished attempt's outputs into place (replacing an earlier run's)."""
     if output_dir.exists():  # an earlier run of this same attempt published

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from foundation import CodecError
 from foundation.codec import Codec
+from ._attempt_files import published_dir
 
 __all__ = (
     "ENTRYPOINT_PATTERN",
@@ -396,6 +397,13 @@ class TaskContext:
             self._output_dir.mkdir(parents=True, exist_ok=True)
             self._made = True
         return self._output_dir
+
+    @property
+    def published_dir(self) -> Path:
+        """Where ``output_dir`` will be once the attempt succeeds: the lasting path of
+        its outputs, to name in the result (a PBT checkpoint a later trial starts from).
+        Nothing is there before the task returns."""
+        return published_dir(self._output_dir)
 
     def report(self, step: int | None = None, **metrics: Any) -> None:
         """Stream one progress record (``step`` and named metrics) to the node.
