@@ -2,12 +2,19 @@
 
 ``load_spec(path)`` reads a sweep file, ``SweepSpec.trials()`` expands its ``grid`` or
 ``random`` search into trials, each with a content hash of (entrypoint, params, code
-version) that the cluster's result cache keys on. Search agents (PBT, evolution, ASHA)
-come later.
+version) that the cluster's result cache keys on. ``RunLog`` records what a search run
+did (trials, progress, lineage) in ``DIRECTORY/run.jsonl``; ``load_run`` / ``load_runs``
+read it back for ``mabeam report``.
 """
 
 from foundation._public import fixup_module_metadata
 
+from .runlog import RunLog as RunLog
+from .runlog import RunLogError as RunLogError
+from .runlog import RunRecord as RunRecord
+from .runlog import TrialRecord as TrialRecord
+from .runlog import load_run as load_run
+from .runlog import load_runs as load_runs
 from .spec import DEFAULT_MAX_TRIALS as DEFAULT_MAX_TRIALS
 from .spec import Choice as Choice
 from .spec import Distribution as Distribution
@@ -33,10 +40,16 @@ __all__ = (
     "LogUniform",
     "RandomSearch",
     "Resources",
+    "RunLog",
+    "RunLogError",
+    "RunRecord",
     "SpecError",
     "SweepSpec",
     "Trial",
+    "TrialRecord",
     "Uniform",
+    "load_run",
+    "load_runs",
     "load_spec",
     "parse_spec",
     "trial_hash",
