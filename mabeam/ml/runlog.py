@@ -174,7 +174,7 @@ class RunLog:
         _check_text("trial_id", trial_id)
         if state not in FINISHED_STATES:
             raise ValueError(f"state must be one of {sorted(FINISHED_STATES)}, got {state!r}")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real)):
+        if score is not None and not _is_real(score):
             raise TypeError(f"score must be a number or None, got {score!r}")
         self._write(
             "trial_finished",
@@ -232,6 +232,10 @@ class RunLog:
 def _check_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _lock(file: IO[bytes], path: Path) -> None:
