@@ -1,15 +1,17 @@
 """Argument parsing and dispatch for the ``mabeam`` console script (and ``python -m mabeam``).
 
 Commands: ``run`` (a sweep, locally), ``submit`` / ``status`` / ``cancel`` (against a
-running coordinator), ``coordinator start`` and ``node start`` (the cluster's
-processes), ``keys generate`` (their CurveZMQ keys), ``demo``. Each lives in its own
+running coordinator), ``report`` (a search run's leaderboard and plots), ``coordinator
+start`` and ``node start`` (the cluster's processes), ``keys generate`` (their CurveZMQ
+keys), ``demo``. Each lives in its own
 module with ``add_parser`` and ``run``; ``coordinator``, ``node`` and ``keys`` are
 imported only when their command is used, so
 ``mabeam --help`` stays quick and works without them.
 
 Errors are one line on stderr: bad arguments exit 2 with argparse's usage; everything
 else (an unreachable coordinator, a bad spec file, an unknown job) exits 1 as
-``mabeam: error: ...``. A bug shows as one line too, with ``MABEAM_DEBUG=1`` giving the
+``mabeam: error: ...``, or 2 for an input that cannot be used (``BadInput``: a missing
+or malformed run directory). A bug shows as one line too, with ``MABEAM_DEBUG=1`` giving the
 traceback.
 """
 
@@ -45,7 +47,7 @@ def _version() -> str:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """Return the parser for ``mabeam [--version] COMMAND ...``; ``argv`` says which lazy
     command (if any) gets its full parser."""
-    from . import _run, _status, _submit
+    from . import _report, _run, _status, _submit
 
     parser = argparse.ArgumentParser(
         prog="mabeam",
@@ -56,6 +58,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _run.add_parser(commands)
     _submit.add_parsers(commands)
     _status.add_parser(commands)
+    _report.add_parser(commands)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in _LAZY_COMMANDS.items():
         if name != chosen or not _add_lazy(commands, module):
@@ -99,13 +102,14 @@ def _runner(command: str) -> Callable[[argparse.Namespace], int]:
                 f"`mabeam {command}` is not available: {module} is missing"
             ) from None
         return run
-    from . import _run, _status, _submit
+    from . import _report, _run, _status, _submit
 
     table: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _run.run,
         "submit": _submit.run_submit,
         "cancel": _submit.run_cancel,
         "status": _status.run,
+        "report": _report.run,
         "demo": _demo,
     }
     return table[command]
@@ -149,7 +153,7 @@ def _report(exc: Exception) -> int:
     else:
         message = f"unexpected {type(exc).__name__}: {exc} (set MABEAM_DEBUG=1 for the traceback)"
     print(f"mabeam: error: {_one_line(message)}", file=sys.stderr)
-    return 1
+    return exc.exit_status if isinstance(exc, CommandError) else 1
 
 
 def _one_line(text: str) -> str:

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 __all__ = (
+    "BadInput",
     "CommandError",
     "add_client_options",
     "add_security_options",
@@ -17,7 +18,17 @@ __all__ = (
 
 
 class CommandError(Exception):
-    """A command cannot do what was asked; ``str(exc)`` is the one line to print."""
+    """A command cannot do what was asked; ``str(exc)`` is the one line to print and
+    ``exit_status`` the exit status (1)."""
+
+    exit_status = 1
+
+
+class BadInput(CommandError):
+    """What the command line names cannot be used (a missing or malformed input file, an
+    unknown name in it): exit status 2, as for a bad argument."""
+
+    exit_status = 2
 
 
 def positive_float(text: str) -> float:

@@ -27,6 +27,7 @@ A directory holds one run. ``RunLog`` refuses a directory that already has a
 new ``run_started`` counts in ``RunRecord.resumed``), and two open ``RunLog``s never
 share a file (an advisory lock). Several agents searching together write one
 subdirectory each; ``load_runs`` reads a run directory or a directory of them.
+The format and the report: docs/report.md.
 """
 
 from __future__ import annotations
