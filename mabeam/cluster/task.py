@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from foundation import CodecError
 from foundation.codec import Codec
+
 from ._attempt_files import published_dir
 
 __all__ = (
