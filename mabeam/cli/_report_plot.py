@@ -203,6 +203,7 @@ class _RunView:
 
     def draw_lineage(self, ax: Axes) -> None:
         from matplotlib.lines import Line2D
+        from matplotlib.ticker import MaxNLocator
 
         record = self.record
         ax.set_title("lineage by generation")
@@ -259,7 +260,10 @@ class _RunView:
                     ha="center",
                 )
         generations = sorted({x for x, _ in where.values()})
-        ax.set_xticks(generations)
+        if len(generations) <= 12:
+            ax.set_xticks(generations)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("generation")
         ax.set_yticks([])
         ax.margins(x=0.12, y=0.12)

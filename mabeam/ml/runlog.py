@@ -272,7 +272,9 @@ def load_run(directory: str | os.PathLike[str]) -> RunRecord:
     if first is None or first.get("event") != "run_started":
         raise RunLogError(f"{file}: not a run log (the first line is not a run_started record)")
     run = RunRecord(name="", strategy="", metric=None, mode="max", directory=str(path))
-    for line in lines:
+    if not _apply(run, first):
+        raise RunLogError(f"{file}: the run_started record on the first line is malformed")
+    for line in lines[1:]:
         record = _parse(line)
         if record is None or not _apply(run, record):
             run.skipped_lines += 1

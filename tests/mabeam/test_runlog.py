@@ -245,6 +245,10 @@ def test_a_directory_of_runs_loads_one_record_per_agent_by_name(tmp_path: Path) 
         (b"", "empty run log"),
         (b'{"event":"trial_started","trial":"t"}\n', "first line is not a run_started"),
         (b"not json\n", "first line is not a run_started"),
+        (
+            b'{"event":"run_started","mode":"best"}\n',
+            "run_started record on the first line is malformed",
+        ),
     ],
 )
 def test_load_run_refuses_what_is_not_a_run_log(
