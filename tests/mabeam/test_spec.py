@@ -313,7 +313,11 @@ ERRORS: list[tuple[str, str, str]] = [
         "search",
         'must be a table (strategy = "grid" or "random"), got "grid" (a string)',
     ),
-    ("[search]\nn = 3", "search.strategy", 'is required: one of "grid", "random", "pbt", "evolution", "asha", "optuna"'),
+    (
+        "[search]\nn = 3",
+        "search.strategy",
+        'is required: one of "grid", "random", "pbt", "evolution", "asha", "optuna"',
+    ),
     (
         '[search]\nstrategy = "hyperband"',
         "search.strategy",
@@ -329,7 +333,11 @@ ERRORS: list[tuple[str, str, str]] = [
         "search.strategy",
         'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got "gird"; did you mean "grid"?',
     ),
-    ("[search]\nstrategy = 1", "search.strategy", 'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got 1'),
+    (
+        "[search]\nstrategy = 1",
+        "search.strategy",
+        'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got 1',
+    ),
     (
         '[search]\nstrategy = "grid"\nseed = 3',
         "search.seed",
