@@ -14,7 +14,7 @@ import tomllib
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from . import _search
+from . import _search, _spec_search
 from ._spec_text import key_path, quoted, render, show
 from .spec import (
     Choice,
@@ -24,6 +24,7 @@ from .spec import (
     LogUniform,
     RandomSearch,
     Resources,
+    Search,
     SpecError,
     SweepSpec,
     Uniform,
@@ -33,8 +34,12 @@ __all__ = ("Parser", "read_text")
 
 # -- parsing and validation -------------------------------------------------------------
 
-_STRATEGY_KEYS = {"grid": ("strategy", "grid"), "random": ("strategy", "n", "seed", "space")}
-_RESERVED_STRATEGIES = ("pbt", "evolution", "asha", "hyperband", "optuna", "bayes")
+_STRATEGY_KEYS = {
+    "grid": ("strategy", "grid"),
+    "random": ("strategy", "n", "seed", "space"),
+    **_spec_search.ADAPTIVE_KEYS,
+}
+_RESERVED_STRATEGIES = ("hyperband", "bayes")
 _DISTRIBUTIONS = {
     "uniform": ("low", "high"),
     "loguniform": ("low", "high"),
@@ -149,6 +154,12 @@ class Parser:
         minimize = self.one_of(doc.get("mode", "max"), "mode", ("max", "min")) == "min"
         params = self.params(doc.get("params", {}))
         search = self.search(doc["search"], params) if "search" in doc else None
+        if metric is None and search is not None and search.strategy in _spec_search.SUB_KEYS:
+            self.fail(
+                "metric",
+                f'is required with strategy = "{search.strategy}": the result key that '
+                'ranks trials, e.g. metric = "accuracy"',
+            )
         return SweepSpec(
             name=name,
             entrypoint=entrypoint,
@@ -312,7 +323,7 @@ class Parser:
             self.param_value(item, key_path("params", name))
         return table
 
-    def search(self, value: Any, params: dict[str, Any]) -> GridSearch | RandomSearch:
+    def search(self, value: Any, params: dict[str, Any]) -> Search:
         table = self.table(value, "search", 'strategy = "grid" or "random"')
         strategy = table.get("strategy")
         if strategy is None:
@@ -325,6 +336,11 @@ class Parser:
         strategy = self.one_of(strategy, "search.strategy", tuple(_STRATEGY_KEYS))
         known = _STRATEGY_KEYS[strategy]
         for key in table:
+            if key not in known and key in _spec_search.SUB_KEYS.get(strategy, ()):
+                self.fail(
+                    key_path("search", key),
+                    f"belongs in [search.{strategy}]: {key_path(f'search.{strategy}', key)}",
+                )
             if key not in known and any(key in keys for keys in _STRATEGY_KEYS.values()):
                 other = next(s for s, keys in _STRATEGY_KEYS.items() if key in keys)
                 self.fail(
@@ -332,7 +348,11 @@ class Parser:
                     f'is only used with strategy = "{other}" (this search is "{strategy}")',
                 )
         self.check_keys(table, "search", known)
-        return self.grid(table, params) if strategy == "grid" else self.random(table, params)
+        if strategy == "grid":
+            return self.grid(table, params)
+        if strategy == "random":
+            return self.random(table, params)
+        return _spec_search.adaptive(self, strategy, table, params)
 
     def named_table(self, table: dict[str, Any], key: str, example: str) -> dict[str, Any]:
         """search.grid / search.space: a required, non-empty table of parameters."""

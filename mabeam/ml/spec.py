@@ -20,12 +20,17 @@ from . import _search
 
 __all__ = (
     "DEFAULT_MAX_TRIALS",
+    "ASHASearch",
     "Choice",
     "Distribution",
+    "EvolutionSearch",
     "GridSearch",
     "IntUniform",
     "LogUniform",
+    "OptunaSearch",
+    "PBTSearch",
     "RandomSearch",
+    "Search",
     "Resources",
     "SpecError",
     "SweepSpec",
@@ -157,6 +162,80 @@ class RandomSearch:
 
 
 @dataclass(frozen=True)
+class PBTSearch:
+    """Population-based training: ``population`` members train in segments of
+    ``interval`` steps up to ``max_steps`` each; after a segment a member in the bottom
+    ``truncation`` of the population copies a top member (exploit) and perturbs its
+    parameters (explore). Run by ``make_strategy``; the rules are in docs/search.md."""
+
+    space: Mapping[str, Distribution]
+    max_steps: int
+    population: int = 8
+    interval: int = 1
+    truncation: float = 0.2
+    perturb: tuple[float, ...] = (0.8, 1.2)
+    resample_probability: float = 0.25
+    seed: int = 0
+    strategy: Literal["pbt"] = "pbt"
+
+
+@dataclass(frozen=True)
+class EvolutionSearch:
+    """Generational evolution: ``population`` genomes per generation for ``generations``
+    generations; parents chosen by ``selection`` among the best so far, children mutated
+    (perturbed or resampled); a genome is never planned twice."""
+
+    space: Mapping[str, Distribution]
+    population: int = 8
+    generations: int = 5
+    selection: Literal["tournament", "truncation"] = "tournament"
+    tournament_size: int = 3
+    truncation: float = 0.5
+    mutation_scale: float = 0.1
+    resample_probability: float = 0.1
+    seed: int = 0
+    strategy: Literal["evolution"] = "evolution"
+
+
+@dataclass(frozen=True)
+class ASHASearch:
+    """Asynchronous successive halving: ``n`` sampled trials of up to ``max_steps`` steps;
+    at each rung (``min_steps * eta**k`` steps) a trial goes on only if its score is in the
+    top ``1/eta`` of the scores recorded at that rung so far."""
+
+    space: Mapping[str, Distribution]
+    n: int
+    max_steps: int
+    min_steps: int = 1
+    eta: int = 3
+    seed: int = 0
+    strategy: Literal["asha"] = "asha"
+
+
+@dataclass(frozen=True)
+class OptunaSearch:
+    """``n`` trials proposed by one of Optuna's samplers through its ask/tell interface,
+    optionally pruned by an Optuna pruner from the reported progress."""
+
+    space: Mapping[str, Distribution]
+    n: int
+    sampler: Literal["tpe", "random", "cmaes", "qmc"] = "tpe"
+    seed: int = 0
+    startup_trials: int = 10
+    pruner: Literal["none", "median", "successive_halving"] = "none"
+    pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 0
+    strategy: Literal["optuna"] = "optuna"
+
+
+#: Every kind of ``[search]``: the first two expand to a fixed list of trials, the others
+#: plan trials as results come in (``mabeam.ml.make_strategy``).
+Search: TypeAlias = (
+    GridSearch | RandomSearch | PBTSearch | EvolutionSearch | ASHASearch | OptunaSearch
+)
+
+
+@dataclass(frozen=True)
 class Trial:
     """One concrete run: its position in the sweep, its full parameters (fixed and
     searched, a fresh dict ready to send) and its content hash."""
@@ -194,27 +273,44 @@ class SweepSpec:
     metric: str | None = None
     mode: Literal["max", "min"] = "max"
     params: Mapping[str, Any] = field(default_factory=_empty)
-    search: GridSearch | RandomSearch | None = None
+    search: Search | None = None
     source: str = field(default="<string>", compare=False)
 
     @property
     def num_trials(self) -> int:
-        """How many trials ``trials()`` returns, without generating them."""
-        if isinstance(self.search, GridSearch):
-            return _search.grid_size(self.search.grid)
-        if isinstance(self.search, RandomSearch):
-            return self.search.n
+        """How many trials (jobs) the sweep runs, without generating them: exact for grid,
+        random, pbt (``population * ceil(max_steps / interval)``), asha and optuna; for
+        evolution the most it may run (``population * generations``)."""
+        search = self.search
+        if isinstance(search, GridSearch):
+            return _search.grid_size(search.grid)
+        if isinstance(search, RandomSearch | ASHASearch | OptunaSearch):
+            return search.n
+        if isinstance(search, PBTSearch):
+            return search.population * -(-search.max_steps // search.interval)
+        if isinstance(search, EvolutionSearch):
+            return search.population * search.generations
         return 1
 
     def iter_trials(self) -> Iterator[Trial]:
-        """Generate the trials one by one (same order and content as ``trials()``)."""
+        """Generate the trials one by one (same order and content as ``trials()``).
+        Raises ``ValueError`` for an adaptive search (pbt, evolution, asha, optuna), whose
+        trials depend on results: drive those with ``mabeam.ml.make_strategy``."""
         combos: Iterator[dict[str, Any]]
         if isinstance(self.search, GridSearch):
             combos = _search.expand_grid(self.search.grid)
         elif isinstance(self.search, RandomSearch):
             combos = _search.sample_space(self.search.space, self.search.n, self.search.seed)
-        else:
+        elif self.search is None:
             combos = iter([{}])
+        else:
+            raise ValueError(
+                f"strategy {self.search.strategy!r} plans its trials from results as they "
+                "come in; drive it with mabeam.ml.make_strategy(spec) instead of trials()"
+            )
+        return self._with_fixed(combos)
+
+    def _with_fixed(self, combos: Iterator[dict[str, Any]]) -> Iterator[Trial]:
         fixed = dict(self.params)
         for index, searched in enumerate(combos):
             params = {name: _search.fresh(value) for name, value in fixed.items()}

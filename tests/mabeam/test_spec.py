@@ -313,23 +313,31 @@ ERRORS: list[tuple[str, str, str]] = [
         "search",
         'must be a table (strategy = "grid" or "random"), got "grid" (a string)',
     ),
-    ("[search]\nn = 3", "search.strategy", 'is required: one of "grid", "random"'),
     (
-        '[search]\nstrategy = "pbt"',
+        "[search]\nn = 3",
         "search.strategy",
-        '"pbt" is not available yet (available: "grid", "random")',
+        'is required: one of "grid", "random", "pbt", "evolution", "asha", "optuna"',
     ),
     (
-        '[search]\nstrategy = "optuna"',
+        '[search]\nstrategy = "hyperband"',
         "search.strategy",
-        '"optuna" is not available yet (available: "grid", "random")',
+        '"hyperband" is not available yet (available: "grid", "random", "pbt", "evolution", "asha", "optuna")',
+    ),
+    (
+        '[search]\nstrategy = "bayes"',
+        "search.strategy",
+        '"bayes" is not available yet (available: "grid", "random", "pbt", "evolution", "asha", "optuna")',
     ),
     (
         '[search]\nstrategy = "gird"',
         "search.strategy",
-        'must be one of "grid", "random", got "gird"; did you mean "grid"?',
+        'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got "gird"; did you mean "grid"?',
     ),
-    ("[search]\nstrategy = 1", "search.strategy", 'must be one of "grid", "random", got 1'),
+    (
+        "[search]\nstrategy = 1",
+        "search.strategy",
+        'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got 1',
+    ),
     (
         '[search]\nstrategy = "grid"\nseed = 3',
         "search.seed",
@@ -609,7 +617,8 @@ def test_parameters_may_nest_63_arrays_deep_but_not_64() -> None:
         ),
         (
             "bad_strategy.toml",
-            '{path}: search.strategy "pbt" is not available yet (available: "grid", "random")',
+            '{path}: search.strategy "hyperband" is not available yet (available: '
+            '"grid", "random", "pbt", "evolution", "asha", "optuna")',
         ),
     ],
 )
