@@ -138,6 +138,8 @@ def leaderboard_table(
     ranked = record.leaderboard(metric, mode)
     shown = ranked[:top] if top else ranked
     name = metric or record.metric or "score"
+    spec = record.spec if isinstance(record.spec, dict) else {}
+    hide = set(spec.get("hide") or ())  # fixed params and the agent's own: not shown
     table = Table(
         title=f"{record.name} ({record.strategy}): {len(ranked)} trials, "
         f"best {name} ({mode or record.mode}) first"
@@ -163,7 +165,8 @@ def leaderboard_table(
         ]
         if with_gen:
             cells.append(str(trial.generation))
-        cells += [format_value(trial.params, 60) or "-", parent, _why(trial)]
+        params = {k: v for k, v in trial.params.items() if k not in hide}
+        cells += [format_value(params, 60) or "-", parent, _why(trial)]
         table.add_row(*cells)
     if len(shown) < len(ranked):
         table.caption = f"and {len(ranked) - len(shown)} more (--top 0 shows every trial)"

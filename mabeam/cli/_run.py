@@ -32,7 +32,7 @@ import foundation
 
 from ._options import CommandError, positive_int
 
-__all__ = ("add_parser", "demo_spec", "run", "run_spec")
+__all__ = ("add_parser", "demo_spec", "run", "run_spec", "run_specs")
 
 NODE_ID = "local"
 CONNECT_TIMEOUT_S = 30.0
@@ -48,7 +48,20 @@ def add_parser(commands: Any) -> None:
         "coordinator and one node agent in this process, a progress bar while it "
         "runs, and the results table, best trial first.",
     )
-    parser.add_argument("spec", metavar="SPEC", help="the sweep spec file (see docs/spec.md)")
+    parser.add_argument(
+        "specs",
+        metavar="SPEC",
+        nargs="+",
+        help="the sweep spec file (see docs/spec.md); several run at once, sharing the "
+        "slots by contract net",
+    )
+    parser.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        default=None,
+        help="record the run here for `mabeam report` (default for searches other than "
+        "a single grid or random sweep: runs/NAME-TIME)",
+    )
     parser.add_argument(
         "--policy",
         type=_policy,
@@ -88,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     """Load the spec and run it locally; the exit status is 0 if every trial succeeded."""
     from mabeam.ml.spec import load_spec
 
-    spec = load_spec(args.spec)
-    return run_spec(spec, policy=args.policy, slots=args.slots, state=args.state)
+    specs = [load_spec(path) for path in args.specs]
+    return run_specs(
+        specs, policy=args.policy, slots=args.slots, state=args.state, run_dir=args.run_dir
+    )
 
 
 def demo_spec() -> tuple[Path, Any]:
@@ -126,10 +141,28 @@ def run_spec(
     slots: int | None = None,
     state: str | os.PathLike[str] | None = None,
     import_root: Path | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """Run ``spec`` (a ``SweepSpec``) in an embedded coordinator and node; print the
     progress and the results; return the exit status. ``import_root`` (default: the
     current directory) is put first on the workers' ``PYTHONPATH``."""
+    return run_specs(
+        [spec], policy=policy, slots=slots, state=state, import_root=import_root, run_dir=run_dir
+    )
+
+
+def run_specs(
+    specs: list[Any],
+    *,
+    policy: str = "fifo",
+    slots: int | None = None,
+    state: str | os.PathLike[str] | None = None,
+    import_root: Path | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+) -> int:
+    """Run the sweeps of ``specs`` at once in an embedded coordinator and node (see
+    ``run_spec``): one plain sweep is submitted whole; a search (pbt, asha, ...), several
+    specs, or a ``run_dir`` go through search agents that record the run."""
     from mabeam.cluster.coordinator import CoordinatorConfig
     from mabeam.cluster.keys import KeyPair
     from mabeam.cluster.node import NodeConfig
@@ -159,14 +192,27 @@ def run_spec(
             coordinator="tcp://127.0.0.1:1",  # the real port is known once bound
             node_id=NODE_ID,
             slots=slots,
-            allow=(spec.entrypoint,),
+            allow=tuple(dict.fromkeys(spec.entrypoint for spec in specs)),
             work_dir=Path(scratch) / "node",
             pythonpath=(str(root),),
             key=node_key,
             coordinator_key=coordinator_key.public_only(),
         )
-        status: int = foundation.run(_local, spec, coordinator, node, client_key, Console())
+        searched = run_dir is not None or len(specs) > 1 or _adaptive(specs[0])
+        root_dir: Path | None = None
+        if searched:
+            from ._search_view import default_run_root
+
+            root_dir = Path(run_dir) if run_dir is not None else default_run_root(specs)
+        status: int = foundation.run(
+            _local, specs, coordinator, node, client_key, Console(), root_dir
+        )
         return status
+
+
+def _adaptive(spec: Any) -> bool:
+    """Whether the spec's search needs an agent (anything but grid and random)."""
+    return spec.search is not None and spec.search.strategy not in ("grid", "random")
 
 
 @contextlib.contextmanager
@@ -198,18 +244,25 @@ def _quiet_services() -> Iterator[None]:
 
 
 async def _local(
-    spec: Any, coordinator: Any, node_config: Any, client_key: Any, console: Console
+    specs: list[Any],
+    coordinator: Any,
+    node_config: Any,
+    client_key: Any,
+    console: Console,
+    run_root: Path | None,
 ) -> int:
     from mabeam.cluster.client import connect
     from mabeam.cluster.coordinator import start_coordinator
     from mabeam.cluster.node import start_node
 
+    from ._search_view import run_searches
     from ._sweep_view import follow
 
     async with start_coordinator(coordinator) as coord:
         node_config = dataclasses.replace(node_config, coordinator=coord.endpoint)
         async with start_node(node_config) as node:
-            _check_fits(spec, node.app.setup.inventory)
+            for spec in specs:
+                _check_fits(spec, node.app.setup.inventory)
             with anyio.move_on_after(CONNECT_TIMEOUT_S):
                 await node.connected.wait()
             if not node.connected.is_set():
@@ -219,8 +272,13 @@ async def _local(
                 )
             kept = "kept" if coordinator.synchronous == "FULL" else "temporary"
             plural = "s" if node_config.slots != 1 else ""
+            what = " and ".join(
+                f"{spec.num_trials} trials of {spec.name!r}"
+                + (f" ({spec.search.strategy})" if _adaptive(spec) else "")
+                for spec in specs
+            )
             console.print(
-                f"[bold]mabeam run[/]: {spec.num_trials} trials of {spec.name!r} on "
+                f"[bold]mabeam run[/]: {what} on "
                 f"{node_config.slots} local slot{plural}\n  coordinator {coord.endpoint}, "
                 f"job store {coordinator.state} ({kept})",
                 highlight=False,
@@ -228,8 +286,12 @@ async def _local(
             async with connect(
                 coord.endpoint, key=client_key, coordinator_key=coordinator.key
             ) as client:
-                submission = await client.submit(spec)
-                return await follow(client, spec, submission, console)
+                if run_root is not None:
+                    return await run_searches(
+                        client, specs, console, run_root, slots=node_config.slots
+                    )
+                submission = await client.submit(specs[0])
+                return await follow(client, specs[0], submission, console)
 
 
 def _check_fits(spec: Any, inventory: Any) -> None:

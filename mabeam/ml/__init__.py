@@ -7,10 +7,19 @@ search strategy a spec selects (grid, random, pbt, evolution, asha, optuna): a p
 planner of trials that a driver asks, reports progress to and tells results.
 ``RunLog`` records what a search run did (trials, progress, lineage) in
 ``DIRECTORY/run.jsonl``; ``load_run`` / ``load_runs`` read it back for ``mabeam report``.
+A ``SearchAgent`` runs a strategy against the cluster; several share its slots through a
+``SlotAllocator`` (contract net).
 """
 
 from foundation._public import fixup_module_metadata
 
+from ._allocator import SLOT_EVENT as SLOT_EVENT
+from ._allocator import SlotAllocator as SlotAllocator
+from ._allocator import SlotAward as SlotAward
+from ._allocator import StopProposal as StopProposal
+from ._search_agent import SearchAgent as SearchAgent
+from ._search_types import SearchOutcome as SearchOutcome
+from ._search_types import TrialState as TrialState
 from .runlog import RunLog as RunLog
 from .runlog import RunLogError as RunLogError
 from .runlog import RunRecord as RunRecord
@@ -43,6 +52,7 @@ from .strategy import TrialPlan as TrialPlan
 from .strategy import make_strategy as make_strategy
 
 __all__ = (
+    "SLOT_EVENT",
     "DEFAULT_MAX_TRIALS",
     "TRIAL_STATES",
     "ASHASearch",
@@ -60,12 +70,18 @@ __all__ = (
     "RunLogError",
     "RunRecord",
     "Search",
+    "SearchAgent",
+    "SearchOutcome",
+    "SlotAllocator",
+    "SlotAward",
+    "StopProposal",
     "SpecError",
     "Strategy",
     "SweepSpec",
     "Trial",
     "TrialPlan",
     "TrialRecord",
+    "TrialState",
     "Uniform",
     "load_run",
     "load_runs",
