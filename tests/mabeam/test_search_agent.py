@@ -5,6 +5,7 @@ and answers ``wait`` with the outcome."""
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,7 @@ from search_cluster import local_cluster
 from foundation import current_runtime
 from foundation.testing import until
 from mabeam.agents import start_agent
-from mabeam.ml import SlotAllocator, SlotAward, load_run, parse_spec
+from mabeam.ml import SlotAllocator, SlotAward, TrialState, load_run, parse_spec
 from mabeam.ml._allocator import SLOT_EVENT
 from mabeam.ml._search_agent import SearchAgent, SearchOutcome
 
@@ -166,3 +167,129 @@ async def test_a_trailing_sweep_is_stopped_by_vote(tmp_path: Path) -> None:
     assert "2 yes, 1 no" in notes[0]["reason"]
     stopped = [t for t in bad.trials if t.state == "stopped"]
     assert all(t.stop_reason == notes[0]["reason"] for t in stopped)
+
+
+ASHA = """
+name = "curve-asha"
+entrypoint = "search_tasks:curve"
+metric = "score"
+isolation = "pool"
+max_retries = 0
+[params]
+steps = 4
+fifo = "{fifo}"
+[search]
+strategy = "asha"
+[search.asha]
+n = 6
+min_steps = 1
+max_steps = 4
+eta = 3
+seed = 3
+[search.space]
+x = {{ distribution = "uniform", low = -1.0, high = 1.0 }}
+"""
+
+
+def asha_reference(scores: list[tuple[str, float]], eta: int) -> set[str]:
+    """The trials ASHA stops at its first rung, given the scores in arrival order."""
+    stopped, seen = set(), []
+    for trial, score in scores:
+        rank = 1 + sum(1 for other in seen if other > score)
+        seen.append(score)
+        if rank > -(-len(seen) // eta):
+            stopped.add(trial)
+    return stopped
+
+
+async def test_asha_stops_trials_through_cancel_as_its_rule_says(tmp_path: Path) -> None:
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    spec = parse_spec(ASHA.format(fifo=fifo))
+    first: list[tuple[str, float]] = []
+    ended: set[str] = set()
+    all_in, stops_landed = anyio.Event(), anyio.Event()
+    expected: set[str] = set()
+
+    def on_event(trial: TrialState) -> None:
+        tid = trial.plan.trial_id
+        if trial.step == 1 and tid not in dict(first):
+            first.append((tid, trial.score))
+            if len(first) == 6:
+                expected.update(asha_reference(first, eta=3))
+                all_in.set()
+        if trial.terminal:
+            ended.add(tid)
+        if all_in.is_set() and expected <= ended:
+            stops_landed.set()
+
+    async with local_cluster(tmp_path, nodes=3, slots=2) as client:
+        ref = await start_agent(
+            SearchAgent, "asha", spec, client, max_parallel=6, on_event=on_event
+        )
+        with anyio.fail_after(40):
+            await all_in.wait()  # every trial reported step 1 and waits on the FIFO
+            await stops_landed.wait()  # the stopped ones ended (cancelled while held)
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                outcome = await ref.call("wait", timeout=None)
+            finally:
+                os.close(writer)
+        await ref.stop()
+        ids = [t.job_id for t in outcome.trials]
+        jobs = {j.job_id: j.state for j in (await client.status(ids)).jobs}
+    at_rung_0 = {
+        t.plan.trial_id for t in outcome.trials if t.stop_reason and "rung 0" in t.stop_reason
+    }
+    # Whatever order the first reports came in (with eta 3, all six are kept only if
+    # each came in the top third so far: under 1 % of orders), the rule decided.
+    assert at_rung_0 == expected
+    for trial in outcome.trials:
+        if trial.plan.trial_id in expected:
+            # Stopped while held at the FIFO: the job was cancelled, never finished.
+            assert trial.state == "stopped" and jobs[trial.job_id] == "cancelled"
+    assert outcome.best is not None and outcome.best not in expected
+
+
+PBT = """
+name = "curve-pbt"
+entrypoint = "search_tasks:curve"
+metric = "score"
+isolation = "pool"
+[search]
+strategy = "pbt"
+[search.pbt]
+population = 4
+interval = 2
+max_steps = 6
+seed = 1
+[search.space]
+x = { distribution = "uniform", low = -1.0, high = 1.0 }
+"""
+
+
+async def test_pbt_segments_hand_their_checkpoints_on(tmp_path: Path) -> None:
+    spec = parse_spec(PBT)
+    async with local_cluster(tmp_path, nodes=3, slots=1) as client:
+        outcome = await run_agent(spec, client, run_dir=tmp_path / "run")
+    trials = {t.plan.trial_id: t for t in outcome.trials}
+    # About 4 members x 3 segments: fewer when a member copies a donor ahead of it.
+    assert 4 <= len(trials) <= 12 and outcome.counts == {"succeeded": len(trials)}
+    record = load_run(tmp_path / "run")
+    for trial in trials.values():
+        plan = trial.plan
+        checkpoint = record.trials[plan.trial_id].params.get("checkpoint")
+        if plan.checkpoint_from is None:
+            assert checkpoint is None and trial.result["step"] == 2
+        else:
+            parent = trials[plan.checkpoint_from]
+            # The segment started from its parent's published checkpoint...
+            assert checkpoint == parent.result["checkpoint"]
+            # ...and carried its step count on (steps join up across segments).
+            assert trial.result["step"] == parent.result["step"] + 2
+    # Members train to max_steps, never past it (one that copies a finished donor is
+    # done with the donor's checkpoint).
+    steps = [t.result["step"] for t in trials.values()]
+    assert max(steps) == 6 and 1 <= steps.count(6) <= 4
+    assert any(t.plan.reason.startswith("exploit") for t in trials.values())
+    assert record.lineage()  # parent -> child edges with their reasons
