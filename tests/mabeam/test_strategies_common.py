@@ -21,7 +21,8 @@ lr = { distribution = "loguniform", low = 1e-3, high = 1.5 }
 half_life = { distribution = "loguniform", low = 1, high = 1000 }
 """
 SEARCHES = {
-    "grid": '[search]\nstrategy = "grid"\n[search.grid]\nlr = [0.01, 0.1, 1.0]\nhalf_life = [5, 50]\n',
+    "grid": '[search]\nstrategy = "grid"\n[search.grid]\nlr = [0.01, 0.1, 1.0]\n'
+    "half_life = [5, 50]\n",
     "random": '[search]\nstrategy = "random"\nn = 10\nseed = 3\n' + SPACE,
     "pbt": "[search]\nstrategy = 'pbt'\n[search.pbt]\npopulation = 4\ninterval = 3\n"
     "max_steps = 10\nseed = 3\n" + SPACE,
@@ -94,7 +95,9 @@ def test_failed_trials_and_results_without_a_score_are_tolerated(name: str) -> N
     # no score: a missing metric, a bool, nan and a string all count as none
     strategy = make_strategy(spec_for(name))
     plans = strategy.ask(4)
-    for plan, result in zip(plans, ({}, {"loss": True}, {"loss": float("nan")}, {"loss": "1"})):
+    for plan, result in zip(
+        plans, ({}, {"loss": True}, {"loss": float("nan")}, {"loss": "1"}), strict=True
+    ):
         strategy.tell(plan.trial_id, result)
     assert strategy.best() is None
 
@@ -130,7 +133,7 @@ def test_grid_and_random_plan_exactly_the_spec_trials_in_order(name: str) -> Non
 @pytest.mark.parametrize("name", ["pbt", "evolution", "asha", "optuna"])
 def test_adaptive_searches_need_a_metric_and_have_no_fixed_trial_list(name: str) -> None:
     spec = spec_for(name)
-    with pytest.raises(ValueError, match="drive it with mabeam.ml.make_strategy"):
+    with pytest.raises(ValueError, match=r"drive it with mabeam\.ml\.make_strategy"):
         spec.trials()
     with pytest.raises(ValueError, match="needs the spec's metric"):
         make_strategy(dataclasses.replace(spec, metric=None))
