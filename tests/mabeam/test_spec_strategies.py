@@ -3,6 +3,9 @@ problem, naming the key path."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from mabeam.ml import (
@@ -243,3 +246,14 @@ def test_choices_and_other_distributions_carry_over() -> None:
     )
     assert isinstance(spec.search, PBTSearch)
     assert spec.search.space == {"act": Choice(("relu", "tanh"))}
+
+
+def test_the_examples_in_docs_search_md_parse_with_the_defaults_they_state() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "search.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in doc.split("```toml\n")[1:]]
+    searches = [parse_spec(HEADER + block, "docs example").search for block in blocks]
+    space = {"lr": LogUniform(1e-4, 0.1)}
+    assert searches[0] == PBTSearch(space=space, max_steps=20, interval=2)
+    assert isinstance(searches[1], EvolutionSearch)
+    assert dataclasses.replace(searches[1], space=space) == EvolutionSearch(space=space)
+    assert searches[2:] == [ASHASearch(space=space, n=27, max_steps=27), OptunaSearch(space, 50)]
