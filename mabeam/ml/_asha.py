@@ -52,8 +52,9 @@ class ASHA:
     # -- the driver's side --------------------------------------------------------------
 
     def ask(self, limit: int) -> list[TrialPlan]:
+        limit = check_limit(limit)
         plans: list[TrialPlan] = []
-        while len(self._ledger.plans) < self._search.n and len(plans) < check_limit(limit):
+        while len(self._ledger.plans) < self._search.n and len(plans) < limit:
             index = len(self._ledger.plans)
             searched = sample_config(self._search.space, self._search.seed, index)
             plan = self._ledger.plan(searched, steps=self._search.max_steps)

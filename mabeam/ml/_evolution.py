@@ -54,8 +54,9 @@ class Evolution:
     # -- the driver's side --------------------------------------------------------------
 
     def ask(self, limit: int) -> list[TrialPlan]:
+        limit = check_limit(limit)
         plans: list[TrialPlan] = []
-        while self._queue and len(plans) < check_limit(limit):
+        while self._queue and len(plans) < limit:
             genome, parent, reason = self._queue.popleft()
             plan = self._ledger.plan(
                 genome, parent=parent, reason=reason, generation=self._generation

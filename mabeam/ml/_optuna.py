@@ -69,8 +69,9 @@ class OptunaStrategy:
     # -- the driver's side --------------------------------------------------------------
 
     def ask(self, limit: int) -> list[TrialPlan]:
+        limit = check_limit(limit)
         plans: list[TrialPlan] = []
-        while len(self._ledger.plans) < self._search.n and len(plans) < check_limit(limit):
+        while len(self._ledger.plans) < self._search.n and len(plans) < limit:
             with _quiet(self._optuna):
                 trial = self._study.ask(dict(self._distributions))
             searched = {

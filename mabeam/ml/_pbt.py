@@ -76,8 +76,9 @@ class PBT:
     # -- the driver's side --------------------------------------------------------------
 
     def ask(self, limit: int) -> list[TrialPlan]:
+        limit = check_limit(limit)
         plans: list[TrialPlan] = []
-        while self._queue and len(plans) < check_limit(limit):
+        while self._queue and len(plans) < limit:
             plans.append(self._start(self._queue.popleft()))
         return plans
 

@@ -321,17 +321,20 @@ ERRORS: list[tuple[str, str, str]] = [
     (
         '[search]\nstrategy = "hyperband"',
         "search.strategy",
-        '"hyperband" is not available yet (available: "grid", "random", "pbt", "evolution", "asha", "optuna")',
+        '"hyperband" is not available yet (available: "grid", "random", "pbt", "evolution", '
+        '"asha", "optuna")',
     ),
     (
         '[search]\nstrategy = "bayes"',
         "search.strategy",
-        '"bayes" is not available yet (available: "grid", "random", "pbt", "evolution", "asha", "optuna")',
+        '"bayes" is not available yet (available: "grid", "random", "pbt", "evolution", '
+        '"asha", "optuna")',
     ),
     (
         '[search]\nstrategy = "gird"',
         "search.strategy",
-        'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got "gird"; did you mean "grid"?',
+        'must be one of "grid", "random", "pbt", "evolution", "asha", "optuna", got "gird"; '
+        'did you mean "grid"?',
     ),
     (
         "[search]\nstrategy = 1",
