@@ -7,11 +7,8 @@ member's latest score is ranked among the population's latest scores; a member i
 bottom ``truncation`` exploits a member of the top ``truncation`` (copies its params
 and continues from its latest checkpoint) and explores (multiplies each searched number
 by a drawn factor, clamped to the space; redraws each choice with
-``resample_probability``). A checkpoint carries its step count: a member that exploits
-takes the donor's weights *and* its steps, as it would copy a training state. Every
-member trains until the checkpoint it would go on from holds ``max_steps`` steps, so a
-run has about ``population * ceil(max_steps / interval)`` trials (fewer when members
-copy donors ahead of them, more when a donor is behind).
+``resample_probability``). Every member trains ``ceil(max_steps / interval)`` segments
+of its own, so the run is exactly ``population`` times that many trials.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ class _Member:
 
     index: int
     initial: dict[str, Any]
-    segments: int = 0  # segments planned so far (the next one's generation)
+    segments: int = 0  # segments planned so far, the member's own budget
     latest: str | None = None  # its latest succeeded segment: the checkpoint to go on from
     score: float | None = None  # that segment's score
 
@@ -49,7 +46,6 @@ class _Next:
     parent: str | None
     reason: str
     checkpoint_from: str | None
-    start: int = 0  # steps in the checkpoint it starts from
 
 
 class PBT:
@@ -60,6 +56,7 @@ class PBT:
     def __init__(self, spec: SweepSpec, search: PBTSearch) -> None:
         self._ledger = Ledger(spec)
         self._search = search
+        self._segments = math.ceil(search.max_steps / search.interval)
         self._draws = Draws(search.seed, "pbt")
         self._members = [
             _Member(i, sample_config(search.space, search.seed, i))
@@ -67,8 +64,6 @@ class PBT:
         ]
         self._of: dict[str, _Member] = {}
         self._params: dict[str, dict[str, Any]] = {}  # trial id -> its searched params
-        self._start_at: dict[str, int] = {}  # trial id -> steps its checkpoint started at
-        self._end_at: dict[str, int] = {}  # trial id -> steps its checkpoint holds
         self._queue: deque[_Next] = deque(
             _Next(member, member.initial, None, "initial", None) for member in self._members
         )
@@ -92,9 +87,8 @@ class PBT:
         member = self._of[trial_id]
         if score is not None:
             member.latest, member.score = trial_id, score
-        nxt = self._decide(member, trial_id, failed=score is None)
-        if nxt.start < self._search.max_steps:
-            self._queue.append(nxt)
+        if member.segments < self._segments:
+            self._queue.append(self._decide(member, trial_id, failed=score is None))
 
     @property
     def finished(self) -> bool:
@@ -111,7 +105,9 @@ class PBT:
 
     def _start(self, nxt: _Next) -> TrialPlan:
         member = nxt.member
-        steps = min(self._search.interval, self._search.max_steps - nxt.start)
+        steps = min(
+            self._search.interval, self._search.max_steps - member.segments * self._search.interval
+        )
         searched = {**nxt.params, "pbt_steps": steps, "checkpoint": None}
         plan = self._ledger.plan(
             searched,
@@ -122,8 +118,6 @@ class PBT:
             steps=steps,
         )
         self._params[plan.trial_id] = nxt.params
-        self._start_at[plan.trial_id] = nxt.start
-        self._end_at[plan.trial_id] = nxt.start + steps
         member.segments += 1
         self._of[plan.trial_id] = member
         return plan
@@ -146,15 +140,12 @@ class PBT:
             if failed:
                 why += f" (after {trial_id} ended without a score)"
             explore = f"; explore {', '.join(notes)}" if notes else ""
-            return _Next(member, params, source, why + explore, source, self._end_at[source])
+            return _Next(member, params, source, why + explore, source)
         if failed:  # no member to copy from yet: run the same segment again
             plan = self._ledger.plans[trial_id]
             reason = f"retry of {trial_id}, which ended without a score"
-            start = self._start_at[trial_id]
-            params = self._params[trial_id]
-            return _Next(member, params, plan.parent, reason, plan.checkpoint_from, start)
-        end = self._end_at[trial_id]
-        return _Next(member, self._params[trial_id], trial_id, "continue", trial_id, end)
+            return _Next(member, self._params[trial_id], plan.parent, reason, plan.checkpoint_from)
+        return _Next(member, self._params[trial_id], trial_id, "continue", trial_id)
 
     def _quantiles(self) -> tuple[list[_Member], list[_Member]]:
         """The top and bottom ``truncation`` of the members with a score, by their latest

@@ -273,8 +273,7 @@ async def test_pbt_segments_hand_their_checkpoints_on(tmp_path: Path) -> None:
     async with local_cluster(tmp_path, nodes=3, slots=1) as client:
         outcome = await run_agent(spec, client, run_dir=tmp_path / "run")
     trials = {t.plan.trial_id: t for t in outcome.trials}
-    # About 4 members x 3 segments: fewer when a member copies a donor ahead of it.
-    assert 4 <= len(trials) <= 12 and outcome.counts == {"succeeded": len(trials)}
+    assert len(trials) == 4 * 3 and outcome.counts == {"succeeded": 12}
     record = load_run(tmp_path / "run")
     for trial in trials.values():
         plan = trial.plan
@@ -287,9 +286,8 @@ async def test_pbt_segments_hand_their_checkpoints_on(tmp_path: Path) -> None:
             assert checkpoint == parent.result["checkpoint"]
             # ...and carried its step count on (steps join up across segments).
             assert trial.result["step"] == parent.result["step"] + 2
-    # Members train to max_steps, never past it (one that copies a finished donor is
-    # done with the donor's checkpoint).
-    steps = [t.result["step"] for t in trials.values()]
-    assert max(steps) == 6 and 1 <= steps.count(6) <= 4
+    # Each member trains its own 6 steps (3 segments); a model's age is its chain of
+    # checkpoints, checked above segment by segment.
+    assert sorted(t.plan.generation for t in trials.values()) == [0] * 4 + [1] * 4 + [2] * 4
     assert any(t.plan.reason.startswith("exploit") for t in trials.values())
     assert record.lineage()  # parent -> child edges with their reasons
