@@ -154,6 +154,8 @@ class LeaderElection(Actor):
             return exc
         if member in self.members:
             return self._leadership()
+        if not member.is_alive:
+            return CoordinationError(f"{member!r} is not alive: it cannot join")
         mref = self.monitor(member)  # a dead member's Down ("noproc") removes it at once
         self.joined += 1
         self.members[member] = _Member(priority, self.joined, mref)
