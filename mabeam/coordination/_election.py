@@ -301,6 +301,8 @@ class ElectionMember(Actor):
     """Mix into an agent to track its elections: ``self.leadership[group]`` is the last
     ``LeaderChanged``; override ``leader_changed`` to act on it."""
 
+    leadership: dict[Hashable, LeaderChanged]  # made on the first news
+
     async def leader_changed(self, news: LeaderChanged) -> None:
         """Called on each ``LeaderChanged`` (``news.leader == self.ref``: this one leads)."""
 

@@ -160,7 +160,7 @@ def test_bad_requests_are_refused_without_harming_the_election() -> None:
         with pytest.raises(CoordinationError, match="an epoch is an int"):
             await election.check("1")  # type: ignore[arg-type]
         with pytest.raises(CoordinationError, match="hashable"):
-            await elect_leader(["not", "hashable"])
+            await elect_leader(["not", "hashable"])  # type: ignore[arg-type]
         with pytest.raises(CoordinationError, match="an epoch is an int"):
             Fence().admit(1.5)  # type: ignore[arg-type]
         assert election.ref.is_alive and (await election.leader()).epoch == 0
