@@ -139,7 +139,8 @@ def test_random_arrivals_and_crashes_trip_or_break_the_barrier_for_every_waiter(
         assert stats.broken is not None and stats.generation == 1
 
 
-def test_a_crashed_party_breaks_the_barrier_for_every_waiter_at_once() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_crashed_party_breaks_the_barrier_for_every_waiter_at_once(backend: str) -> None:
     async def main() -> None:
         rt = current_runtime()
         events: list[Any] = []
@@ -160,7 +161,7 @@ def test_a_crashed_party_breaks_the_barrier_for_every_waiter_at_once() -> None:
         assert (await barrier.statistics()).broken is None
         assert [m["event"] for _, _, m in events] == ["broken", "broken"]  # exit, reset
 
-    run_virtual(main)
+    run_virtual(main, backend)
 
 
 def test_the_barrier_trips_for_every_generation_and_refuses_one_party_too_many() -> None:

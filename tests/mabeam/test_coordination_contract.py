@@ -173,7 +173,8 @@ def test_every_contract_net_outcome_equals_the_reference(
 # -- examples -------------------------------------------------------------------------------
 
 
-def test_a_crashed_winner_is_replaced_in_a_second_round() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_crashed_winner_is_replaced_in_a_second_round(backend: str) -> None:
     async def main() -> tuple[ContractOutcome, list[ActorRef]]:
         rt = current_runtime()
         cheap = await rt.spawn(Scripted, {"CallForProposals": Act("answer", 1),
@@ -183,7 +184,7 @@ def test_a_crashed_winner_is_replaced_in_a_second_round() -> None:
         outcome = await contract_net(None, [cheap, dear], "train", 1.0)
         return outcome, [cheap, dear]
 
-    outcome, (cheap, dear) = run_virtual(main)
+    outcome, (cheap, dear) = run_virtual(main, backend)
     assert outcome.status == "completed" and outcome.result == "trained"
     assert outcome.winner == dear and outcome.ended_at == 0.5
     first, second = outcome.rounds
