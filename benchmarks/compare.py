@@ -4,6 +4,7 @@
     python -m benchmarks.compare supervision [--short] [--check] [--json PATH]
     python -m benchmarks.compare registry [--short] [--check] [--json PATH]
     python -m benchmarks.compare cluster [--short] [--check] [--json PATH] [--ray-python PATH]
+    python -m benchmarks.compare agents [--short] [--check] [--json PATH]
 
 Every figure is taken in this one process run (memory in fresh child interpreters, see
 ``benchmarks._memprobe``), each best of R repetitions interleaved across
@@ -424,6 +425,14 @@ def _parser() -> argparse.ArgumentParser:
         help="interpreter with ray installed for the peer (default: $MABEAM_RAY_PYTHON, "
         "else this one if it imports ray)",
     )
+    a = sub.add_parser(
+        "agents", help="coordination protocols and agent spawns vs the plain calls they wrap"
+    )
+    a.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
+    a.add_argument(
+        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
+    )
+    a.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return p
 
 
@@ -451,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._suite_cluster import run_cluster
 
         return run_cluster(args.short, args.check, args.json, console, args.ray_python)
+    if args.suite == "agents":
+        from ._suite_agents import run_agents
+
+        return run_agents(args.short, args.check, args.json, console)
     return 2  # pragma: no cover - argparse rejects unknown suites
 
 

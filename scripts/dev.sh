@@ -81,6 +81,8 @@ run_tests() {
         "$VENV/bin/python" -m benchmarks.compare registry --short --check
         step "python -m benchmarks.compare cluster --short --check"
         "$VENV/bin/python" -m benchmarks.compare cluster --short --check
+        step "python -m benchmarks.compare agents --short --check"
+        "$VENV/bin/python" -m benchmarks.compare agents --short --check
     fi
 }
 

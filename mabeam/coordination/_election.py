@@ -154,6 +154,8 @@ class LeaderElection(Actor):
             return exc
         if member in self.members:
             return self._leadership()
+        if not member.is_alive:
+            return CoordinationError(f"{member!r} is not alive: it cannot join")
         mref = self.monitor(member)  # a dead member's Down ("noproc") removes it at once
         self.joined += 1
         self.members[member] = _Member(priority, self.joined, mref)
@@ -298,6 +300,8 @@ class Fence:
 class ElectionMember(Actor):
     """Mix into an agent to track its elections: ``self.leadership[group]`` is the last
     ``LeaderChanged``; override ``leader_changed`` to act on it."""
+
+    leadership: dict[Hashable, LeaderChanged]  # made on the first news
 
     async def leader_changed(self, news: LeaderChanged) -> None:
         """Called on each ``LeaderChanged`` (``news.leader == self.ref``: this one leads)."""

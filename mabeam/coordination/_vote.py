@@ -28,7 +28,7 @@ from foundation import Actor, ActorRef, Caller, Down, MonitorRef, NoReply, curre
 from ._ask import Answer, ask, drop_askers
 from ._check import check_quorum, check_refs, check_seconds, check_weights
 from ._errors import CoordinationError
-from ._tally import CAST, MISSING, RULES, Result, Rule, decide
+from ._tally import CAST, MISSING, RULES, Result, Rule, Tally
 
 __all__ = ("VOTE_EVENT", "BallotRecord", "VoteOutcome", "VoteRequest", "Voter", "vote")
 
@@ -172,6 +172,7 @@ class _Poll(Actor):
         self.required = required
         self.weights = weights
         self.timeout = timeout
+        self.tally = Tally(rule, required, weights)
         self.states: list[str | None] = [None] * len(refs)
         self.records: list[BallotRecord | None] = [None] * len(refs)
         self.monitors: dict[MonitorRef, int] = {}
@@ -221,13 +222,14 @@ class _Poll(Actor):
         if self.states[i] is not None:
             return  # the first news wins (an answer, then the Down of a later exit)
         self.states[i] = state
+        self.tally.add(i, state)
         ballot: Any = state if state in CAST else "abstain"
         self.records[i] = BallotRecord(
             self.refs[i], ballot, why, self.runtime.clock.now(), self.weights[i], detail
         )
 
     def _check(self) -> None:
-        if decide(self.rule, self.required, self.states, self.weights) is not None:
+        if self.tally.decide() is not None:
             self._finish(early=True)
 
     def _finish(self, *, early: bool) -> None:
@@ -242,8 +244,7 @@ class _Poll(Actor):
             r if r is not None else BallotRecord(ref, "abstain", pending, at, w)
             for r, ref, w in zip(self.records, self.refs, self.weights, strict=True)
         )
-        final = [s if s is not None else MISSING for s in self.states]
-        result = decide(self.rule, self.required, self.states if early else final, self.weights)
+        result = self.tally.decide(final=not early)
         assert result is not None
         yes = [r for r in records if r.ballot == "yes"]
         no = [r for r in records if r.ballot == "no"]

@@ -59,6 +59,6 @@ class Scripted(Actor):
         return act.value
 
 
-def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
+def run_virtual(main: Callable[[], Awaitable[T]], backend: str = "asyncio") -> T:
     """Run ``main`` in a fresh runtime on an autojumping virtual clock starting at 0."""
-    return run(main, clock=VirtualClock(autojump=True), watchdog=None)
+    return run(main, backend=backend, clock=VirtualClock(autojump=True), watchdog=None)

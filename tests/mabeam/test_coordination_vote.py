@@ -167,13 +167,14 @@ def test_every_vote_outcome_equals_the_reference_and_comes_by_the_deadline(
 # -- examples -------------------------------------------------------------------------------
 
 
-def test_a_clear_majority_is_decided_before_slow_participants_answer() -> None:
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_clear_majority_is_decided_before_slow_participants_answer(backend: str) -> None:
     async def main() -> VoteOutcome:
         acts = [Act("answer", "yes"), Act("answer", "yes"), Act("answer", "yes", 0.5),
                 Act("answer", "no", 0.9), Act("silent")]  # fmt: skip
         return await vote(await start_participants(acts), "p", quorum=3, timeout=TIMEOUT)
 
-    outcome = run_virtual(main)
+    outcome = run_virtual(main, backend)
     assert outcome.result == "accepted" and outcome.decided_at == 0.5 and outcome.early
     assert [r.why for r in outcome.ballots] == ["answered"] * 3 + ["pending"] * 2
     assert (outcome.yes, outcome.no, outcome.abstain, outcome.cast) == (3, 0, 2, 3)
