@@ -39,6 +39,13 @@ _JUMP_MARKERS = {"exploit": "*", "mutation": "D"}
 _NODE_MARKERS = {"stopped": "s", "failed": "X", "cancelled": "X", "running": "P"}
 
 
+def _kind(reason: str) -> str:
+    """The kind of a lineage reason: its first word ("exploit t0003; explore lr*0.8" ->
+    "exploit", "mutation of t0002: ..." -> "mutation"), the key of the styles above."""
+    word = reason.split(" ", 1)[0].rstrip(":;,") if reason else ""
+    return word or "other"
+
+
 def write_png(
     runs: Sequence[RunRecord],
     path: Path,
@@ -152,9 +159,9 @@ class _RunView:
                 markersize=3,
                 zorder=3 if on_best else 2,
             )
-            marker = _JUMP_MARKERS.get(trial.reason)
+            marker = _JUMP_MARKERS.get(_kind(trial.reason))
             if start is not None and marker is not None:
-                jumps.add(trial.reason)
+                jumps.add(_kind(trial.reason))
                 ax.plot(
                     *start,
                     marker=marker,
@@ -217,8 +224,8 @@ class _RunView:
         where = self._layout()
         reasons: set[str] = set()
         for parent, child, reason in edges:
-            color = _EDGE_COLORS.get(reason, "tab:purple")
-            reasons.add(reason)
+            color = _EDGE_COLORS.get(_kind(reason), "tab:purple")
+            reasons.add(_kind(reason))
             ax.annotate(
                 "",
                 xy=where[child],
@@ -268,8 +275,8 @@ class _RunView:
         ax.set_yticks([])
         ax.margins(x=0.12, y=0.12)
         handles = [
-            Line2D([], [], color=_EDGE_COLORS.get(reason, "tab:purple"), label=reason)
-            for reason in sorted(reasons)
+            Line2D([], [], color=_EDGE_COLORS.get(kind, "tab:purple"), label=kind)
+            for kind in sorted(reasons)
         ]
         ax.legend(
             handles=handles,
