@@ -198,7 +198,7 @@ def run_specs(
             key=node_key,
             coordinator_key=coordinator_key.public_only(),
         )
-        searched = run_dir is not None or len(specs) > 1 or _adaptive(specs[0])
+        searched = run_dir is not None or len(specs) > 1 or adaptive(specs[0])
         root_dir: Path | None = None
         if searched:
             from ._search_view import default_run_root
@@ -210,7 +210,7 @@ def run_specs(
         return status
 
 
-def _adaptive(spec: Any) -> bool:
+def adaptive(spec: Any) -> bool:
     """Whether the spec's search needs an agent (anything but grid and random)."""
     return spec.search is not None and spec.search.strategy not in ("grid", "random")
 
@@ -274,7 +274,7 @@ async def _local(
             plural = "s" if node_config.slots != 1 else ""
             what = " and ".join(
                 f"{spec.num_trials} trials of {spec.name!r}"
-                + (f" ({spec.search.strategy})" if _adaptive(spec) else "")
+                + (f" ({spec.search.strategy})" if adaptive(spec) else "")
                 for spec in specs
             )
             console.print(

@@ -4,12 +4,17 @@
 its trials as one sweep and prints the job ids; with ``--wait`` it then follows the
 sweep like ``mabeam run`` does (progress bar, results table, exit 1 if a trial
 failed). ``--idempotency-key`` makes a repeated submit return the first one's jobs.
-``cancel`` prints each job's state after the request.
+A search that plans as results come in (pbt, evolution, asha, optuna) cannot be sent
+whole: ``submit`` then runs its ``SearchAgent`` in this process against the coordinator
+(the trials run on the cluster; the command stays until the search ends, recording the
+run in ``--run-dir``, default ``runs/NAME-TIME``). ``cancel`` prints each job's state
+after the request.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -44,6 +49,13 @@ def add_parsers(commands: Any) -> None:
         default=None,
         help="submitting again with the same key returns the same jobs (default: a new key)",
     )
+    submit.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        default=None,
+        help="run the sweep through a search agent here and record it for `mabeam report` "
+        "(always so for pbt, evolution, asha and optuna; default runs/NAME-TIME)",
+    )
     cancel = commands.add_parser(
         "cancel",
         help="cancel jobs",
@@ -64,9 +76,20 @@ def run_submit(args: argparse.Namespace) -> int:
 async def _submit(spec: Any, args: argparse.Namespace, console: Console) -> int:
     from mabeam.cluster.client import connect
 
+    from ._run import adaptive
+    from ._search_view import default_run_root, run_searches
     from ._sweep_view import follow
 
     async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
+        if args.run_dir is not None or adaptive(spec):
+            root = args.run_dir or default_run_root([spec])
+            console.print(
+                f"running the {spec.search.strategy if spec.search else 'grid'} search of "
+                f"{spec.name!r} against {client.address} (the agent runs here, its trials "
+                "on the cluster)",
+                highlight=False,
+            )
+            return await run_searches(client, [spec], console, Path(root))
         submission = await client.submit(spec, idempotency_key=args.idempotency_key)
         ids = submission.job_ids
         again = " (already submitted with this key)" if submission.duplicate else ""

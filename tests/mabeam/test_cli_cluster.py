@@ -22,6 +22,7 @@ from rich.console import Console
 
 from mabeam.cli import main
 from mabeam.cli._sweep_view import TrialRow, rank, results_table
+from mabeam.ml import load_run
 from mabeam.ml.spec import parse_spec
 
 HERE = Path(__file__).resolve().parent
@@ -328,3 +329,49 @@ def test_the_nodes_table_summarises_gpus_and_memory() -> None:
     text = console.export_text()
     assert "box-1" in text and "128.0 GiB" in text and "0.4 s ago" in text
     assert re.search(r"queued\s+┃\s+running\s+┃\s+weird\s+┃\s+total", text)
+
+
+PBT_SPEC = """
+name = "curve-pbt"
+entrypoint = "search_tasks:curve"
+metric = "score"
+isolation = "pool"
+[search]
+strategy = "pbt"
+[search.pbt]
+population = 4
+interval = 2
+max_steps = 4
+[search.space]
+x = { distribution = "uniform", low = -1.0, high = 1.0 }
+"""
+
+
+def test_submit_of_a_pbt_search_runs_its_agent_here_and_the_trials_on_the_nodes(
+    coordinator: Coordinator, tmp_path: Path
+) -> None:
+    spec = tmp_path / "pbt.toml"
+    spec.write_text(PBT_SPEC)
+    keys = coordinator.keys  # type: ignore[attr-defined]
+    nodes = [
+        Node(name, coordinator.endpoint, tmp_path / name, ["--slots", "1", *keys.node_args(name)])
+        for name in ("pbt-a", "pbt-b")
+    ]
+    try:
+        run_dir = tmp_path / "run"
+        result = mabeam(
+            "submit", str(spec), "--coordinator", coordinator.endpoint, "--run-dir", str(run_dir)
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "running the pbt search of 'curve-pbt'" in result.stdout
+        assert "curve-pbt: pbt, 8 trials (8 succeeded)" in result.stdout
+        record = load_run(run_dir)
+        assert record.finished and len(record.trials) == 8
+        # Second segments start from the first ones' checkpoints, on either node.
+        seconds = [t for t in record.trials.values() if t.generation == 1]
+        assert all(t.params["checkpoint"].endswith("ckpt.json") for t in seconds)
+        assert {t.result["step"] for t in seconds} >= {4}
+    finally:
+        for node in nodes:
+            assert node.terminate() == 0
+            node.close()
