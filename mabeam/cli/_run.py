@@ -201,9 +201,10 @@ def run_specs(
         searched = run_dir is not None or len(specs) > 1 or adaptive(specs[0])
         root_dir: Path | None = None
         if searched:
-            from ._search_view import default_run_root
+            from ._search_view import check_run_root, default_run_root
 
             root_dir = Path(run_dir) if run_dir is not None else default_run_root(specs)
+            check_run_root(root_dir, specs)
         status: int = foundation.run(
             _local, specs, coordinator, node, client_key, Console(), root_dir
         )

@@ -25,19 +25,36 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from foundation import ActorDead
+
+from ._options import CommandError
 from ._sweep_view import format_value
 
 if TYPE_CHECKING:
     from mabeam.cluster.client import Client
     from mabeam.ml import SearchOutcome, SweepSpec, TrialState
 
-__all__ = ("agent_names", "default_run_root", "run_searches")
+__all__ = ("agent_names", "check_run_root", "default_run_root", "run_searches")
 
 
 def default_run_root(specs: Sequence[SweepSpec]) -> Path:
     """``runs/NAME-YYYYmmdd-HHMMSS`` in the current directory (``NAME+...`` for several)."""
     name = specs[0].name if len(specs) == 1 else "+".join(s.name for s in specs[:3])
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_root(root: Path, specs: Sequence[SweepSpec]) -> None:
+    """``CommandError`` before anything starts when the run cannot be recorded there: a
+    file in the way, or a run already recorded (a run log is never overwritten)."""
+    dirs = [root] if len(specs) == 1 else [root / name for name in agent_names(specs)]
+    for path in [root, *dirs]:
+        if path.exists() and not path.is_dir():
+            raise CommandError(f"--run-dir: {path} exists and is not a directory")
+    for path in dirs:
+        if (path / "run.jsonl").exists():
+            raise CommandError(
+                f"--run-dir: {path} already holds a run (run.jsonl); give a new directory"
+            )
 
 
 def agent_names(specs: Sequence[SweepSpec]) -> list[str]:
@@ -140,20 +157,27 @@ async def run_searches(
             elif slots is not None:
                 kwargs["max_parallel"] = slots
             refs.append(await start_agent(SearchAgent, name, spec, client, **kwargs))
+        failed: list[str] = []
+        for name, ref in zip(names, refs, strict=True):
+            try:
+                outcomes.append(await ref.call("wait", timeout=None))
+            except ActorDead as exc:
+                failed.append(f"search {name!r} failed: {exc.reason!r}")
         for ref in refs:
-            outcomes.append(await ref.call("wait", timeout=None))
-        for ref in refs:
-            await ref.stop()
+            if ref.is_alive:
+                await ref.stop()
         if allocator is not None:
             await allocator.stop()
-    status = 0
+    status = 1 if failed else 0
+    for line in failed:
+        console.print(f"[red]{line}[/]", highlight=False)
     for outcome in outcomes:
         record = load_run(outcome.run_dir) if outcome.run_dir else None
         if record is not None:
             console.print(leaderboard_table(record))
             console.print(summary_line(record), highlight=False)
         counts = outcome.counts
-        if counts.get("failed") or not counts.get("succeeded"):
+        if counts.get("failed") or counts.get("cancelled") or not counts.get("succeeded"):
             status = 1
     where = run_root if single else f"{run_root}/*"
     console.print(

@@ -77,19 +77,20 @@ async def _submit(spec: Any, args: argparse.Namespace, console: Console) -> int:
     from mabeam.cluster.client import connect
 
     from ._run import adaptive
-    from ._search_view import default_run_root, run_searches
+    from ._search_view import check_run_root, default_run_root, run_searches
     from ._sweep_view import follow
 
     async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
         if args.run_dir is not None or adaptive(spec):
-            root = args.run_dir or default_run_root([spec])
+            root = Path(args.run_dir) if args.run_dir else default_run_root([spec])
+            check_run_root(root, [spec])
             console.print(
                 f"running the {spec.search.strategy if spec.search else 'grid'} search of "
                 f"{spec.name!r} against {client.address} (the agent runs here, its trials "
                 "on the cluster)",
                 highlight=False,
             )
-            return await run_searches(client, [spec], console, Path(root))
+            return await run_searches(client, [spec], console, root)
         submission = await client.submit(spec, idempotency_key=args.idempotency_key)
         ids = submission.job_ids
         again = " (already submitted with this key)" if submission.duplicate else ""

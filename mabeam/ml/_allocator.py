@@ -12,8 +12,9 @@ that dies mid-trial frees the slot: the contract net announces it again.
 
 With ``stop_vote=(after, margin)``, once every agent finished ``after`` trials, the agent
 whose best score trails another's by more than ``margin`` (same metric and mode) is put
-to a majority vote of all search agents; if accepted it stops its search (its running
-trials are cancelled, recorded as stopped by the vote). One vote per agent.
+to a majority vote of the other search agents (a tie rejects); if accepted it stops its
+search (its running trials are cancelled, recorded as stopped by the vote). One vote per
+agent.
 
 The ``"awards"`` call lists every award that ended (slot, agent, trial, start and end on
 the runtime clock), and each is emitted as telemetry ``SLOT_EVENT``: a slot never holds
@@ -122,6 +123,7 @@ class SlotAllocator(Agent):
             raise ValueError(f"slots must be an int >= 1, got {slots!r}")
         self.slots = slots
         self.rounds: set[int] = set()  # slots with a contract net (and maybe a trial) on
+        self.round_of: dict[Any, int] = {}  # a round actor's pid -> its slot
         self.demand: set[str] = set()
         self.ledger: list[SlotAward] = []
         self.stop_vote = stop_vote
@@ -145,8 +147,16 @@ class SlotAllocator(Agent):
         return ValueError(f"slot allocator: unknown request {request!r}")
 
     async def handle_info(self, msg: Any) -> None:
-        if isinstance(msg, Exit) and msg.reason not in ("normal", "shutdown"):
-            log.warning("slot allocator: a round or vote ended with %r", msg.reason)
+        if not isinstance(msg, Exit):
+            return
+        slot = self.round_of.pop(msg.pid, None)
+        if msg.reason in ("normal", "shutdown"):
+            return
+        log.warning("slot allocator: a round or vote ended with %r", msg.reason)
+        if slot is not None and slot in self.rounds:  # a crashed round frees its slot
+            self.rounds.discard(slot)
+            self.demand.add("?")
+            await self._announce()
 
     async def _announce(self) -> None:
         """Start a contract net for each free slot while some agent has a trial ready."""
@@ -159,7 +169,8 @@ class SlotAllocator(Agent):
         self.demand.clear()
         for slot in free:
             self.rounds.add(slot)
-            await self.spawn_link(_Round, self.ref, slot, agents)
+            ref = await self.spawn_link(_Round, self.ref, slot, agents)
+            self.round_of[ref.pid] = slot
 
     async def _round_ended(self, slot: int, outcome: Any) -> None:
         """A slot is free again: record what ran on it, then look for work for it."""
@@ -179,6 +190,8 @@ class SlotAllocator(Agent):
                 held = {"held_s": current_time() - award.start}
                 telemetry.emit(SLOT_EVENT, held, dataclasses.asdict(award))
             self.demand.add("?")  # the slot's last user may have more: ask again
+        elif outcome.status == "completed" and _valid_bids(outcome) > 1:
+            self.demand.add("?")  # the winner had nothing to run after all: the others
         await self._maybe_vote()
         await self._announce()
 
@@ -209,15 +222,20 @@ class SlotAllocator(Agent):
             return
         self.voted.add(name)
         proposal = StopProposal(name, metric, mode, worst[1]["best_score"], margin)
-        await self.spawn_link(_Poll, self.ref, [info.ref for info, _ in snaps], proposal)
+        voters = [info.ref for info, _ in snaps if info.meta.name != name]
+        await self.spawn_link(_Poll, self.ref, voters, proposal)
 
     def _voted(self, proposal: StopProposal, outcome: Any) -> None:
-        yes, no, abstain = outcome.yes, outcome.no, outcome.abstain
-        tally = f"{yes} yes, {no} no, {abstain} abstain"
+        tally = f"{outcome.yes} yes, {outcome.no} no, of {len(outcome.ballots)} voters"
         log.info("stop vote on %s: %s (%s)", proposal.stop, outcome.result, tally)
         for info in find_agents(capability="search"):
             if info.meta.name == proposal.stop:
                 info.ref.cast(("stop_search", f"stopped by vote ({tally})", outcome.accepted))
+
+
+def _valid_bids(outcome: Any) -> int:
+    """How many agents bid in the contract net's last round."""
+    return sum(1 for record in outcome.rounds[-1].bids if record.why == "bid")
 
 
 def _name_of(ref: ActorRef | None) -> str:

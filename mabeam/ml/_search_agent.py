@@ -1,24 +1,29 @@
 """``SearchAgent``: the agent that runs a search strategy against the cluster.
 
 It asks its strategy (``mabeam.ml.strategy``) for trials while it has room, submits each
-as a job through the cluster client (idempotency key ``RUN/TRIAL``: a restarted agent
-asking the same deterministic strategy gets the same jobs back), follows the jobs'
-events through a linked ``JobPump`` per submission, feeds progress to the strategy
-(``report``; ``False`` cancels the job: early stopping) and results (``tell``), and
+as a job through the cluster client (idempotency key ``RUN/TRIAL``, ``RUN`` fresh for
+each agent unless ``run_key`` is given: a restarted agent given the same key and asking
+the same deterministic strategy gets the same jobs back; trials already finished in the
+store are answered by the result cache either way), follows the jobs' events through a
+linked ``JobPump`` per submission, feeds progress to the strategy (``report``;
+``False`` cancels the job: early stopping) and results (``tell``), and
 records everything in a ``RunLog`` when it has a run directory. A PBT trial that starts
 from a checkpoint gets ``params["checkpoint"]``: the ``"checkpoint"`` entry of the
 result of the trial it continues (``TrialPlan.checkpoint_from``).
 
 How many trials run at once is the agent's ``limit`` (``max_parallel``; by default the
-cluster's task slots for adaptive strategies, unbounded for grid and random), or what a
-slot grant allows (``grant``/``revoke``: a multi-agent run's allocator sets it).
-``wait()`` answers once the strategy is finished and no trial runs.
+cluster's task slots for adaptive strategies, unbounded for grid and random), or, with
+an ``allocator``, one trial per slot it is awarded (``SlotAllocator``). A refused
+submission fails its trials (five in a row fail the agent); a watch that ends early is
+opened again (five times in a row for the same jobs fail the agent). ``wait()`` answers
+once the strategy is finished and no trial runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from foundation import ActorRef, Caller, Exit, NoReply, current_time
 
 from ..agents import Agent
+from ..cluster._client_errors import ClientError
 from ..coordination import Award, Bid, CallForProposals, VoteRequest
 from ._allocator import StopProposal
 from ._search_pump import JobPump, PumpDone
@@ -44,6 +50,8 @@ log = logging.getLogger("mabeam.search")
 
 #: A watch that fails this many times in a row (coordinator gone) fails the agent.
 MAX_WATCH_FAILURES: Final = 5
+#: So many refused submissions in a row fail the agent (a strategy would retry forever).
+MAX_SUBMIT_FAILURES: Final = 5
 _UNBOUNDED: Final = frozenset({"grid", "random"})
 
 
@@ -80,12 +88,12 @@ class SearchAgent(Agent):
         self.spec = spec
         self.client = client
         self.strategy = strategy if strategy is not None else make_strategy(spec)
-        self.run_key = run_key or f"{spec.name}-{self.name}"
+        self.run_key = run_key or f"{spec.name}-{uuid.uuid4().hex[:12]}"
         self.on_event = on_event
         self.trials: dict[str, TrialState] = {}
         self.by_job: dict[str, str] = {}
-        self.pumps: dict[Any, tuple[str, ...]] = {}
-        self.watch_failures = 0
+        self.pumps: dict[Any, tuple[tuple[str, ...], int]] = {}  # pid -> jobs, failures
+        self.submit_failures = 0
         self.waiters: list[Caller] = []
         self.outcome: SearchOutcome | None = None
         self.allocator = allocator  # None: the limit alone bounds the run
@@ -132,7 +140,6 @@ class SearchAgent(Agent):
             await self._on_event(msg[1])
         elif isinstance(msg, PumpDone):
             self.pumps.pop(msg.pump, None)
-            self.watch_failures = 0
         elif isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "stop_search":
             await self._halt(str(msg[1]), bool(msg[2]))
         else:
@@ -156,14 +163,14 @@ class SearchAgent(Agent):
 
     async def handle_info(self, msg: Any) -> None:
         if isinstance(msg, Exit) and msg.pid in self.pumps:
-            jobs = self.pumps.pop(msg.pid)
+            jobs, failures = self.pumps.pop(msg.pid)
             if msg.reason in ("normal", "shutdown"):
                 return
-            self.watch_failures += 1
-            if self.watch_failures >= MAX_WATCH_FAILURES:
+            failures += 1
+            if failures >= MAX_WATCH_FAILURES:
                 raise RuntimeError(
-                    f"the watch of {len(jobs)} jobs failed {self.watch_failures} times in a "
-                    f"row, last: {msg.reason!r}"
+                    f"the watch of {len(jobs)} jobs failed {failures} times in a row, last: "
+                    f"{msg.reason!r}"
                 )
             left = tuple(j for j in jobs if not self.trials[self.by_job[j]].terminal)
             log.warning(
@@ -173,7 +180,7 @@ class SearchAgent(Agent):
                 len(left),
             )
             if left:
-                await self._watch(left)
+                await self._watch(left, failures)
             return
         await super().handle_info(msg)
 
@@ -268,7 +275,7 @@ class SearchAgent(Agent):
         for trial in self.trials.values():
             if not trial.terminal and trial.stop_reason is None:
                 trial.stop_reason = reason
-                await self.client.cancel(trial.job_id)
+                await self._cancel(trial)
         await self._fill()
 
     async def _submit(self, plans: list[TrialPlan]) -> None:
@@ -291,9 +298,14 @@ class SearchAgent(Agent):
                     code_version=spec.code_version or "",
                 )
             )
-        submission = await self.client.submit(
-            specs, idempotency_key=f"{self.run_key}/{plans[0].trial_id}", sweep_id=self.run_key
-        )
+        try:
+            submission = await self.client.submit(
+                specs, idempotency_key=f"{self.run_key}/{plans[0].trial_id}", sweep_id=self.run_key
+            )
+        except ClientError as exc:
+            await self._refused(plans, exc)
+            return
+        self.submit_failures = 0
         for plan, job_id in zip(plans, submission.job_ids, strict=True):
             trial = TrialState(plan, job_id)
             self.trials[plan.trial_id] = trial
@@ -310,6 +322,38 @@ class SearchAgent(Agent):
                 )
             self._notify(trial)
         await self._watch(submission.job_ids)
+
+    async def _refused(self, plans: list[TrialPlan], exc: ClientError) -> None:
+        """The coordinator refused (or never answered) a SUBMIT: those trials fail."""
+        self.submit_failures += 1
+        if self.submit_failures >= MAX_SUBMIT_FAILURES:
+            raise RuntimeError(
+                f"{self.submit_failures} submissions in a row were refused, last: {exc}"
+            )
+        log.warning("search agent %s: %d trials not submitted: %s", self.name, len(plans), exc)
+        for plan in plans:
+            trial = TrialState(plan, "-", state="failed", error=f"not submitted: {exc}")
+            self.trials[plan.trial_id] = trial
+            if self.runlog is not None:
+                self.runlog.trial_started(
+                    plan.trial_id, params=plan.params, job_id="-", parent=plan.parent,
+                    reason=plan.reason, generation=plan.generation, agent=self.name,
+                )  # fmt: skip
+                self.runlog.trial_finished(
+                    plan.trial_id, state="failed", score=None, reason=trial.error
+                )
+            self.strategy.tell(plan.trial_id, None, state="failed")
+            self._notify(trial)
+            award = self.awards.pop(plan.trial_id, None)
+            if award is not None:
+                award[0].reply({"trial": plan.trial_id, "state": "failed", "awarded_at": award[1]})
+
+    async def _cancel(self, trial: TrialState) -> None:
+        """Ask the coordinator to stop a trial's job; a refusal is logged, not fatal."""
+        try:
+            await self.client.cancel(trial.job_id)
+        except ClientError as exc:
+            log.warning("search agent %s: cancel of %s failed: %s", self.name, trial.job_id, exc)
 
     def _params(self, plan: TrialPlan) -> dict[str, Any]:
         params = dict(plan.params)
@@ -328,9 +372,9 @@ class SearchAgent(Agent):
             params["checkpoint"] = ref
         return params
 
-    async def _watch(self, job_ids: tuple[str, ...]) -> None:
+    async def _watch(self, job_ids: tuple[str, ...], failures: int = 0) -> None:
         pump = await self.spawn_link(JobPump, self.client, job_ids, self.ref)
-        self.pumps[pump.pid] = job_ids
+        self.pumps[pump.pid] = (job_ids, failures)
 
     async def _on_event(self, event: JobEvent) -> None:
         trial_id = self.by_job.get(event.job_id)
@@ -362,7 +406,7 @@ class SearchAgent(Agent):
             if not keep:
                 reason = self.strategy.stop_reason(trial.plan.trial_id) or "stopped early"
                 trial.stop_reason = reason
-                await self.client.cancel(trial.job_id)
+                await self._cancel(trial)
         self._notify(trial)
 
     async def _on_end(self, trial: TrialState, event: JobEvent) -> None:

@@ -375,3 +375,13 @@ def test_submit_of_a_pbt_search_runs_its_agent_here_and_the_trials_on_the_nodes(
         for node in nodes:
             assert node.terminate() == 0
             node.close()
+
+
+def test_a_run_dir_that_holds_a_run_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "run.jsonl").write_text("{}\n")
+    spec = tmp_path / "pbt.toml"
+    spec.write_text(PBT_SPEC)
+    line = one_error_line(mabeam("run", str(spec), "--run-dir", str(tmp_path)))
+    assert "already holds a run" in line and str(tmp_path) in line
+    line = one_error_line(mabeam("run", str(spec), "--run-dir", str(spec)))
+    assert "exists and is not a directory" in line
