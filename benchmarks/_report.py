@@ -102,8 +102,6 @@ def _cell(m: Any, col: str) -> str:
     return _fmt(v, m.unit)
 
 
-
-
 def write_json(path: str, payload: dict[str, Any], console: Console) -> bool:
     """Write a suite's results as JSON; False (and a message) if the file cannot be."""
     try:
@@ -139,7 +137,10 @@ def banner(console: Console, suite: str, detail: str) -> dict[str, Any]:
 
 
 def conclude(
-    console: Console, json_path: str | None, check: bool, failed: list[str],
+    console: Console,
+    json_path: str | None,
+    check: bool,
+    failed: list[str],
     header: tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float],
     **report: Any,
 ) -> int:
@@ -151,11 +152,39 @@ def conclude(
     """
     if json_path:
         mode, machine, sizes, targets, elapsed = header
-        payload = {"mode": mode, "machine": machine, "sizes": sizes, "targets": targets,
-                   "elapsed_s": elapsed, **report, "ok": not failed}
+        payload = {
+            "mode": mode,
+            "machine": machine,
+            "sizes": sizes,
+            "targets": targets,
+            "elapsed_s": elapsed,
+            **report,
+            "ok": not failed,
+        }
         if not write_json(json_path, payload, console):
             return 2
     if check and failed:
         console.print(f"[bold red]{len(failed)} check(s) failed:[/bold red] " + ", ".join(failed))
         return 1
     return 0
+
+
+def render_rows(rows: list[dict[str, Any]], console: Console, title: str) -> None:
+    """A suite's rows (metric, ours, reference, ratio, bound, result) as one table."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("metric", "ours", "reference", "ratio", "bound", "result"):
+        table.add_column(col, justify="right" if col in ("ours", "ratio") else "left")
+    style = {"pass": "green", "pass~": "yellow", "FAIL": "bold red", "over": "yellow"}
+    for row in rows:
+        res = row["result"]
+        table.add_row(
+            row["metric"],
+            row["ours"],
+            row["reference"],
+            row["ratio"],
+            row["bound"],
+            f"[{style[res]}]{res}[/]" if res in style else res,
+        )
+    console.print(table)

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from ._report import banner, conclude, run_checked
+from ._report import banner, conclude, render_rows, run_checked
 
 TARGETS: dict[str, Any] = {
     "tolerance": 0.10,
@@ -146,21 +145,7 @@ def _rows(m: dict[str, Any], n: int) -> list[dict[str, Any]]:
 
 
 def _render(rows: list[dict[str, Any]], console: Console, title: str) -> None:
-    table = Table(title=title)
-    for col in ("metric", "ours", "reference", "ratio", "bound", "result"):
-        table.add_column(col, justify="right" if col in ("ours", "ratio") else "left")
-    style = {"pass": "green", "pass~": "yellow", "FAIL": "bold red"}
-    for row in rows:
-        res = row["result"]
-        table.add_row(
-            row["metric"],
-            row["ours"],
-            row["reference"],
-            row["ratio"],
-            row["bound"],
-            f"[{style[res]}]{res}[/]" if res in style else res,
-        )
-    console.print(table)
+    render_rows(rows, console, title)
 
 
 def run_agents(short: bool, check: bool, json_path: str | None, console: Console) -> int:
