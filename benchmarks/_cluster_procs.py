@@ -258,6 +258,44 @@ def cpu_seconds(pids: Iterable[int], children: bool = False) -> float:
     return total
 
 
+def cpu_breakdown(coord: int, nodes: Iterable[int]) -> dict[str, float]:
+    """CPU seconds by role: the coordinator's main thread, its other Python threads (the
+    SQLite store), ZeroMQ I/O threads (all processes), node agents' own threads, their
+    pool workers, and this process (the client); from ``/proc/PID/task/TID/stat``."""
+    out = dict.fromkeys(
+        ("coord_main", "coord_store", "node_agent", "pool_worker", "zmq", "client"), 0.0
+    )
+    for tid, name, cpu in _threads(coord):
+        key = "zmq" if name.startswith("ZMQbg") else "coord_main" if tid == coord else "coord_store"
+        out[key] += cpu
+    for pid in nodes:
+        with suppress(psutil.Error):
+            workers = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+            for who, role in [(pid, "node_agent"), *((w, "pool_worker") for w in workers)]:
+                for _tid, name, cpu in _threads(who):
+                    out["zmq" if name.startswith("ZMQbg") else role] += cpu
+    for _tid, name, cpu in _threads(os.getpid()):
+        out["zmq" if name.startswith("ZMQbg") else "client"] += cpu
+    return out
+
+
+def _threads(pid: int) -> list[tuple[int, str, float]]:
+    """(tid, name, user + system CPU seconds) of each thread of ``pid`` still alive."""
+    tick = os.sysconf("SC_CLK_TCK")
+    rows = []
+    with suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with suppress(OSError):
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                name, rest = (
+                    stat[stat.index("(") + 1 : stat.rindex(")")],
+                    stat[stat.rindex(")") + 2 :],
+                )
+                fields = rest.split()
+                rows.append((int(tid), name, (int(fields[11]) + int(fields[12])) / tick))
+    return rows
+
+
 def stop_all(children: Sequence[Child], grace: float = 10.0) -> None:
     """SIGTERM every child (a graceful stop), wait up to ``grace`` s in all, then
     SIGKILL what is left, descendants (pool workers in their own sessions) included."""

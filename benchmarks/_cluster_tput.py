@@ -26,7 +26,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import anyio
 
 from ._cluster_procs import (
     client_keys,
+    cpu_breakdown,
     cpu_seconds,
     make_keys,
     start_coordinator,
@@ -63,6 +64,8 @@ class Throughput:
     coord_cpu_us: float  # coordinator process CPU (all threads) per task
     node_cpu_us: float  # node agents + their pool workers per task
     succeeded: int
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """CPU per task by role (``cpu_breakdown``: threads, pool workers, the client)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,12 +101,17 @@ def measure(
             if warmup:
                 anyio.run(_drive, warmup, "warmup", *drive)
             cpu0 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
+            by_role0 = cpu_breakdown(coord.pid, pids)
             t0, t_submitted, first = anyio.run(_drive, n, "run", *drive)
             cpu1 = cpu_seconds([coord.pid]), cpu_seconds(pids, children=True)
+            by_role1 = cpu_breakdown(coord.pid, pids)
         finally:
             stop_all(children)
         run = (nodes, slots, isolation, prefetch)
-        return _summarize(state, n, run, first, t0, t_submitted, cpu0, cpu1)
+        res = _summarize(state, n, run, first, t0, t_submitted, cpu0, cpu1)
+        res.cpu_us = {k: round((by_role1[k] - by_role0[k]) / n * 1e6) for k in by_role1}
+        res.cpu_us["total"] = sum(res.cpu_us.values())
+        return res
 
 
 async def _drive(

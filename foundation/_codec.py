@@ -218,14 +218,17 @@ class Codec:
 
     # -- encoding -------------------------------------------------------------------
 
-    def encode(self, obj: Any) -> bytes:
+    def encode(self, obj: Any, *, walk: bool = True) -> bytes:
         """Return the msgpack bytes of ``obj``; raise ``CodecError`` if it cannot be sent.
 
         Raises ``CodecError`` for a type outside the wire format, a dict key that is not
         ``str``, an int outside the 64-bit range, nesting deeper than ``max_depth``, an
-        object over its length cap, or a result longer than ``max_size``.
+        object over its length cap, or a result longer than ``max_size``. With
+        ``walk=False`` the caller has already checked ``obj`` against these limits (a
+        schema that holds them, say): only the size check and msgpack's own run.
         """
-        self._check_encodable(obj)
+        if walk:
+            self._check_encodable(obj)
         try:
             data: bytes = msgpack.packb(
                 obj, default=self._ext_default, strict_types=True, use_bin_type=True
@@ -340,21 +343,30 @@ class Codec:
 
     # -- decoding -------------------------------------------------------------------
 
-    def decode(self, data: bytes | bytearray | memoryview) -> Any:
+    def decode(self, data: bytes | bytearray | memoryview, *, walk: bool = True) -> Any:
         """Return the value encoded in ``data``; raise ``CodecError`` if it is not valid.
 
         Refuses input over ``max_size`` before parsing, malformed or truncated msgpack,
         trailing bytes, objects over their length caps, non-``str`` map keys, unknown
-        ext types and nesting deeper than ``max_depth``.
+        ext types and nesting deeper than ``max_depth``. With ``walk=False`` the last
+        three checks of the decoded value (keys, timestamps, depth) are left to the
+        caller, who checks the value anyway and calls ``check_decoded`` when it refuses
+        it (so the error is the one ``decode`` would have raised).
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise CodecError(f"decode needs bytes, got: {type(data).__qualname__}")
-        size = memoryview(data).nbytes
+        size = data.nbytes if type(data) is memoryview else len(data)
         if size > self.max_size:
             raise CodecError(f"message is {size} bytes, over max_size={self.max_size}")
         value = self._unpack(data, _ExtDecoder(self))
-        self._check_decoded(value)
+        if walk:
+            self._check_decoded(value)
         return value
+
+    def check_decoded(self, value: Any) -> None:
+        """The checks ``decode(walk=False)`` left out: str map keys, no msgpack
+        timestamps, nesting up to ``max_depth``; raises ``CodecError``."""
+        self._check_decoded(value)
 
     def _unpack(self, data: bytes | bytearray | memoryview, ext: _ExtDecoder) -> Any:
         try:

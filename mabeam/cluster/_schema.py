@@ -273,57 +273,94 @@ _PLAIN: Final = "a plain value (None, bool, int, float, str, bytes, list, tuple 
 class Plain(Spec):
     """Any plain msgpack value (user data: params, results); pids and refs are refused.
 
-    The walk is iterative and stops after ``budget`` values (each costs at least one
-    byte on the wire), so a cyclic or shared structure cannot make it run away.
+    ``depth`` is where the value sits in its frame (the frame map is 0), so the walk
+    holds the codec's own limits too (nesting, str, array and map lengths): a frame
+    that ``dump`` passed encodes without the codec's walk, and one that ``load`` passed
+    was within them. The walk is iterative and stops after ``budget`` values (each costs
+    at least one byte on the wire), so a cyclic or shared structure cannot run away.
     """
 
-    __slots__ = ("budget",)
+    __slots__ = ("budget", "depth", "limits")
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, *, depth: int, limits: Codec) -> None:
         self.budget = budget
+        self.depth = depth
+        self.limits = limits
 
     def load(self, value: Any, path: str) -> Any:
         if type(value) not in _LEAVES:
-            self._walk(value, path, _LEAVES)
+            self._walk(value, path, _LEAVES)  # msgpack held the str/array/map limits
         return value
 
     def dump(self, value: Any, path: str) -> Any:
         """As ``load``, and ints are checked against msgpack's range here: decoded ones
         always fit, a Python int may not (and would fail later with a worse message)."""
-        if type(value) is int:
+        kind = type(value)
+        if kind is int:
             _check_int(value, path)
-        elif type(value) not in _LEAVES:
-            self._walk(value, path, _LEAVES_BUT_INT)
+        elif kind is str:
+            self._check_str(value, path)
+        elif kind not in _LEAVES:
+            self._walk(value, path, _SCALARS)
         return value
 
+    def _check_str(self, text: str, path: str) -> None:
+        limit = self.limits.max_str_len
+        if len(text) * 4 > limit:  # UTF-8 takes at most 4 bytes per char
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                fail(
+                    "too_large", f"{path}: a str of {size} UTF-8 bytes exceeds max_str_len={limit}"
+                )
+
     def _walk(self, value: Any, path: str, skip: frozenset[type]) -> None:
-        """Check every container and every leaf type not in ``skip``, without recursion."""
+        """Check every container and every leaf type not in ``skip``, level by level."""
         budget = self.budget
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            kind = type(item)
-            if kind is dict:
-                for key in item:
-                    if type(key) is not str:
-                        bad_type(f"{path} (a map key)", "a str", key)
-                children: Any = item.values()
-            elif kind is list or kind is tuple:
-                children = item
-            elif kind is int:
-                _check_int(item, f"{path} (or an item inside it)")
-                continue
-            elif kind in _LEAVES:
-                continue
-            else:
-                bad_type(f"{path} (or an item inside it)", _PLAIN, item)
-            budget -= len(item) + 1
-            if budget < 0:
-                fail("too_large", f"{path} holds more values than fit in one frame")
-            stack.extend(child for child in children if type(child) not in skip)
+        limits = self.limits
+        depth = self.depth
+        level = [value]
+        inside = f"{path} (or an item inside it)"
+        while level:
+            below: list[Any] = []
+            for item in level:
+                kind = type(item)
+                if kind is dict:
+                    if len(item) > limits.max_map_len:
+                        fail("too_large", f"{inside}: a map of {len(item)} entries exceeds "
+                             f"max_map_len={limits.max_map_len}")  # fmt: skip
+                    for key in item:
+                        if type(key) is not str:
+                            bad_type(f"{path} (a map key)", "a str", key)
+                        if skip is _SCALARS:
+                            self._check_str(key, inside)
+                    children: Any = item.values()
+                elif kind is list or kind is tuple:
+                    if len(item) > limits.max_array_len:
+                        fail("too_large", f"{inside}: a list of {len(item)} items exceeds "
+                             f"max_array_len={limits.max_array_len}")  # fmt: skip
+                    children = item
+                elif kind is int:
+                    _check_int(item, inside)
+                    continue
+                elif kind is str:
+                    self._check_str(item, inside)
+                    continue
+                elif kind in _LEAVES:
+                    continue
+                else:
+                    bad_type(inside, _PLAIN, item)
+                if depth >= limits.max_depth:
+                    fail("too_large", f"{inside}: value is nested deeper than "
+                         f"max_depth={limits.max_depth}")  # fmt: skip
+                budget -= len(item) + 1
+                if budget < 0:
+                    fail("too_large", f"{path} holds more values than fit in one frame")
+                below.extend(child for child in children if type(child) not in skip)
+            level = below
+            depth += 1
 
 
-_LEAVES_BUT_INT: Final = _LEAVES - {int}
+_SCALARS: Final = frozenset({type(None), bool, float, bytes})
 _INT_MIN: Final = -(1 << 63)
 _INT_LIMIT: Final = 1 << 64
 

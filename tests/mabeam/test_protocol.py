@@ -753,3 +753,52 @@ def test_the_protocol_doc_lists_every_frame_type_error_code_and_constant() -> No
         "NOBLOCK",
     ):
         assert name in doc, name
+
+
+def _deep(levels: int, leaf: Any = 0) -> Any:
+    value = leaf
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def _user_data_frames(data: Any) -> list[p.Frame]:
+    """A frame of each type that carries user data at each place it can sit."""
+    spec = JobSpec(entrypoint="pkg.mod:f", params={"x": data})
+    info = p.JobInfo(job_id="j1", state="succeeded", attempt=1, entrypoint="pkg.mod:f", value=data)
+    return [
+        Dispatch(job_id="j1", attempt=1, lease="l1", entrypoint="pkg.mod:f", params={"x": data}),
+        Result(job_id="j1", lease="l1", attempt=1, ok=True, value=data, duration_s=0.1),
+        Submit(request_id="r1", idempotency_key="k", specs=(spec,)),
+        p.Event(request_id="r1", job_id="j1", state="succeeded", attempt=1, value=data),
+        p.StatusReply(request_id="r1", nodes=(), jobs=(info,), counts={}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [_deep(n) for n in range(10, 17)]
+    + [_deep(12, "x" * 70_000), "é" * 70_000, "x" * 262_144, "x" * 262_145]
+    + [[0] * 100_001, dict.fromkeys(map(str, range(10_001)), 0), {"é" * 65_537: 1}],
+    ids=lambda d: type(d).__name__,
+)
+def test_user_data_holds_the_codecs_limits_without_its_walk(data: Any) -> None:
+    """encode and decode leave the codec's walk of the whole frame to the schema: user
+    data at any depth is refused exactly when the walk would refuse it, with its error."""
+    for frame in _user_data_frames(data):
+        name = p._SCHEMAS[type(frame)].name
+        raw = {"v": PROTOCOL_VERSION, "t": name, **dataclasses.asdict(frame)}
+        try:
+            p._CODEC._check_encodable(raw)  # the codec's whole walk
+        except Exception as exc:
+            with pytest.raises(ProtocolError) as info:
+                encode(frame)
+            assert info.value.code == "too_large", (type(frame), info.value)
+            try:
+                expected = refused(wire(**raw))
+            except Exception:  # over the size limit on the way in too
+                continue
+            assert "max_" in str(exc) or "nested" in str(exc)
+            assert expected.code == "too_large"
+        else:
+            assert decode(encode(frame)) == frame

@@ -28,6 +28,7 @@ from frame_strategies import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mabeam.cluster import protocol
 from mabeam.cluster.protocol import (
     ERROR_CODES,
     FRAME_CLASSES,
@@ -71,17 +72,28 @@ SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=_CHECK
 
 
 def check(data: bytes) -> None:
-    """The property: a valid frame that re-encodes, or a ProtocolError with a known code."""
+    """The property: a valid frame that re-encodes, or a ProtocolError with a known code;
+    and what the codec's whole walk refuses, ``decode`` refuses with the codec's error
+    (it leaves that walk to the schema on the way in)."""
+    try:
+        walked: Exception | None = None
+        protocol._CODEC.decode(data)
+    except Exception as exc:
+        walked = exc
     try:
         frame = decode(data)
     except ProtocolError as exc:
         assert exc.code in ERROR_CODES
         assert exc.message
         assert "could not be checked" not in exc.message, exc.message  # no checker bug
+        if walked is not None and len(data) <= MAX_FRAME_BYTES:  # (else the size first)
+            assert exc.message == str(walked), (exc.message[:200], str(walked)[:200])
         encode(error_reply(exc))  # the ERROR answering it is always sendable
         return
+    assert walked is None, f"decoded a frame the codec's walk refuses: {str(walked)[:200]}"
     assert type(frame) in FRAME_CLASSES
     payload = encode(frame)
+    protocol._CODEC.decode(payload)  # what encode writes passes the whole walk
     assert encode(decode(payload)) == payload
 
 
