@@ -175,9 +175,12 @@ class RouterActor(Actor):
             except p.ProtocolError as exc:
                 self._refuse(peer, exc, now)
                 continue
-            for frame in entries:
+            for index, frame in enumerate(entries):
                 if isinstance(frame, p.ProtocolError):  # a bad entry is refused alone
                     self._refuse(peer, frame, now)
+                    if health.quarantined(peer, now):  # it was the last bad one allowed
+                        counters.quarantined_drops += len(entries) - index - 1
+                        break
                     continue
                 if who is not None and not self._permitted(peer, frame, who):
                     continue

@@ -378,3 +378,31 @@ def test_a_bad_batch_entry_is_refused_and_counted_alone(
     assert isinstance(error, protocol.Error) and error.code == "bad_type"
     assert "BATCH.frames[1]" in error.message
     check_counted(live, before, 1)
+
+
+def test_a_batch_of_bad_entries_quarantines_its_peer_as_separate_frames_would(
+    live: LiveCoordinator, zmq_ctx: zmq.Context[Any]
+) -> None:
+    """MAX_CONSECUTIVE_BAD_FRAMES bad entries in one BATCH disconnect the peer: the
+    entries after them are dropped unread (counted), not handled."""
+    before = live.statistics()
+    peer = RawPeer(zmq_ctx, live.endpoint)
+    try:
+        bad = pack({"v": V, "t": "STATUS", "request_id": "bad", "job_ids": 5})
+        entries = [bad] * protocol.MAX_CONSECUTIVE_BAD_FRAMES
+        entries.append(protocol.encode(protocol.Status("after")))
+        peer.sock.send(protocol.pack_batch(entries))
+        answers = []
+        while peer.sock.poll(2_000):
+            frame = protocol.decode(peer.sock.recv())
+            answers.append(frame)
+            if isinstance(frame, protocol.Bye):
+                break
+    finally:
+        peer.close()
+    assert isinstance(answers[-1], protocol.Bye), answers[-1]
+    assert not any(isinstance(a, protocol.StatusReply) for a in answers)
+    after = live.statistics()
+    assert after.rejects.total - before.rejects.total == protocol.MAX_CONSECUTIVE_BAD_FRAMES
+    assert after.rejects.disconnects == before.rejects.disconnects + 1
+    assert after.quarantined_drops == before.quarantined_drops + 1
