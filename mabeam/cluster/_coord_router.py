@@ -138,7 +138,7 @@ class RouterActor(Actor):
         now = self.runtime.clock.now()
         health = self._health
         health.expire(now)  # peers idle past the limit are forgotten (cheap when none)
-        decode = p.decode
+        decode = p.decode_batch
         allow = self._allow
         if allow is not None:
             allow.refresh(now)  # the ZAP handler may have seen the change first
@@ -171,22 +171,29 @@ class RouterActor(Actor):
                 counters.quarantined_drops += 1
                 continue
             try:
-                frame = decode(payload)
+                entries = decode(payload)  # one frame, or a BATCH's entries
             except p.ProtocolError as exc:
                 self._refuse(peer, exc, now)
                 continue
-            if who is not None and not self._permitted(peer, frame, who):
-                continue
-            try:
-                client = who is not None and who.role == "client"
-                if client:
-                    owners[peer] = who.name  # type: ignore[union-attr]
-                if await self._route(peer, frame, now, to_nodes, to_clients, client):
-                    health.good(peer)  # ends the peer's run of bad frames
-            except Exception as exc:
-                self._internal(peer, frame, exc)
-        for ref, frames in to_nodes.items():
-            ref.cast(NodeFrames(frames, from_peer.get(ref, b"")))
+            for index, frame in enumerate(entries):
+                if isinstance(frame, p.ProtocolError):  # a bad entry is refused alone
+                    self._refuse(peer, frame, now)
+                    if health.quarantined(peer, now):  # it was the last bad one allowed
+                        counters.quarantined_drops += len(entries) - index - 1
+                        break
+                    continue
+                if who is not None and not self._permitted(peer, frame, who):
+                    continue
+                try:
+                    client = who is not None and who.role == "client"
+                    if client:
+                        owners[peer] = who.name  # type: ignore[union-attr]
+                    if await self._route(peer, frame, now, to_nodes, to_clients, client):
+                        health.good(peer)  # ends the peer's run of bad frames
+                except Exception as exc:
+                    self._internal(peer, frame, exc)
+        for ref, batch in to_nodes.items():
+            ref.cast(NodeFrames(batch, from_peer.get(ref, b"")))
         if to_clients:
             self._to_clients(ClientFrames(to_clients, owners))
 

@@ -40,6 +40,7 @@ from ._coord_policy import NodeCapacity, ReadyJob, make_policy
 from ._coord_queue import JobBook, ready_job
 from ._coord_reads import read_jobs, read_load, read_reconcile, read_requeued
 from ._coord_shared import Outlet, Shared
+from ._coord_status import dispatch_frame
 from ._coord_store import Committed, StoreReply, StoreRequest, Subscribe, read_failed
 from ._limits import MAX_CREDIT
 from .store import (
@@ -235,55 +236,59 @@ class Scheduler(Actor):
             return
         releases: list[Any] = []
         refresh: list[str] = []
+        sends: dict[str, tuple[_Node, list[tuple[str, Leased, bytes]]]] = {}
         for (job, node_id, epoch), out in zip(tag.picks, reply.outcomes, strict=True):
             node = self._nodes.get(node_id)
             current = node is not None and node.epoch == epoch
             if type(out) is Leased:
                 if node is None or not current:
                     why = f"node {node_id} said HELLO again or was lost before the dispatch"
-                elif not self._dispatch(node, out):
-                    why = f"node {node_id} unreachable"
-                else:
+                    self._uncharge(job.job_id)
+                    releases.append(Release(job.job_id, out.token, why))
                     continue
-                self._uncharge(job.job_id)
-                releases.append(Release(job.job_id, out.token, why))
+                payload = self._dispatch_payload(out)
+                if payload is not None:
+                    sends.setdefault(node_id, (node, []))[1].append((job.job_id, out, payload))
                 continue
             self._uncharge(job.job_id, credit=current)
             if type(out) is NotLeasable and out.state == "queued":
                 refresh.append(job.job_id)  # backing off, or following: ask the store
             else:
                 self._book.forget(job.job_id)
+        for node, items in sends.values():
+            releases += self._dispatch(node, items)
         if releases:
             self._store.cast(StoreRequest(releases))
         if refresh:
             self._refresh(refresh)
 
-    def _dispatch(self, node: _Node, leased: Leased) -> bool:
-        spec = leased.spec
-        res = spec.resources
-        frame = p.Dispatch(
-            job_id=leased.job_id,
-            attempt=leased.attempt,
-            lease=leased.token,
-            entrypoint=spec.entrypoint,
-            params=spec.params,
-            resources=p.Resources.of(res.gpus, res.cpus, res.memory_mb),
-            timeout_s=spec.timeout_s,
-            isolation=spec.isolation,
-            code_version=spec.code_version,
-        )
+    def _dispatch_payload(self, leased: Leased) -> bytes | None:
+        """The DISPATCH of a lease, encoded; None when it can never be sent (the job
+        fails)."""
         try:
-            outcome = self._outlet.send(node.peer, frame, self.runtime.clock.now())
+            return p.encode(dispatch_frame(leased))
         except p.ProtocolError as exc:  # e.g. params too large for one frame: never sendable
             error = f"cannot be dispatched: {exc.message}"
             self._store.cast(StoreRequest([Fail(leased.job_id, leased.token, error, True)]))
-            return True
-        if outcome == "sent":
-            self._counters.dispatched += 1
-            return True
-        log.warning("DISPATCH of %s to node %s: %s", leased.job_id, node.node_id, outcome)
+            return None
+
+    def _dispatch(self, node: _Node, items: list[tuple[str, Leased, bytes]]) -> list[Any]:
+        """Send a node its DISPATCHes in one message (or as few as fit); the releases
+        of those that did not go out."""
+        payloads = [payload for _, _, payload in items]
+        sent, outcome = self._outlet.send_many(node.peer, payloads, self.runtime.clock.now())
+        self._counters.dispatched += sent
+        if sent == len(items):
+            return []
+        log.warning("DISPATCH of %d jobs to node %s: %s", len(items) - sent, node.node_id,
+                    outcome)  # fmt: skip
         node.cap.credit = 0  # gone or stuck: wait for its next READY (or its loss)
-        return False
+        why = f"node {node.node_id} unreachable"
+        releases: list[Any] = []
+        for job_id, leased, _ in items[sent:]:
+            self._uncharge(job_id)
+            releases.append(Release(job_id, leased.token, why))
+        return releases
 
     def _pause(self) -> None:
         if not self._paused:

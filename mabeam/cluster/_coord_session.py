@@ -239,6 +239,7 @@ class NodeSession(Actor):
             self._maybe_leave()
             return  # nothing is durable: the node's outbox sends the RESULTs again
         now = self._clock.now()
+        acks: list[bytes] = []
         for action, outcome in zip(reply.tag, reply.outcomes, strict=True):
             if action is None:
                 continue
@@ -254,7 +255,9 @@ class NodeSession(Actor):
             else:
                 counters.results_failed += 1
             job_id, lease = action
-            self._send(p.Ack(job_id, lease), now)
+            acks.append(p.encode(p.Ack(job_id, lease)))
+        if acks:  # one message: the node's outbox resends what an unsent ACK leaves
+            self._outlet.send_many(self.peer, acks, now)
         self._maybe_leave()
 
     # -- heartbeats ---------------------------------------------------------------------

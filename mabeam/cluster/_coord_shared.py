@@ -136,6 +136,21 @@ class Outlet:
         """
         return self.send_payload(peer, protocol.encode(frame), now)
 
+    def send_many(
+        self, peer: bytes, payloads: list[bytes], now: float | None = None
+    ) -> tuple[int, SendOutcome]:
+        """Send encoded frames to ``peer`` in as few messages as fit (BATCH frames, in
+        order): how many went out (a prefix: it stops at the first message not sent)
+        and the last outcome."""
+        sent = 0
+        outcome: SendOutcome = "sent"
+        for group in protocol.batches(payloads):
+            outcome = self.send_payload(peer, protocol.pack_batch(group), now)
+            if outcome != "sent":
+                break
+            sent += len(group)
+        return sent, outcome
+
     def send_payload(self, peer: bytes, payload: bytes, now: float | None = None) -> SendOutcome:
         """Send bytes already encoded (one DISPATCH payload per job, say)."""
         if self._wire.closed:

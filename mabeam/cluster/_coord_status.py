@@ -17,10 +17,10 @@ from foundation import Runtime
 
 from . import protocol as p
 from ._limits import MAX_TIMEOUT_S
-from .store import JobRecord, JobSpec, JobStore, Outcome, UnknownJobError
+from .store import JobRecord, JobSpec, JobStore, Leased, Outcome, UnknownJobError
 
-__all__ = ("SUBMITTER", "job_info", "node_infos", "records", "status_payload", "status_read",
-           "store_spec", "sweep_jobs")  # fmt: skip
+__all__ = ("SUBMITTER", "dispatch_frame", "job_info", "node_infos", "records", "status_payload",
+           "status_read", "store_spec", "sweep_jobs")  # fmt: skip
 
 log = logging.getLogger("mabeam.coordinator")
 
@@ -156,4 +156,21 @@ def store_spec(spec: p.JobSpec) -> JobSpec:
             "code_version": spec.code_version,
             "isolation": spec.isolation,
         }
+    )
+
+
+def dispatch_frame(leased: Leased) -> p.Dispatch:
+    """The DISPATCH of a lease the store granted."""
+    spec = leased.spec
+    res = spec.resources
+    return p.Dispatch(
+        job_id=leased.job_id,
+        attempt=leased.attempt,
+        lease=leased.token,
+        entrypoint=spec.entrypoint,
+        params=spec.params,
+        resources=p.Resources.of(res.gpus, res.cpus, res.memory_mb),
+        timeout_s=spec.timeout_s,
+        isolation=spec.isolation,
+        code_version=spec.code_version,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 """Both sides must speak exactly this version; any schema change bumps it."""
 
 HEARTBEAT_INTERVAL_S: Final = 1.0
@@ -25,6 +25,7 @@ MAX_ID_LEN: Final = 128
 MAX_NAME_LEN: Final = 256
 MAX_TEXT_LEN: Final = 64 * 1024
 MAX_SPECS_PER_SUBMIT: Final = 1_000
+MAX_BATCH_FRAMES: Final = 1_000
 MAX_IDS: Final = 10_000
 MAX_GPUS: Final = 256
 MAX_RUNNING: Final = 4_096

@@ -43,7 +43,7 @@ from foundation import Actor, Caller, Down, Exit, NoReply
 
 from ._limits import MAX_CREDIT
 from ._node_drain import DRAIN, DRAIN_DEADLINE, DRAIN_LAST, Drain
-from ._node_link import HELLO_RETRY, REOPEN, Link
+from ._node_link import HELLO_RETRY, REOPEN, Link, decoded
 from ._node_outbox import Outbox, OutboxEntry
 from ._node_setup import NodeSetup
 from ._node_tasks import (
@@ -70,7 +70,6 @@ from .protocol import (
     Hello,
     ProtocolError,
     Ready,
-    decode,
     encode,
 )
 from .task import TaskOutcome, check_entrypoint_allowed, entrypoint_allowed
@@ -236,15 +235,11 @@ class NodeConnection(Actor):
         if link.heard_now():  # the first answer on this connection
             self._emit("connected")
         acked: list[Key] = []
-        for parts in messages:
+        for frame in decoded(messages):
             if not link.is_open:
                 break  # a BYE closed the socket
-            try:
-                if len(parts) != 1:
-                    raise ProtocolError("bad_msgpack", f"a message of {len(parts)} parts")
-                frame = decode(parts[0])
-            except ProtocolError as exc:
-                self._bad(exc.code, exc.message)
+            if isinstance(frame, ProtocolError):  # a bad BATCH entry is dropped alone
+                self._bad(frame.code, frame.message)
                 continue
             if isinstance(frame, Dispatch):
                 await self._dispatch(frame)
@@ -376,15 +371,23 @@ class NodeConnection(Actor):
             self.ref.cast(_FLUSH)  # runs after what is queued now: one batch per wake-up
 
     def _flush(self) -> None:
+        """Send what this wake-up made ready in one message (a BATCH): the ACCEPTs
+        first (a RESULT may end the attempt it accepts), the RESULTs once in the
+        outbox, then READY with the credit freed."""
         self._flush_due = False
         accepts, self._accepts = self._accepts, []
-        for key in accepts:  # before the results: one may end the attempt it accepts
-            self._link.send(encode(Accept(*key)))
-        for entry in self._store_pending():
-            self._send_result(entry)
+        payloads = [encode(Accept(*key)) for key in accepts]
+        results = self._store_pending()
+        payloads += [entry.payload for entry in results]
         due = min(self._credit_due, MAX_CREDIT)
-        if due and self._link.greeted and self._drain is None:
-            if self._link.send(encode(Ready(due))):
+        ready = bool(due and self._link.greeted and self._drain is None)
+        if ready:
+            payloads.append(encode(Ready(due)))
+        sent = self._link.send_many(payloads)
+        for entry in results[: max(sent - len(accepts), 0)]:
+            self._result_sent(entry)
+        if ready:
+            if sent == len(payloads):
                 self._credit += due
                 self._credit_due -= due
             else:
@@ -407,12 +410,13 @@ class NodeConnection(Actor):
 
     def _send_result(self, entry: OutboxEntry, *, resend: bool = False) -> None:
         if self._link.send(entry.payload):
-            self._sent_at[entry.key] = self._link.now()
-            if resend:
-                self._counters.results_resent += 1
-            else:
-                self._counters.results_sent += 1
-            self._emit("result_sent")
+            self._result_sent(entry, resend=resend)
+
+    def _result_sent(self, entry: OutboxEntry, *, resend: bool = False) -> None:
+        self._sent_at[entry.key] = self._link.now()
+        self._counters.results_resent += resend
+        self._counters.results_sent += not resend
+        self._emit("result_sent")
 
     # -- time: heartbeats, liveness, resends, fencing ------------------------------------
 

@@ -38,8 +38,9 @@ from foundation import Actor, ActorRef, TimerRef
 from ._node_setup import NodeSetup
 from ._sockets import configure_dealer, connection_dropped, for_address, handshake_refused
 from ._wire import Wire, WireReader, context
+from .protocol import Frame, ProtocolError, batches, decode_batch, pack_batch
 
-__all__ = ("HELLO_RETRY", "REOPEN", "Link", "stop_reader")
+__all__ = ("HELLO_RETRY", "REOPEN", "Link", "decoded", "stop_reader")
 
 log = logging.getLogger("mabeam.node")
 
@@ -208,6 +209,16 @@ class Link:
         self.last_sent = self.now()
         return True
 
+    def send_many(self, payloads: list[bytes]) -> int:
+        """Send encoded frames in as few messages as fit (BATCH frames, in order); how
+        many went out (a prefix: it stops at the first message not taken)."""
+        sent = 0
+        for group in batches(payloads):
+            if not self.send(pack_batch(group)):
+                break
+            sent += len(group)
+        return sent
+
     # -- hearing -------------------------------------------------------------------------
 
     def refused_frame(self, code: str, message: str) -> bool:
@@ -285,3 +296,17 @@ class Link:
     def silent_for(self, now: float) -> float:
         """Seconds since the coordinator was last heard, or this socket was opened."""
         return now - max(self.last_heard, self.opened_at)
+
+
+def decoded(messages: list[list[bytes]]) -> list[Frame | ProtocolError]:
+    """The frames of received messages in order, a BATCH's entries one by one; a message
+    or an entry that is not a valid frame is its ``ProtocolError`` there."""
+    frames: list[Frame | ProtocolError] = []
+    for parts in messages:
+        try:
+            if len(parts) != 1:
+                raise ProtocolError("bad_msgpack", f"a message of {len(parts)} parts")
+            frames += decode_batch(parts[0])
+        except ProtocolError as exc:
+            frames.append(exc)
+    return frames

@@ -69,6 +69,7 @@ from .task import ErrorKind, FrameBuffer, Progress, TaskOutcome, job_to_wire, pa
 __all__ = ("RETIRE", "PoolWorker", "RunAttempt", "StopAttempt")
 
 _BOOT: Final = "boot"
+_FLUSH: Final = "flush"
 _STOP_KINDS: Final[dict[str, ErrorKind]] = {
     "timeout": "timeout",
     "memory_limit": "memory_limit",
@@ -131,6 +132,7 @@ class PoolWorker(Actor):
         self._reader: ActorRef | None = None
         self._writer: ActorRef | None = None
         self._unwritten = 0  # bytes handed to the writer and not out yet
+        self._outgoing: list[bytes] = []  # frames of this wake-up, written in one go
         self._frames = FrameBuffer()
         self._queue: deque[_Entry] = deque()  # in the pipe, in order; [0] runs
         self._seq = 0
@@ -153,6 +155,8 @@ class PoolWorker(Actor):
             await self._stop(msg.key, msg.reason)
         elif cls is Eof:
             await self._on_eof()
+        elif msg == _FLUSH:
+            await self._flush()
         elif msg == _BOOT:
             await self._boot()
         elif msg == RETIRE:
@@ -231,11 +235,21 @@ class PoolWorker(Actor):
         kill_group(proc.pid)  # what the last task left running in the group
         return code
 
-    async def _write(self, frame: bytes) -> None:
+    def _write(self, frame: bytes) -> None:
+        """Queue ``frame`` for the pipe; the frames of one wake-up go in one write (each
+        write wakes the worker: a cost as large as a trivial task)."""
+        if not self._outgoing:
+            self.ref.cast(_FLUSH)  # runs after the messages queued now
+        self._outgoing.append(frame)
+
+    async def _flush(self) -> None:
         """Write without blocking; what the pipe does not take now goes to the writer
         (and so does everything after it, to keep the order)."""
+        frame = b"".join(self._outgoing)
+        self._outgoing.clear()
         proc = self._popen
-        assert proc is not None and proc.stdin is not None
+        if not frame or proc is None or proc.stdin is None or proc.stdin.closed:
+            return
         fd = proc.stdin.fileno()
         written = 0
         if not self._unwritten:
@@ -286,7 +300,7 @@ class PoolWorker(Actor):
         self._queue.append(entry)
         if len(self._queue) == 1:
             self._started(entry)
-        await self._write(frame)
+        self._write(frame)
 
     def _started(self, head: _Entry) -> None:
         """``head`` runs now (all ahead of it reported): its timeout starts."""
@@ -361,7 +375,7 @@ class PoolWorker(Actor):
         entry.what = what or ("cancelled" if reason == "cancelled" else f"stopped ({reason})")
         if entry is not self._queue[0]:  # still queued: called off in the pipe
             entry.called_off = True
-            await self._write(pack_frame({"skip": entry.seq}))
+            self._write(pack_frame({"skip": entry.seq}))
             return
         if entry.timer is not None:
             entry.timer.cancel()

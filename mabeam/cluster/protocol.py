@@ -16,7 +16,10 @@ docs/protocol.md has the frame table, the limits and the rules (credit, liveness
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgpack
 
 from foundation._public import fixup_module_metadata
 
@@ -63,6 +66,7 @@ from ._limits import (  # the other limits, for callers that read them here
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_LIVENESS,
     MAX_ARRAY_LEN,  # noqa: F401
+    MAX_BATCH_FRAMES,
     MAX_COUNT,  # noqa: F401
     MAX_CREDIT,  # noqa: F401
     MAX_DEPTH,  # noqa: F401
@@ -95,6 +99,7 @@ __all__ = (
     "FROM_NODE",
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_LIVENESS",
+    "MAX_BATCH_FRAMES",
     "MAX_CONSECUTIVE_BAD_FRAMES",
     "MAX_FRAME_BYTES",
     "PEER_TIMEOUT_S",
@@ -137,8 +142,12 @@ __all__ = (
     "Submitted",
     "Watch",
     "clip",
+    "BATCH",
+    "batches",
     "decode",
+    "decode_batch",
     "encode",
+    "pack_batch",
     "error_reply",
 )
 
@@ -175,6 +184,24 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
     schema of its type. No input makes this raise another exception.
     """
     return _checked(_unpacked(data))
+
+
+def decode_batch(data: bytes | bytearray | memoryview) -> list[Frame | ProtocolError]:
+    """The frames of one message: ``[decode(data)]`` for a single frame; for a BATCH,
+    each entry's frame, or the ``ProtocolError`` that refuses that entry alone (its
+    message names ``BATCH.frames[i]``; the other entries stand). A message that is
+    neither (bad bytes, a bad BATCH envelope) raises ``ProtocolError`` as ``decode``."""
+    raw = _unpacked(data)
+    if type(raw) is not dict or raw.get("t") != BATCH:
+        return [_checked(raw)]
+    try:
+        entries = _batch_entries(raw)
+    except Exception as exc:
+        error = _refused(raw, exc)
+        if error is exc:
+            raise
+        raise error from exc
+    return [_entry(index, entry) for index, entry in enumerate(entries)]
 
 
 def _unpacked(data: bytes | bytearray | memoryview) -> Any:
@@ -241,6 +268,8 @@ def _load(raw: dict[str, Any]) -> Frame:
         s.bad_type("frame field 't'", "a str", kind)
     schema = _BY_TYPE.get(kind)
     if schema is None:
+        if kind == BATCH:
+            s.fail("unknown_type", "a BATCH holds several frames: decode_batch reads it")
         s.fail("unknown_type", f"frame field 't' is an unknown frame type {s.show(kind)}")
     if kind == "CANCEL" and "lease" not in raw:
         if "request_id" not in raw:
@@ -251,6 +280,80 @@ def _load(raw: dict[str, Any]) -> Frame:
         schema = _SCHEMAS[CancelJob]
     frame: Frame = schema.load(raw, kind)
     return frame
+
+
+# -- batches --------------------------------------------------------------------------
+
+BATCH: Final = "BATCH"
+"""The ``t`` of a message that carries several frames: ``{v, t: "BATCH", frames: [...]}``."""
+_BATCH_KEYS: Final = frozenset({"v", "t", "frames"})
+_BATCH_HEAD: Final = b"\x83" + b"".join(
+    msgpack.packb(x) for x in ("v", PROTOCOL_VERSION, "t", BATCH, "frames")
+)
+_BATCH_OVERHEAD: Final = len(_BATCH_HEAD) + 5  # the array header takes at most 5 bytes
+
+
+def batches(payloads: Sequence[bytes]) -> list[list[bytes]]:
+    """Encoded frames grouped, in order, into as few messages as the limits allow (up to
+    ``MAX_BATCH_FRAMES`` each and ``MAX_FRAME_BYTES`` in all); ``pack_batch`` each."""
+    groups: list[list[bytes]] = []
+    group: list[bytes] = []
+    size = _BATCH_OVERHEAD
+    for payload in payloads:
+        if group and (len(group) >= MAX_BATCH_FRAMES or size + len(payload) > MAX_FRAME_BYTES):
+            groups.append(group)
+            group, size = [], _BATCH_OVERHEAD
+        group.append(payload)
+        size += len(payload)
+    if group:
+        groups.append(group)
+    return groups
+
+
+def pack_batch(group: Sequence[bytes]) -> bytes:
+    """One message for a group of ``batches``: a single frame as itself, more as a BATCH
+    whose entries are the frames' own bytes (nothing is encoded again)."""
+    if len(group) == 1:
+        return group[0]
+    header: bytes = msgpack.Packer().pack_array_header(len(group))
+    return _BATCH_HEAD + header + b"".join(group)
+
+
+def _batch_entries(raw: dict[str, Any]) -> list[Any]:
+    """The entries of a BATCH map, its envelope checked."""
+    if "v" not in raw:
+        s.fail("missing_field", "frame is missing the field 'v' (the protocol version)")
+    version = raw["v"]
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        s.fail(
+            "bad_version",
+            f"frame field 'v' is {s.show(version)}; this peer speaks version {PROTOCOL_VERSION}",
+        )
+    if not raw.keys() <= _BATCH_KEYS:
+        unknown = next(key for key in raw if key not in _BATCH_KEYS)
+        s.fail("unknown_field", f"BATCH has an unknown field {s.show(unknown)}")
+    if "frames" not in raw:
+        s.fail("missing_field", "BATCH is missing the field 'frames'")
+    entries = raw["frames"]
+    if type(entries) is not list:
+        s.bad_type("BATCH.frames", "a list", entries)
+    if not 1 <= len(entries) <= MAX_BATCH_FRAMES:
+        s.fail("bad_value", f"BATCH.frames has {len(entries)} items; it must have 1 to "
+               f"{MAX_BATCH_FRAMES}")  # fmt: skip
+    return entries
+
+
+def _entry(index: int, raw: Any) -> Frame | ProtocolError:
+    """One BATCH entry checked as a frame on its own (its limits counted from it)."""
+    try:
+        if type(raw) is dict and raw.get("t") == BATCH:
+            s.fail("bad_value", "a BATCH entry cannot be a BATCH")
+        return _checked(raw)
+    except ProtocolError as exc:
+        message = f"BATCH.frames[{index}]: {exc.message}"
+        return ProtocolError(
+            exc.code, message, frame_type=exc.frame_type, request_id=exc.request_id
+        )
 
 
 # -- helpers --------------------------------------------------------------------------

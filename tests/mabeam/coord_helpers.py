@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -42,6 +43,7 @@ class Peer:
         """``curve``: (this peer's key pair, the coordinator's public key) for CURVE."""
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self._batch: deque[p.Frame | p.ProtocolError] = deque()
         if routing_id is not None:
             self.sock.setsockopt(zmq.ROUTING_ID, routing_id)
         if curve is not None:
@@ -55,9 +57,15 @@ class Peer:
         self.sock.send(payload)
 
     def _poll(self, timeout: float) -> p.Frame | None:
-        if not self.sock.poll(max(int(timeout * 1000), 0)):
-            return None
-        return p.decode(self.sock.recv(zmq.NOBLOCK))
+        """The next frame: a BATCH's entries come one by one (a bad one is raised)."""
+        if not self._batch:
+            if not self.sock.poll(max(int(timeout * 1000), 0)):
+                return None
+            self._batch.extend(p.decode_batch(self.sock.recv(zmq.NOBLOCK)))
+        frame = self._batch.popleft()
+        if isinstance(frame, p.ProtocolError):
+            raise frame
+        return frame
 
     async def recv(self, timeout: float = WAIT, *, heartbeats: bool = False) -> p.Frame:
         """The next frame (HEARTBEATs skipped unless ``heartbeats``)."""

@@ -443,7 +443,8 @@ def _wrong_types(draw: st.DrawFn, cls: type) -> bytes:
     return pack(raw)
 
 
-_VERSIONS: Final = [0, 2, -1, PROTOCOL_VERSION + 1, 2**64 - 1, "1", 1.0, True, None, b"\x01", [1]]
+_V: Final = PROTOCOL_VERSION
+_VERSIONS: Final = [0, _V - 1, -1, _V + 1, 2**64 - 1, "1", 1.0, True, None, b"\x01", [1]]
 
 
 @st.composite

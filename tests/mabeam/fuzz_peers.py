@@ -207,16 +207,17 @@ class NodeStream:
             peer, payload = self.sock.recv_multipart()
             assert peer.partition(b"#")[0] == self.node_id.encode(), peer
             self.peer = peer  # NODE_ID#RANDOM: new on each of the node's connections
-            frame = p.decode(payload)  # a node only sends valid frames
-            if isinstance(frame, p.Hello | p.Heartbeat):
-                self.hellos += isinstance(frame, p.Hello)
-                self._send([_FILLER])  # answered: the node counts as connected
-            elif isinstance(frame, p.Result):
-                self.results[frame.job_id] = frame
-                if self.auto_ack:
-                    self._send([p.encode(p.Ack(frame.job_id, frame.lease))])
-            if until(frame):
-                return frame
+            for frame in p.decode_batch(payload):  # a node only sends valid frames
+                assert not isinstance(frame, p.ProtocolError), frame
+                if isinstance(frame, p.Hello | p.Heartbeat):
+                    self.hellos += isinstance(frame, p.Hello)
+                    self._send([_FILLER])  # answered: the node counts as connected
+                elif isinstance(frame, p.Result):
+                    self.results[frame.job_id] = frame
+                    if self.auto_ack:
+                        self._send([p.encode(p.Ack(frame.job_id, frame.lease))])
+                if until(frame):
+                    return frame
         raise AssertionError(f"the node sent nothing awaited within {timeout} s")
 
     def send(self, payload: bytes, *, parts: int = 1) -> None:

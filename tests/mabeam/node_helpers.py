@@ -74,7 +74,7 @@ class FakeCoordinator:
             sock.bind(endpoint)
         self.endpoint = endpoint
         self.wire = Wire(sock)
-        self._queue: deque[list[bytes]] = deque()
+        self._queue: deque[tuple[bytes, Any]] = deque()
         self.seen: list[protocol.Frame] = []
         self.answer_heartbeats = True
         self.peers: dict[str, bytes] = {}  # node id -> the routing id it last used
@@ -84,11 +84,15 @@ class FakeCoordinator:
         with anyio.fail_after(timeout):
             while True:
                 if not self._queue:
-                    self._queue.extend((await self.wire.receive()).messages)
-                peer, payload = self._queue.popleft()
+                    for peer, payload in (await self.wire.receive()).messages:
+                        # the frames of a BATCH one by one, each with its sender
+                        batch = protocol.decode_batch(payload)
+                        self._queue.extend((peer, entry) for entry in batch)
+                peer, frame = self._queue.popleft()
                 # A node's routing id is NODE_ID#RANDOM, new on each connection.
                 self.peers[peer.partition(b"#")[0].decode()] = peer
-                frame = protocol.decode(payload)
+                if isinstance(frame, protocol.ProtocolError):
+                    raise frame
                 self.seen.append(frame)
                 if isinstance(frame, protocol.Heartbeat):
                     if self.answer_heartbeats:

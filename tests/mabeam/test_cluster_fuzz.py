@@ -40,7 +40,10 @@ from mabeam.cluster import protocol
 from mabeam.cluster.coordinator import CoordinatorConfig, CoordinatorHandle, start_coordinator
 from mabeam.cluster.keys import load_key
 from mabeam.cluster.node import NodeConfig, start_node
-from mabeam.cluster.protocol import FRAME_CLASSES
+from mabeam.cluster.protocol import FRAME_CLASSES, PROTOCOL_VERSION
+
+V = PROTOCOL_VERSION
+
 
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 CI = settings(max_examples=25, deadline=None, suppress_health_check=_CHECKS)
@@ -219,7 +222,7 @@ def test_a_string_over_its_limit_in_a_frame_under_the_size_limit_is_too_large(
     live: LiveCoordinator, zmq_ctx: zmq.Context[Any]
 ) -> None:
     before = live.statistics()
-    long_str = pack({"v": 1, "t": "STATUS", "request_id": "x" * 300_000})
+    long_str = pack({"v": V, "t": "STATUS", "request_id": "x" * 300_000})
     assert len(long_str) < protocol.MAX_FRAME_BYTES
     send_and_check(live, zmq_ctx, [long_str])
     after = live.statistics()
@@ -268,12 +271,12 @@ def _bad_payloads(seed: int) -> list[bytes]:
     sample = [
         bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))),
         pack([1, 2, 3]),
-        pack({"v": 1}),
+        pack({"v": V}),
         good[: len(good) // 2],
-        pack({"v": 2, "t": "STATUS", "request_id": "s2"}),
-        pack({"v": 1, "t": "NOPE"}),
-        pack({"v": 1, "t": "SUBMIT", "request_id": "s3", "specs": "x"}),
-        pack({"v": 1, "t": "RESULT", "job_id": 7, "lease": None}),
+        pack({"v": V + 1, "t": "STATUS", "request_id": "s2"}),
+        pack({"v": V, "t": "NOPE"}),
+        pack({"v": V, "t": "SUBMIT", "request_id": "s3", "specs": "x"}),
+        pack({"v": V, "t": "RESULT", "job_id": 7, "lease": None}),
     ]
     return sample
 
@@ -346,3 +349,60 @@ def test_long_run_100k_frames_into_a_coordinator_process(tmp_path: Path) -> None
     assert rss[1] - rss[0] < RSS_GROWTH_LIMIT
     assert final["results_ok"] == 1 and final["internal_errors"] == 0
     assert code == 0
+
+
+def test_a_bad_batch_entry_is_refused_and_counted_alone(
+    live: LiveCoordinator, zmq_ctx: zmq.Context[Any]
+) -> None:
+    """A BATCH with a bad entry between good ones: the bad one is answered with ERROR
+    and counted once; the good ones before and after it are answered."""
+    before = live.statistics()
+    peer = RawPeer(zmq_ctx, live.endpoint)
+    try:
+        entries = [
+            protocol.encode(protocol.Status("s1")),
+            pack({"v": V, "t": "STATUS", "request_id": "s2", "job_ids": 5}),
+            protocol.encode(protocol.Status("s3")),
+        ]
+        peer.sock.send(protocol.pack_batch(entries))
+        answers = []
+        while len(answers) < 3 and peer.sock.poll(10_000):
+            answers.append(protocol.decode(peer.sock.recv()))
+    finally:
+        peer.close()
+    by_request = {getattr(a, "request_id", getattr(a, "in_reply_to", None)): a for a in answers}
+    assert sorted(by_request) == ["s1", "s2", "s3"]
+    assert isinstance(by_request["s1"], protocol.StatusReply)
+    assert isinstance(by_request["s3"], protocol.StatusReply)
+    error = by_request["s2"]
+    assert isinstance(error, protocol.Error) and error.code == "bad_type"
+    assert "BATCH.frames[1]" in error.message
+    check_counted(live, before, 1)
+
+
+def test_a_batch_of_bad_entries_quarantines_its_peer_as_separate_frames_would(
+    live: LiveCoordinator, zmq_ctx: zmq.Context[Any]
+) -> None:
+    """MAX_CONSECUTIVE_BAD_FRAMES bad entries in one BATCH disconnect the peer: the
+    entries after them are dropped unread (counted), not handled."""
+    before = live.statistics()
+    peer = RawPeer(zmq_ctx, live.endpoint)
+    try:
+        bad = pack({"v": V, "t": "STATUS", "request_id": "bad", "job_ids": 5})
+        entries = [bad] * protocol.MAX_CONSECUTIVE_BAD_FRAMES
+        entries.append(protocol.encode(protocol.Status("after")))
+        peer.sock.send(protocol.pack_batch(entries))
+        answers = []
+        while peer.sock.poll(2_000):
+            frame = protocol.decode(peer.sock.recv())
+            answers.append(frame)
+            if isinstance(frame, protocol.Bye):
+                break
+    finally:
+        peer.close()
+    assert isinstance(answers[-1], protocol.Bye), answers[-1]
+    assert not any(isinstance(a, protocol.StatusReply) for a in answers)
+    after = live.statistics()
+    assert after.rejects.total - before.rejects.total == protocol.MAX_CONSECUTIVE_BAD_FRAMES
+    assert after.rejects.disconnects == before.rejects.disconnects + 1
+    assert after.quarantined_drops == before.quarantined_drops + 1

@@ -28,6 +28,9 @@ from frame_strategies import pack
 
 from mabeam.cluster import protocol as p
 
+V = p.PROTOCOL_VERSION
+
+
 pytestmark = pytest.mark.anyio
 
 
@@ -146,7 +149,7 @@ def _one_bad_frame_each(env: Cluster, start: int, n: int) -> None:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTING_ID, f"peer-{i}".encode())
             sock.connect(env.coord.endpoint)
-            sock.send(pack({"v": 1, "t": "STATUS", "request_id": f"r{i}", "job_ids": i}))
+            sock.send(pack({"v": V, "t": "STATUS", "request_id": f"r{i}", "job_ids": i}))
         for i, sock in enumerate(socks, start):
             assert sock.poll(10_000), f"no answer for peer {i}"
             error = p.decode(sock.recv())

@@ -66,6 +66,7 @@ from mabeam.cluster.protocol import (
     error_reply,
 )
 
+V = protocol.PROTOCOL_VERSION
 _CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=_CHECKS)
 SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=_CHECKS)
@@ -101,7 +102,7 @@ def check(data: bytes) -> None:
 def frame_shaped(draw: st.DrawFn) -> bytes:
     """A map with a plausible envelope and random fields of random values."""
     raw: dict[str, Any] = {
-        "v": draw(st.sampled_from([1, 1, 1, 1, 0, 2, -1, 2**64 - 1, "1", True, None, 1.0])),
+        "v": draw(st.sampled_from([V, V, V, V, 0, V + 1, -1, 2**64 - 1, "1", True, None, 1.0])),
         "t": draw(
             st.sampled_from(FRAME_TYPES) | st.text(max_size=12) | st.integers(-(2**63), 2**64 - 1)
         ),
@@ -348,3 +349,72 @@ def test_soak_random_values_and_frame_shaped_maps(data: bytes) -> None:
 @given(byte_mutants(frames | corpus) | field_mutants(frames | corpus))
 def test_soak_mutated_valid_frames(data: bytes) -> None:
     check(data)
+
+
+def _outcome(payload: bytes) -> Any:
+    """What ``decode`` makes of one payload: the frame, or the refusal's code."""
+    try:
+        return decode(payload)
+    except ProtocolError as exc:
+        return exc.code
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_CHECKS)
+@given(data=st.data())
+def test_a_batch_entry_decodes_as_it_would_alone(data: st.DataObject) -> None:
+    """Valid frames and broken ones in one BATCH: every entry comes out as ``decode``
+    makes of it alone, a refusal in its place, and nothing else is lost; only bytes
+    that are not msgpack at all (an unknown ext type, bad UTF-8) refuse the message."""
+    items = []
+    for _ in range(data.draw(st.integers(2, 5), label="entries")):
+        cls = data.draw(st.sampled_from(FRAME_CLASSES), label="type")
+        category = data.draw(st.sampled_from(["valid", "wrong_types"]), label="category")
+        items.append(data.draw(payloads(cls, category), label=cls.__name__))
+    if sum(map(len, items)) > MAX_FRAME_BYTES - 64:
+        return
+    [group] = protocol.batches(items)
+    try:
+        entries = protocol.decode_batch(protocol.pack_batch(group))
+    except ProtocolError as exc:  # bytes msgpack cannot read refuse the whole message
+        assert exc.code == "bad_msgpack"
+        assert "bad_msgpack" in [_outcome(payload) for payload in items]
+        return
+    assert len(entries) == len(items)
+    for index, (entry, payload) in enumerate(zip(entries, items, strict=True)):
+        alone = _outcome(payload)
+        if isinstance(entry, ProtocolError):
+            assert entry.code == alone and entry.message.startswith(f"BATCH.frames[{index}]: ")
+        else:  # (compared encoded: a NaN metric is not equal to itself)
+            assert not isinstance(alone, str) and encode(entry) == encode(alone)
+
+
+@st.composite
+def batch_mutants(draw: st.DrawFn) -> bytes:
+    """A BATCH of corpus frames with a few bytes flipped, cut or inserted."""
+    group = [encode(frame) for frame in draw(st.lists(corpus, min_size=2, max_size=5))]
+    data = bytearray(protocol.pack_batch(group))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["flip", "cut", "insert"]))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "cut":
+            del data[at:]
+            if not data:
+                break
+        else:
+            data.insert(at, draw(st.integers(0, 255)))
+    return bytes(data)
+
+
+@given(batch_mutants())
+def test_mutated_batches_decode_to_entries_or_a_protocol_error(data: bytes) -> None:
+    """``decode_batch`` holds ``decode``'s contract for any bytes: a list of frames and
+    refusals, or one ProtocolError."""
+    try:
+        entries = protocol.decode_batch(data)
+    except ProtocolError as exc:
+        assert exc.code in ERROR_CODES
+        return
+    for entry in entries:
+        assert type(entry) in FRAME_CLASSES or isinstance(entry, ProtocolError)
