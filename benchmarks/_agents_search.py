@@ -47,19 +47,10 @@ x = [{xs}]
 
 
 async def _direct(client: Any, spec: Any, tag: str) -> float:
-    from mabeam.cluster import protocol
+    from mabeam.cluster._client_specs import trial_job
 
     began = time.perf_counter()
-    jobs = [
-        protocol.JobSpec(
-            entrypoint=spec.entrypoint,
-            params={**trial.params, "tag": tag},
-            isolation="pool",
-            max_retries=0,
-            code_version="bench",
-        )
-        for trial in spec.trials()
-    ]
+    jobs = [trial_job(spec, {**trial.params, "tag": tag}) for trial in spec.trials()]
     submission = await client.submit(jobs, idempotency_key=f"direct-{tag}")
     async for _ in client.watch(submission.job_ids):
         pass

@@ -40,7 +40,9 @@ __all__ = (
     "is_id",
     "sweep_id_for",
     "sweep_key",
+    "trial_job",
     "wire_specs",
+    "with_code_version",
 )
 
 _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}\Z")
@@ -68,28 +70,35 @@ def wire_specs(specs: Any) -> list[protocol.JobSpec]:
     return out
 
 
+def with_code_version(spec: SweepSpec) -> SweepSpec:
+    """``spec`` with the derived code version when it names none (so its trials' hashes
+    equal the store's content hashes)."""
+    if spec.code_version is not None:
+        return spec
+    return dataclasses.replace(spec, code_version=derive_code_version(spec.entrypoint) or "")
+
+
+def trial_job(spec: SweepSpec, params: dict[str, Any]) -> protocol.JobSpec:
+    """The wire spec of one trial of ``spec`` (given its code version: see
+    ``with_code_version``) with ``params``, unchecked: ``Client.submit`` checks it."""
+    res = spec.resources
+    return protocol.JobSpec(
+        entrypoint=spec.entrypoint,
+        params=params,
+        resources=protocol.Resources.of(res.gpus, res.cpus, res.memory_mb),
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+        priority=spec.priority,
+        isolation=spec.isolation,
+        code_version=spec.code_version or "",
+    )
+
+
 def sweep_specs(spec: SweepSpec) -> list[protocol.JobSpec]:
     """One wire spec per trial of ``spec``, with the derived code version when the spec
-    names none (so the trials' hashes equal the store's content hashes)."""
-    code_version = spec.code_version
-    if code_version is None:
-        code_version = derive_code_version(spec.entrypoint) or ""
-    res = spec.resources
-    resources = protocol.Resources.of(res.gpus, res.cpus, res.memory_mb)
-    out = []
-    for trial in dataclasses.replace(spec, code_version=code_version).iter_trials():
-        job = protocol.JobSpec(
-            entrypoint=spec.entrypoint,
-            params=trial.params,
-            resources=resources,
-            timeout_s=spec.timeout_s,
-            max_retries=spec.max_retries,
-            priority=spec.priority,
-            isolation=spec.isolation,
-            code_version=code_version,
-        )
-        out.append(_checked(job, f"trial {trial.index}"))
-    return out
+    names none."""
+    spec = with_code_version(spec)
+    return [_checked(trial_job(spec, t.params), f"trial {t.index}") for t in spec.iter_trials()]
 
 
 def _one(spec: Any, where: str) -> protocol.JobSpec:

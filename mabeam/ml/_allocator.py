@@ -1,7 +1,7 @@
 """``SlotAllocator``: several search agents share one cluster's task slots by contract net.
 
 Each of the cluster's ``slots`` is awarded one trial at a time. While an agent has a
-trial ready it casts ``("demand", ref)``; for each free slot the allocator then runs a
+trial ready it casts ``("demand", name)``; for each free slot the allocator then runs a
 ``contract_net`` among the running search agents (``find_agents(capability="search")``):
 an agent bids while it has a trial ready (``SearchAgent`` bids its sweep's priority
 times 10^6 minus the trials it started: a higher priority first, equal ones take turns),
@@ -124,7 +124,7 @@ class SlotAllocator(Agent):
         self.slots = slots
         self.rounds: set[int] = set()  # slots with a contract net (and maybe a trial) on
         self.round_of: dict[Any, int] = {}  # a round actor's pid -> its slot
-        self.demand: set[str] = set()
+        self.wanted = False  # an agent may have a trial ready: announce free slots
         self.ledger: list[SlotAward] = []
         self.stop_vote = stop_vote
         self.voted: set[str] = set()
@@ -132,7 +132,7 @@ class SlotAllocator(Agent):
     async def handle_cast(self, msg: Any) -> None:
         kind = msg[0] if isinstance(msg, tuple) and msg else None
         if kind == "demand" and len(msg) == 2:
-            self.demand.add(str(msg[1]))
+            self.wanted = True
             await self._announce()
         elif kind == "round" and len(msg) == 3:
             await self._round_ended(msg[1], msg[2])
@@ -155,18 +155,18 @@ class SlotAllocator(Agent):
         log.warning("slot allocator: a round or vote ended with %r", msg.reason)
         if slot is not None and slot in self.rounds:  # a crashed round frees its slot
             self.rounds.discard(slot)
-            self.demand.add("?")
+            self.wanted = True
             await self._announce()
 
     async def _announce(self) -> None:
         """Start a contract net for each free slot while some agent has a trial ready."""
         agents = [info.ref for info in find_agents(capability="search", status="running")]
-        if not agents or not self.demand:
+        if not agents or not self.wanted:
             return
         free = [slot for slot in range(self.slots) if slot not in self.rounds]
         if not free:
             return  # the demand waits for the next slot that frees up
-        self.demand.clear()
+        self.wanted = False
         for slot in free:
             self.rounds.add(slot)
             ref = await self.spawn_link(_Round, self.ref, slot, agents)
@@ -179,7 +179,7 @@ class SlotAllocator(Agent):
         if outcome.status == "completed" and result.get("trial"):
             award = SlotAward(
                 slot,
-                _name_of(outcome.winner),
+                str(result.get("agent", "")),
                 float(result.get("awarded_at", outcome.started_at)),
                 current_time(),
                 str(result["trial"]),
@@ -189,9 +189,9 @@ class SlotAllocator(Agent):
             if telemetry.active:
                 held = {"held_s": current_time() - award.start}
                 telemetry.emit(SLOT_EVENT, held, dataclasses.asdict(award))
-            self.demand.add("?")  # the slot's last user may have more: ask again
+            self.wanted = True  # the slot's last user may have more: ask again
         elif outcome.status == "completed" and _valid_bids(outcome) > 1:
-            self.demand.add("?")  # the winner had nothing to run after all: the others
+            self.wanted = True  # the winner had nothing to run after all: the others
         await self._maybe_vote()
         await self._announce()
 
@@ -236,12 +236,3 @@ class SlotAllocator(Agent):
 def _valid_bids(outcome: Any) -> int:
     """How many agents bid in the contract net's last round."""
     return sum(1 for record in outcome.rounds[-1].bids if record.why == "bid")
-
-
-def _name_of(ref: ActorRef | None) -> str:
-    if ref is None:
-        return ""
-    for info in find_agents(capability="search"):
-        if info.ref == ref:
-            return info.meta.name
-    return str(ref.pid)

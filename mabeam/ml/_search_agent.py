@@ -21,7 +21,6 @@ once the strategy is finished and no trial runs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -36,7 +35,8 @@ from ..cluster._client_errors import ClientError
 from ..coordination import Award, Bid, CallForProposals, VoteRequest
 from ._allocator import StopProposal
 from ._search_pump import JobPump, PumpDone
-from ._search_types import SearchOutcome, TrialState
+from ._search_types import SearchOutcome, TrialState, count_states
+from ._strategy_base import metric_score
 from .spec import SweepSpec
 from .strategy import Strategy, TrialPlan, make_strategy
 
@@ -77,15 +77,11 @@ class SearchAgent(Agent):
         on_event: Callable[[TrialState], None] | None = None,
         allocator: ActorRef | None = None,
     ) -> None:
-        from ..cluster._client_specs import derive_code_version
+        from ..cluster._client_specs import with_code_version
 
         if max_parallel is not None and (type(max_parallel) is not int or max_parallel < 1):
             raise ValueError(f"max_parallel must be an int >= 1, got {max_parallel!r}")
-        if spec.code_version is None:
-            spec = dataclasses.replace(
-                spec, code_version=derive_code_version(spec.entrypoint) or ""
-            )
-        self.spec = spec
+        self.spec = spec = with_code_version(spec)
         self.client = client
         self.strategy = strategy if strategy is not None else make_strategy(spec)
         self.run_key = run_key or f"{spec.name}-{uuid.uuid4().hex[:12]}"
@@ -279,26 +275,10 @@ class SearchAgent(Agent):
         await self._fill()
 
     async def _submit(self, plans: list[TrialPlan]) -> None:
-        from ..cluster import protocol
+        from ..cluster._client_specs import trial_job
 
-        spec = self.spec
-        res = spec.resources
-        resources = protocol.Resources.of(res.gpus, res.cpus, res.memory_mb)
-        specs = []
-        for plan in plans:
-            specs.append(
-                protocol.JobSpec(
-                    entrypoint=spec.entrypoint,
-                    params=self._params(plan),
-                    resources=resources,
-                    timeout_s=spec.timeout_s,
-                    max_retries=spec.max_retries,
-                    priority=spec.priority,
-                    isolation=spec.isolation,
-                    code_version=spec.code_version or "",
-                )
-            )
         try:
+            specs = [trial_job(self.spec, self._params(plan)) for plan in plans]
             submission = await self.client.submit(
                 specs, idempotency_key=f"{self.run_key}/{plans[0].trial_id}", sweep_id=self.run_key
             )
@@ -306,14 +286,14 @@ class SearchAgent(Agent):
             await self._refused(plans, exc)
             return
         self.submit_failures = 0
-        for plan, job_id in zip(plans, submission.job_ids, strict=True):
+        for plan, job, job_id in zip(plans, specs, submission.job_ids, strict=True):
             trial = TrialState(plan, job_id)
             self.trials[plan.trial_id] = trial
             self.by_job[job_id] = plan.trial_id
             if self.runlog is not None:
                 self.runlog.trial_started(
                     plan.trial_id,
-                    params=specs[plans.index(plan)].params,
+                    params=job.params,
                     job_id=job_id,
                     parent=plan.parent,
                     reason=plan.reason,
@@ -346,7 +326,10 @@ class SearchAgent(Agent):
             self._notify(trial)
             award = self.awards.pop(plan.trial_id, None)
             if award is not None:
-                award[0].reply({"trial": plan.trial_id, "state": "failed", "awarded_at": award[1]})
+                award[0].reply(
+                    {"trial": plan.trial_id, "state": "failed", "awarded_at": award[1],
+                     "agent": self.name}
+                )  # fmt: skip
 
     async def _cancel(self, trial: TrialState) -> None:
         """Ask the coordinator to stop a trial's job; a refusal is logged, not fatal."""
@@ -396,7 +379,7 @@ class SearchAgent(Agent):
     async def _on_progress(self, trial: TrialState, event: JobEvent) -> None:
         assert event.step is not None
         trial.step = event.step
-        score = _number(event.metrics.get(self.spec.metric)) if self.spec.metric else None
+        score = metric_score(event.metrics, self.spec.metric)
         if score is not None:
             trial.score = score
         if self.runlog is not None:
@@ -415,7 +398,7 @@ class SearchAgent(Agent):
             trial.result = event.value
             value = event.value if isinstance(event.value, Mapping) else {"value": event.value}
             if self.spec.metric:
-                trial.score = _number(value.get(self.spec.metric))
+                trial.score = metric_score(value, self.spec.metric)
             if trial.stop_reason is not None:
                 trial.state = "stopped"  # it finished before the cancel reached it
                 self.strategy.tell(tid, None, state="stopped")
@@ -440,7 +423,9 @@ class SearchAgent(Agent):
         self._notify(trial)
         award = self.awards.pop(tid, None)
         if award is not None:
-            award[0].reply({"trial": tid, "state": trial.state, "awarded_at": award[1]})
+            award[0].reply(
+                {"trial": tid, "state": trial.state, "awarded_at": award[1], "agent": self.name}
+            )
         await self._fill()
 
     def _notify(self, trial: TrialState) -> None:
@@ -467,23 +452,13 @@ class SearchAgent(Agent):
         self.waiters.clear()
 
     def _snapshot(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for trial in self.trials.values():
-            counts[trial.state] = counts.get(trial.state, 0) + 1
         best = self.strategy.best()
         return {
             "running": self.running,
-            "counts": counts,
+            "counts": count_states(self.trials.values()),
             "finished": sum(t.terminal for t in self.trials.values()),
             "done": self.outcome is not None,
             "metric": self.spec.metric,
             "mode": self.spec.mode,
             "best_score": best[1] if best else None,
         }
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if number == number else None

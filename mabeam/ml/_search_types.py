@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .strategy import TrialPlan
 
-__all__ = ("SearchOutcome", "TrialState")
+__all__ = ("SearchOutcome", "TrialState", "count_states")
 
 
 @dataclass
@@ -45,7 +47,9 @@ class SearchOutcome:
     @property
     def counts(self) -> dict[str, int]:
         """How many trials ended in each state."""
-        out: dict[str, int] = {}
-        for trial in self.trials:
-            out[trial.state] = out.get(trial.state, 0) + 1
-        return out
+        return count_states(self.trials)
+
+
+def count_states(trials: Iterable[TrialState]) -> dict[str, int]:
+    """How many of ``trials`` are in each state."""
+    return dict(Counter(trial.state for trial in trials))

@@ -61,13 +61,7 @@ class Ledger:
         return len(self.plans) - len(self.states)
 
     def score(self, metrics: Mapping[str, Any] | None) -> float | None:
-        if metrics is None or self.metric is None:
-            return None
-        value = metrics.get(self.metric)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        number = float(value)
-        return number if math.isfinite(number) else None
+        return metric_score(metrics, self.metric)
 
     def better(self, a: float, b: float) -> bool:
         """Whether score ``a`` beats score ``b`` (strictly)."""
@@ -210,6 +204,17 @@ def mutate(
             out[name] = _shift(dist, value, shift)
             notes.append(f"{name}{shift:+.3f}")
     return out, notes
+
+
+def metric_score(metrics: Mapping[str, Any] | None, metric: str | None) -> float | None:
+    """``metrics[metric]`` as a score: a finite int or float (not a bool), else None."""
+    if metrics is None or metric is None:
+        return None
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _is_number(value: Any) -> bool:
