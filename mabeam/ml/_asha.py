@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._strategy_base import Ledger, check_limit, sample_config
+from ._strategy_base import LedgerStrategy, check_limit, sample_config
 from .spec import ASHASearch, SweepSpec
 from .strategy import TrialPlan
 
@@ -36,18 +36,17 @@ def rungs(min_steps: int, max_steps: int, eta: int) -> list[int]:
     return out
 
 
-class ASHA:
+class ASHA(LedgerStrategy):
     """The ``asha`` strategy; built by ``make_strategy`` from an ``ASHASearch``."""
 
     name = "asha"
 
     def __init__(self, spec: SweepSpec, search: ASHASearch) -> None:
-        self._ledger = Ledger(spec)
+        super().__init__(spec)
         self._search = search
         self.rungs = rungs(search.min_steps, search.max_steps, search.eta)
         self._recorded: list[list[float]] = [[] for _ in self.rungs]
         self._next_rung: dict[str, int] = {}  # trial id -> index of its next rung
-        self._stopped: dict[str, str] = {}
 
     # -- the driver's side --------------------------------------------------------------
 
@@ -73,21 +72,9 @@ class ASHA:
         self._next_rung[trial_id] = rung + 1
         return self._judge(trial_id, rung, score)
 
-    def tell(
-        self, trial_id: str, result: Mapping[str, Any] | None, *, state: str = "succeeded"
-    ) -> None:
-        self._ledger.tell(trial_id, result, state)
-
     @property
     def finished(self) -> bool:
         return len(self._ledger.plans) >= self._search.n and self._ledger.outstanding == 0
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        self._ledger.known(trial_id)
-        return self._stopped.get(trial_id)
-
-    def best(self) -> tuple[str, float] | None:
-        return self._ledger.best()
 
     # -- the rule -----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _search
-from ._strategy_base import Draws, Ledger, check_limit, mutate, sample_config
+from ._strategy_base import Draws, LedgerStrategy, check_limit, mutate, sample_config
 from .spec import EvolutionSearch, SweepSpec
 from .strategy import TrialPlan
 
@@ -30,13 +30,13 @@ __all__ = ("Evolution",)
 _TRIES = 20
 
 
-class Evolution:
+class Evolution(LedgerStrategy):
     """The ``evolution`` strategy; built by ``make_strategy`` from an ``EvolutionSearch``."""
 
     name = "evolution"
 
     def __init__(self, spec: SweepSpec, search: EvolutionSearch) -> None:
-        self._ledger = Ledger(spec)
+        super().__init__(spec)
         self._search = search
         self._draws = Draws(search.seed, "evolution")
         self._fresh = 0  # how many genomes were drawn from the space so far
@@ -66,9 +66,6 @@ class Evolution:
             plans.append(plan)
         return plans
 
-    def report(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> bool:
-        return self._ledger.running(trial_id)
-
     def tell(
         self, trial_id: str, result: Mapping[str, Any] | None, *, state: str = "succeeded"
     ) -> None:
@@ -79,13 +76,6 @@ class Evolution:
     @property
     def finished(self) -> bool:
         return not self._queue and self._ledger.outstanding == 0
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        self._ledger.known(trial_id)
-        return None
-
-    def best(self) -> tuple[str, float] | None:
-        return self._ledger.best()
 
     # -- the algorithm ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._strategy_base import Ledger, check_limit
+from ._strategy_base import LedgerStrategy, check_limit
 from .spec import Choice, Distribution, IntUniform, LogUniform, OptunaSearch, SweepSpec, Uniform
 from .strategy import TrialPlan
 
@@ -44,14 +44,14 @@ def _quiet(optuna: Any) -> Iterator[None]:
         yield
 
 
-class OptunaStrategy:
+class OptunaStrategy(LedgerStrategy):
     """The ``optuna`` strategy; built by ``make_strategy`` from an ``OptunaSearch``."""
 
     name = "optuna"
 
     def __init__(self, spec: SweepSpec, search: OptunaSearch) -> None:
         self._optuna = _import_optuna()
-        self._ledger = Ledger(spec)
+        super().__init__(spec)
         self._search = search
         self._distributions = {
             name: _distribution(self._optuna, dist) for name, dist in search.space.items()
@@ -64,7 +64,6 @@ class OptunaStrategy:
             )
         self._trials: dict[str, optuna.trial.Trial] = {}
         self._last_step: dict[str, int] = {}
-        self._stopped: dict[str, str] = {}
 
     # -- the driver's side --------------------------------------------------------------
 
@@ -121,13 +120,6 @@ class OptunaStrategy:
     @property
     def finished(self) -> bool:
         return len(self._ledger.plans) >= self._search.n and self._ledger.outstanding == 0
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        self._ledger.known(trial_id)
-        return self._stopped.get(trial_id)
-
-    def best(self) -> tuple[str, float] | None:
-        return self._ledger.best()
 
     # -- construction -------------------------------------------------------------------
 

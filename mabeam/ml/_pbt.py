@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._strategy_base import Draws, Ledger, check_limit, perturb, sample_config
+from ._strategy_base import Draws, LedgerStrategy, check_limit, perturb, sample_config
 from .spec import PBTSearch, SweepSpec
 from .strategy import TrialPlan
 
@@ -48,13 +48,13 @@ class _Next:
     checkpoint_from: str | None
 
 
-class PBT:
+class PBT(LedgerStrategy):
     """The ``pbt`` strategy; built by ``make_strategy`` from a ``PBTSearch``."""
 
     name = "pbt"
 
     def __init__(self, spec: SweepSpec, search: PBTSearch) -> None:
-        self._ledger = Ledger(spec)
+        super().__init__(spec)
         self._search = search
         self._segments = math.ceil(search.max_steps / search.interval)
         self._draws = Draws(search.seed, "pbt")
@@ -77,9 +77,6 @@ class PBT:
             plans.append(self._start(self._queue.popleft()))
         return plans
 
-    def report(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> bool:
-        return self._ledger.running(trial_id)
-
     def tell(
         self, trial_id: str, result: Mapping[str, Any] | None, *, state: str = "succeeded"
     ) -> None:
@@ -93,13 +90,6 @@ class PBT:
     @property
     def finished(self) -> bool:
         return not self._queue and self._ledger.outstanding == 0
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        self._ledger.known(trial_id)
-        return None
-
-    def best(self) -> tuple[str, float] | None:
-        return self._ledger.best()
 
     # -- the algorithm ------------------------------------------------------------------
 

@@ -6,22 +6,22 @@ The plans carry the same params, in the same order, as ``SweepSpec.trials()`` (t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
-from ._strategy_base import Ledger, check_limit
+from ._strategy_base import LedgerStrategy, check_limit
 from .spec import SweepSpec
 from .strategy import TrialPlan
 
 __all__ = ("ListStrategy",)
 
 
-class ListStrategy:
+class ListStrategy(LedgerStrategy):
     """Hands out ``spec.iter_trials()`` lazily, as many as each ``ask`` allows."""
 
     def __init__(self, spec: SweepSpec) -> None:
         self.name: str = "grid" if spec.search is None else spec.search.strategy
-        self._ledger = Ledger(spec)
+        super().__init__(spec)
         self._trials: Iterator[dict[str, Any]] = (t.params for t in spec.iter_trials())
         self._total = spec.num_trials
 
@@ -36,21 +36,6 @@ class ListStrategy:
             plans.append(plan)
         return plans
 
-    def report(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> bool:
-        return self._ledger.running(trial_id)
-
-    def tell(
-        self, trial_id: str, result: Mapping[str, Any] | None, *, state: str = "succeeded"
-    ) -> None:
-        self._ledger.tell(trial_id, result, state)
-
     @property
     def finished(self) -> bool:
         return len(self._ledger.plans) == self._total and self._ledger.outstanding == 0
-
-    def stop_reason(self, trial_id: str) -> str | None:
-        self._ledger.known(trial_id)
-        return None
-
-    def best(self) -> tuple[str, float] | None:
-        return self._ledger.best()

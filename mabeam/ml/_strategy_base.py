@@ -206,6 +206,34 @@ def mutate(
     return out, notes
 
 
+class LedgerStrategy:
+    """What every strategy shares: its ``Ledger``, the reasons it stopped trials, and the
+    calls that only consult them (``report`` keeps a running trial going, ``tell``
+    records, ``stop_reason``, ``best``). A strategy adds ``ask`` and ``finished`` and
+    overrides what its algorithm decides on."""
+
+    name: str
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self._ledger = Ledger(spec)
+        self._stopped: dict[str, str] = {}
+
+    def report(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> bool:
+        return self._ledger.running(trial_id)
+
+    def tell(
+        self, trial_id: str, result: Mapping[str, Any] | None, *, state: str = "succeeded"
+    ) -> None:
+        self._ledger.tell(trial_id, result, state)
+
+    def stop_reason(self, trial_id: str) -> str | None:
+        self._ledger.known(trial_id)
+        return self._stopped.get(trial_id)
+
+    def best(self) -> tuple[str, float] | None:
+        return self._ledger.best()
+
+
 def metric_score(metrics: Mapping[str, Any] | None, metric: str | None) -> float | None:
     """``metrics[metric]`` as a score: a finite int or float (not a bool), else None."""
     if metrics is None or metric is None:
