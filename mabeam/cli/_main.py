@@ -120,10 +120,10 @@ def _demo(args: argparse.Namespace) -> int:
         from ._demo import run_demo
 
         return run_demo()
-    from ._run import demo_spec, run_spec
+    from ._run import demo_spec, run_specs
 
     root, spec = demo_spec()
-    return run_spec(spec, import_root=root)
+    return run_specs([spec], import_root=root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ import foundation
 
 from ._options import CommandError, positive_int
 
-__all__ = ("add_parser", "demo_spec", "run", "run_spec", "run_specs")
+__all__ = ("add_parser", "demo_spec", "run", "run_specs")
 
 NODE_ID = "local"
 CONNECT_TIMEOUT_S = 30.0
@@ -134,23 +134,6 @@ class DemoUnavailable(CommandError):
     """The digits demo cannot run here: its files or packages are missing."""
 
 
-def run_spec(
-    spec: Any,
-    *,
-    policy: str = "fifo",
-    slots: int | None = None,
-    state: str | os.PathLike[str] | None = None,
-    import_root: Path | None = None,
-    run_dir: str | os.PathLike[str] | None = None,
-) -> int:
-    """Run ``spec`` (a ``SweepSpec``) in an embedded coordinator and node; print the
-    progress and the results; return the exit status. ``import_root`` (default: the
-    current directory) is put first on the workers' ``PYTHONPATH``."""
-    return run_specs(
-        [spec], policy=policy, slots=slots, state=state, import_root=import_root, run_dir=run_dir
-    )
-
-
 def run_specs(
     specs: list[Any],
     *,
@@ -160,9 +143,11 @@ def run_specs(
     import_root: Path | None = None,
     run_dir: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Run the sweeps of ``specs`` at once in an embedded coordinator and node (see
-    ``run_spec``): one plain sweep is submitted whole; a search (pbt, asha, ...), several
-    specs, or a ``run_dir`` go through search agents that record the run."""
+    """Run the sweeps of ``specs`` at once in an embedded coordinator and node; print the
+    progress and the results; return the exit status. One plain sweep is submitted
+    whole; a search (pbt, asha, ...), several specs, or a ``run_dir`` go through search
+    agents that record the run. ``import_root`` (default: the current directory) is put
+    first on the workers' ``PYTHONPATH``."""
     from mabeam.cluster.coordinator import CoordinatorConfig
     from mabeam.cluster.keys import KeyPair
     from mabeam.cluster.node import NodeConfig

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from search_cluster import local_cluster
 
-from foundation import current_runtime
+from foundation import ActorRef, current_runtime
 from foundation.testing import until
 from mabeam.agents import start_agent
 from mabeam.ml import SlotAllocator, SlotAward, TrialState, load_run, parse_spec
@@ -85,6 +85,27 @@ x = {xs!r}
 """
 
 
+async def run_shared(
+    specs: list, client, tmp_path: Path, on_done=None, **allocator_options
+) -> list[SearchOutcome]:
+    """One search agent per spec behind one SlotAllocator, to the end; ``on_done``
+    (given the allocator) runs before the agents stop."""
+    allocator = await start_agent(SlotAllocator, "slots", client=client, **allocator_options)
+    refs = [
+        await start_agent(
+            SearchAgent, s.name, s, client, allocator=allocator, run_dir=tmp_path / s.name
+        )
+        for s in specs
+    ]
+    with anyio.fail_after(50):
+        outcomes = [await ref.call("wait", timeout=None) for ref in refs]
+    if on_done is not None:
+        await on_done(allocator)
+    for ref in [*refs, allocator]:
+        await ref.stop()
+    return outcomes
+
+
 def max_overlap(spans: list[tuple[float, float]]) -> int:
     points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
     level = peak = 0
@@ -107,20 +128,13 @@ async def test_two_sweeps_share_three_nodes_by_contract_net(tmp_path: Path) -> N
         current_runtime().telemetry.attach(
             SLOT_EVENT, lambda ev, m, meta: awards.append(SlotAward(**meta))
         )
-        allocator = await start_agent(SlotAllocator, "slots", client=client)
-        refs = [
-            await start_agent(
-                SearchAgent, s.name, s, client, allocator=allocator, run_dir=tmp_path / s.name
-            )
-            for s in specs
-        ]
-        with anyio.fail_after(50):
-            outcomes = [await ref.call("wait", timeout=None) for ref in refs]
-        # The last award ends just after its trial: the allocator hears it last.
-        await until(lambda: len(awards) == 9, on=SLOT_EVENT, timeout=10)
-        assert await allocator.call("awards") == awards
-        for ref in [*refs, allocator]:
-            await ref.stop()
+
+        async def all_awards_in(allocator: ActorRef) -> None:
+            # The last award ends just after its trial: the allocator hears it last.
+            await until(lambda: len(awards) == 9, on=SLOT_EVENT, timeout=10)
+            assert await allocator.call("awards") == awards
+
+        outcomes = await run_shared(specs, client, tmp_path, all_awards_in)
     assert [o.counts for o in outcomes] == [{"succeeded": 5}, {"succeeded": 4}]
     assert outcomes[0].best == "t0003"
     # Every trial ran on a slot awarded to its agent; no slot held two trials at once.
@@ -147,17 +161,7 @@ async def test_a_trailing_sweep_is_stopped_by_vote(tmp_path: Path) -> None:
         parse_spec(curve_spec("bad", [3.0, 3.5, 4.0, 4.5, 5.0, 5.5], intervals)),
     ]
     async with local_cluster(tmp_path, nodes=2, slots=1) as client:
-        allocator = await start_agent(SlotAllocator, "slots", client=client, stop_vote=(2, 0.5))
-        refs = [
-            await start_agent(
-                SearchAgent, s.name, s, client, allocator=allocator, run_dir=tmp_path / s.name
-            )
-            for s in specs
-        ]
-        with anyio.fail_after(50):
-            outcomes = [await ref.call("wait", timeout=None) for ref in refs]
-        for ref in [*refs, allocator]:
-            await ref.stop()
+        outcomes = await run_shared(specs, client, tmp_path, stop_vote=(2, 0.5))
     good, also, bad = outcomes
     assert good.counts == {"succeeded": 6} and also.counts == {"succeeded": 6}
     assert sum(bad.counts.values()) < 6  # it stopped before planning every trial
