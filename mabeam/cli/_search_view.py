@@ -16,19 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 
 from foundation import ActorDead
 
 from ._options import CommandError
-from ._sweep_view import format_value
+from ._sweep_view import format_value, progress_bar
 
 if TYPE_CHECKING:
     from mabeam.cluster.client import Client
@@ -72,17 +66,12 @@ class _Bars:
     """The progress bars: one per agent, fed with its trial updates."""
 
     def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[running]} running"),
-            TextColumn("{task.fields[stopped]} stopped"),
-            TextColumn("{task.fields[failed]} failed"),
-            TextColumn("best {task.fields[best]}"),
-            TimeElapsedColumn(),
-            console=console,
+        self.progress = progress_bar(
+            console,
+            "{task.fields[running]} running",
+            "{task.fields[stopped]} stopped",
+            "{task.fields[failed]} failed",
+            "best {task.fields[best]}",
         )
         self.tasks: dict[str, TaskID] = {}
         self.trials: dict[str, dict[str, TrialState]] = {}

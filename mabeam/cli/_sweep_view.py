@@ -32,7 +32,7 @@ from mabeam.cluster._client_errors import last_line
 from mabeam.cluster.client import Client, JobEvent, Submission
 from mabeam.ml.spec import SweepSpec
 
-__all__ = ("TrialRow", "follow", "format_value", "rank", "results_table")
+__all__ = ("TrialRow", "follow", "format_value", "progress_bar", "rank", "results_table")
 
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -70,6 +70,21 @@ def searched_names(spec: SweepSpec, rows: Sequence[TrialRow]) -> list[str]:
     return list(rows[0].params) if rows else []
 
 
+def progress_bar(console: Console, *fields: str) -> Progress:
+    """A live progress display: spinner, name, bar, done/total, then each of ``fields``
+    (templates over a task's fields, e.g. ``"{task.fields[running]} running"``), then
+    the time elapsed."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *(TextColumn(field) for field in fields),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
 class _Bar:
     """The live progress bar of one sweep, fed with its events."""
 
@@ -77,17 +92,9 @@ class _Bar:
         self.spec = spec
         self.rows = rows
         self.best: float | None = None
-        best = [TextColumn(f"best {spec.metric} {{task.fields[best]}}")] if spec.metric else []
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[running]} running"),
-            TextColumn("{task.fields[failed]} failed"),
-            *best,
-            TimeElapsedColumn(),
-            console=console,
+        best = [f"best {spec.metric} {{task.fields[best]}}"] if spec.metric else []
+        self.progress = progress_bar(
+            console, "{task.fields[running]} running", "{task.fields[failed]} failed", *best
         )
         self.task = self.progress.add_task(
             spec.name, total=len(rows), running=0, failed=0, best="-"
