@@ -88,6 +88,7 @@ class SearchAgent(Agent):
         self.on_event = on_event
         self.trials: dict[str, TrialState] = {}
         self.by_job: dict[str, str] = {}
+        self.open: dict[str, TrialState] = {}  # submitted, not yet told: the running ones
         self.pumps: dict[Any, tuple[tuple[str, ...], int]] = {}  # pid -> jobs, failures
         self.submit_failures = 0
         self.waiters: list[Caller] = []
@@ -191,7 +192,7 @@ class SearchAgent(Agent):
     @property
     def running(self) -> int:
         """Trials submitted and not finished."""
-        return sum(1 for t in self.trials.values() if not t.terminal)
+        return len(self.open)
 
     def _room(self) -> int:
         if self.limit is None:
@@ -268,8 +269,8 @@ class SearchAgent(Agent):
             return
         self.halted = reason
         self.pending.clear()
-        for trial in self.trials.values():
-            if not trial.terminal and trial.stop_reason is None:
+        for trial in list(self.open.values()):
+            if trial.stop_reason is None:
                 trial.stop_reason = reason
                 await self._cancel(trial)
         await self._fill()
@@ -288,7 +289,7 @@ class SearchAgent(Agent):
         self.submit_failures = 0
         for plan, job, job_id in zip(plans, specs, submission.job_ids, strict=True):
             trial = TrialState(plan, job_id)
-            self.trials[plan.trial_id] = trial
+            self.trials[plan.trial_id] = self.open[plan.trial_id] = trial
             self.by_job[job_id] = plan.trial_id
             if self.runlog is not None:
                 self.runlog.trial_started(
@@ -394,6 +395,7 @@ class SearchAgent(Agent):
 
     async def _on_end(self, trial: TrialState, event: JobEvent) -> None:
         tid = trial.plan.trial_id
+        del self.open[tid]
         if event.state == "succeeded":
             trial.result = event.value
             value = event.value if isinstance(event.value, Mapping) else {"value": event.value}
@@ -456,7 +458,7 @@ class SearchAgent(Agent):
         return {
             "running": self.running,
             "counts": count_states(self.trials.values()),
-            "finished": sum(t.terminal for t in self.trials.values()),
+            "finished": len(self.trials) - len(self.open),
             "done": self.outcome is not None,
             "metric": self.spec.metric,
             "mode": self.spec.mode,
