@@ -317,7 +317,8 @@ def _inject(
     injector: Injector, schedule: FaultSchedule, seen: SubmitterView, submitter: Any, watch: Any
 ) -> None:
     """Fire the faults in order (see the module docstring) until the last one fired or
-    the submitter ended; run the undos that come due meanwhile."""
+    the submitter ended (the faults it ended before count as skipped); run the undos
+    that come due meanwhile."""
     pending = list(schedule.faults)
     mark_jobs, mark_time = 0, time.monotonic()
     while pending and submitter.alive:
@@ -331,6 +332,8 @@ def _inject(
             continue
         wake = min(filter(None, [injector.due(), mark_time + schedule.max_gap_s]))
         watch.wait(wake - now, also=submitter.pidfd)
+    for fault in pending:  # the workload finished first
+        injector.report.skipped[fault.kind] += 1
 
 
 def _node_problems(cluster: ChaosCluster, config: ChaosConfig) -> list[Problem]:
