@@ -48,6 +48,15 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _price(text: str) -> float:
+    from mabeam.economics import MICRO, LedgerError, parse_amount
+
+    try:
+        return parse_amount(text, "price") / MICRO
+    except LedgerError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("price: ")) from None
+
+
 def _gpus(text: str) -> str:
     from mabeam.cluster.gpus import GpuOptionError, parse_gpus_option
 
@@ -135,6 +144,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="GPUs to offer: all (default), none, or indices/UUIDs such as 0,1",
     )
     start.add_argument(
+        "--owner",
+        default="",
+        metavar="ACCOUNT",
+        help="market: the ledger account this node's GPU time is paid to (default node:ID)",
+    )
+    start.add_argument(
+        "--price",
+        type=_price,
+        default=0.0,
+        metavar="CREDITS",
+        help="market: reserve price per GPU-hour under the auction policy (default: 0)",
+    )
+    start.add_argument(
         "--allow",
         nargs="+",
         action="extend",
@@ -218,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         "slots": args.slots,
         "prefetch": args.prefetch,
         "gpus": args.gpus,
+        "owner": args.owner,
+        "price": args.price,
         "work_dir": Path(args.work_dir),
         "drain_timeout_s": args.drain_timeout,
         "max_tasks_per_worker": args.max_tasks_per_worker,

@@ -91,6 +91,8 @@ def trial_job(spec: SweepSpec, params: dict[str, Any]) -> protocol.JobSpec:
         priority=spec.priority,
         isolation=spec.isolation,
         code_version=spec.code_version or "",
+        team=spec.team,
+        value=spec.value,
     )
 
 
@@ -124,6 +126,8 @@ def _one(spec: Any, where: str) -> protocol.JobSpec:
         priority=spec.priority,
         isolation=spec.isolation,
         code_version=spec.code_version,
+        team=spec.team,
+        value=spec.value,
     )
     return _checked(job, where)
 

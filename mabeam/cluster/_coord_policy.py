@@ -47,6 +47,8 @@ class ReadyJob:
     gpus: int = 0
     cpus: float = 1.0
     memory_mb: int = 0
+    team: str = ""
+    value: float | None = None  # credits per GPU-hour (the auction policy's bid input)
 
     @property
     def shape(self) -> Shape:

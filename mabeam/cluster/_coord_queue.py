@@ -29,7 +29,9 @@ def ready_job(job_id: str, spec: Any, seq: int | None = None) -> ReadyJob:
     if seq is None:
         seq = int(job_id.rsplit("-", 1)[1])
     res = spec.resources
-    return ReadyJob(job_id, seq, spec.priority, res.gpus, res.cpus, res.memory_mb)
+    return ReadyJob(
+        job_id, seq, spec.priority, res.gpus, res.cpus, res.memory_mb, spec.team, spec.value
+    )
 
 
 class JobBook:

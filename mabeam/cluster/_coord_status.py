@@ -155,6 +155,8 @@ def store_spec(spec: p.JobSpec) -> JobSpec:
             "priority": spec.priority,
             "code_version": spec.code_version,
             "isolation": spec.isolation,
+            "team": spec.team,
+            "value": spec.value,
         }
     )
 

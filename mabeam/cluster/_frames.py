@@ -47,13 +47,16 @@ class Gpu:
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
-    """What a node offers: its GPUs, CPU cores, RAM and task slots."""
+    """What a node offers: its GPUs, CPU cores, RAM and task slots; for the market, the
+    ledger account its GPU time is paid to and its reserve price (credits per GPU-hour)."""
 
     node_id: str
     gpus: tuple[Gpu, ...] = ()
     cpus: int = 1
     ram_mb: int = 0
     slots: int = 1
+    owner: str = ""
+    price: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,8 @@ class JobSpec:
     priority: int = 0
     isolation: Isolation = "process"
     code_version: str = ""
+    team: str = ""
+    value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,3 +36,5 @@ MAX_COUNT: Final = (1 << 63) - 1  # fits an SQLite INTEGER
 MAX_CREDIT: Final = 1_000_000
 MAX_RETRIES: Final = 1_000
 MAX_TIMEOUT_S: Final = 1e9
+MAX_VALUE: Final = 1e12
+"""The largest ``value`` (credits per GPU-hour) a job spec may state."""

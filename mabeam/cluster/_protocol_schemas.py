@@ -60,6 +60,7 @@ from ._limits import (
     MAX_STR_BYTES,
     MAX_TEXT_LEN,
     MAX_TIMEOUT_S,
+    MAX_VALUE,
 )
 
 _IDENT: Final = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -72,6 +73,11 @@ _NAME = s.Text(32, r"[a-z][a-z0-9_]*", "a lowercase name: a-z, 0-9 and _, starti
 _LABEL = s.Text(MAX_NAME_LEN, r"[^\x00-\x1f\x7f]*", "a str without control characters")
 _KEY = s.Text(MAX_NAME_LEN, r"[^\x00-\x1f\x7f]+", "a non-empty str without control characters")
 _TEXT = s.Text(MAX_TEXT_LEN)
+_TEAM = s.Text(
+    64,
+    r"(?:[A-Za-z0-9][A-Za-z0-9._:/@+=-]*)?",
+    "an account name: up to 64 chars of A-Z a-z 0-9 . _ : / @ + = - (starting alphanumeric)",
+)
 _ENTRYPOINT = s.Text(
     MAX_NAME_LEN,
     rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}",
@@ -140,6 +146,8 @@ _INVENTORY = s.Struct(
         "cpus": _COUNT,
         "ram_mb": _COUNT,
         "slots": s.Integer(0, MAX_CREDIT),
+        "owner": _TEAM,
+        "price": s.Number(0.0, MAX_VALUE),
     },
     name="inventory",
     check=_unique_gpus,
@@ -161,6 +169,8 @@ _JOB_SPEC = s.Struct(
         "priority": s.Integer(-(1 << 31), (1 << 31) - 1),
         "isolation": _ISOLATION,
         "code_version": _LABEL,
+        "team": _TEAM,
+        "value": s.Optional(s.Number(0.0, MAX_VALUE)),
     },
     name="spec",
 )

@@ -21,6 +21,7 @@ from foundation import CodecError
 from foundation.codec import Codec
 
 from ..ml.spec import trial_hash
+from ._limits import MAX_VALUE
 
 # Specs, results, progress and event details are msgpack (never pickle), up to 16 MiB.
 CODEC: Final = Codec(max_size=16 << 20)
@@ -34,8 +35,10 @@ _MAX_PARAM_DEPTH: Final = 16
 _INT64: Final = (-(1 << 63), 1 << 63)
 _SPEC_KEYS: Final = frozenset(
     {"entrypoint", "params", "resources", "timeout_s", "max_retries", "priority",
-     "code_version", "cache", "isolation"}
+     "code_version", "cache", "isolation", "team", "value"}
 )  # fmt: skip
+_TEAM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}\Z")
+
 _RESOURCE_KEYS: Final = frozenset({"gpus", "cpus", "memory_mb"})
 
 
@@ -136,6 +139,9 @@ class JobSpec:
     ``max_retries`` failures; higher ``priority`` goes first under the priority policy;
     ``code_version`` is part of the result-cache key; ``cache=False`` always runs anew;
     ``isolation`` (``"process"`` or ``"pool"``) is how a node runs it (not in the key).
+    ``team`` names the ledger account that pays for it and ``value`` what one GPU-hour
+    of it is worth to the team (credits; None: derived from budget and priority): both
+    matter only under the ``auction`` policy, neither is in the cache key.
     """
 
     entrypoint: str
@@ -147,6 +153,8 @@ class JobSpec:
     code_version: str = ""
     cache: bool = True
     isolation: Literal["process", "pool"] = "process"
+    team: str = ""
+    value: float | None = None
     _hash: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +180,16 @@ class JobSpec:
             raise InvalidSpecError(
                 f"spec.isolation: expected 'process' or 'pool', got: {self.isolation!r}"
             )
+        if type(self.team) is not str or (self.team and not _TEAM.match(self.team)):
+            raise InvalidSpecError(
+                "spec.team: expected an account name (1-64 chars of A-Z a-z 0-9 . _ : / @ + = -,"
+                f" starting alphanumeric), got: {self.team!r}"
+            )
+        if self.value is not None:
+            value = _number("spec.value", self.value, 0.0)
+            if value > MAX_VALUE:
+                raise InvalidSpecError(f"spec.value: at most {MAX_VALUE:g}, got: {self.value!r}")
+            object.__setattr__(self, "value", value)
         try:
             CODEC.encode(canonical)
         except CodecError as exc:
@@ -196,6 +214,8 @@ class JobSpec:
             "code_version": self.code_version,
             "cache": self.cache,
             "isolation": self.isolation,
+            "team": self.team,
+            "value": self.value,
         }
 
     @classmethod
@@ -262,6 +282,8 @@ def stored_spec(blob: bytes, digest: str) -> JobSpec:
         object.__setattr__(resources, name, res[name])
     spec = object.__new__(JobSpec)
     raw.setdefault("isolation", "process")  # written before specs had an isolation
+    raw.setdefault("team", "")  # ... or a team and a value
+    raw.setdefault("value", None)
     for name in _SPEC_KEYS:
         object.__setattr__(spec, name, resources if name == "resources" else raw[name])
     object.__setattr__(spec, "_hash", digest)
@@ -276,7 +298,7 @@ def specs_digest(specs: Sequence[JobSpec]) -> str:
     for spec in specs:
         r = spec.resources
         fields = (spec._hash, r.gpus, r.cpus, r.memory_mb, spec.timeout_s, spec.max_retries,
-                  spec.priority, spec.cache, spec.isolation)  # fmt: skip
+                  spec.priority, spec.cache, spec.isolation, spec.team, spec.value)  # fmt: skip
         digest.update(_PACK(fields))
     return digest.hexdigest()
 

@@ -55,7 +55,7 @@ from foundation import FoundationError, Runtime, current_runtime
 from supervision import Application, DynamicSupervisor, child_spec
 
 from . import gpus as gpu_discovery
-from ._limits import MAX_CREDIT
+from ._limits import MAX_CREDIT, MAX_VALUE
 from ._node_conn import NodeConnection
 from ._node_drain import DRAIN
 from ._node_setup import NodeCounters, NodeSetup, NodeStatistics, TaskSettings
@@ -165,6 +165,9 @@ class NodeConfig:
         limit_check_s: how often a task under a limit is sampled.
         reconnect_min_s / reconnect_max_s: the reconnect back-off (doubling, +-20 %).
         inventory_gpus: for tests: these GPUs instead of NVML discovery.
+        owner / price: for the market (the coordinator's ``auction`` policy): the ledger
+            account this node's GPU time is paid to (default ``node:<node_id>``) and its
+            reserve price in credits per GPU-hour (default 0).
         key: the node's CurveZMQ key pair (a ``KeyPair`` or its ``.key_secret`` file).
         coordinator_key: the coordinator's public key (a ``KeyPair``, Z85 bytes or its
             ``.key`` file), pinned: the node talks to no other server.
@@ -192,6 +195,8 @@ class NodeConfig:
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
     inventory_gpus: tuple[gpu_discovery.Gpu, ...] | None = None
+    owner: str = ""
+    price: float = 0.0
     key: KeyPair | str | Path | None = None
     coordinator_key: KeyPair | bytes | str | Path | None = None
     insecure: bool = False
@@ -228,6 +233,17 @@ class NodeConfig:
             isinstance(g, gpu_discovery.Gpu) for g in self.inventory_gpus
         ):
             raise ValueError("inventory_gpus must be a list of mabeam.cluster.gpus.Gpu")
+        if isinstance(self.price, bool) or not isinstance(self.price, (int, float)):
+            raise ValueError(f"price must be a number of credits per GPU-hour, got {self.price!r}")
+        if not 0.0 <= self.price <= MAX_VALUE:
+            raise ValueError(f"price must be between 0 and {MAX_VALUE:g}, got {self.price!r}")
+        try:
+            encode(Hello("n", Inventory("n", owner=self.owner)))
+        except ProtocolError:
+            raise ValueError(
+                f"owner must be an account name: up to 64 chars of A-Z a-z 0-9 . _ : / @ + = -"
+                f" starting alphanumeric, got {self.owner!r}"
+            ) from None
         try:
             encode(Hello(self.node_id, Inventory(self.node_id)))
             if not self.node_id:
@@ -334,6 +350,8 @@ def _resolve(config: NodeConfig) -> NodeSetup:
         cpus=cpus,
         ram_mb=int(psutil.virtual_memory().total) // _MIB,
         slots=slots,
+        owner=config.owner or f"node:{node_id}"[:64],
+        price=float(config.price),
     )
     try:
         encode(Hello(node_id, inventory))

@@ -61,8 +61,12 @@ _TOP_KEYS = (
     "mode",
     "params",
     "search",
+    "market",
 )
 _RESOURCE_KEYS = ("gpus", "cpus", "memory_mb")
+_MARKET_KEYS = ("team", "value")
+_TEAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}\Z")
+_MAX_VALUE = 1e12
 # Keys a user may write at the top level that belong in a table.
 _ELSEWHERE = {key: f"resources.{key}" for key in _RESOURCE_KEYS} | {
     key: f"search.{key}" for key in ("strategy", "grid", "n", "seed", "space")
@@ -152,6 +156,7 @@ class Parser:
         pool = self.one_of(doc.get("isolation", "process"), "isolation", ("process", "pool"))
         metric = None if "metric" not in doc else self.text(doc["metric"], "metric", "")
         minimize = self.one_of(doc.get("mode", "max"), "mode", ("max", "min")) == "min"
+        team, value = self.market(doc.get("market", {}))
         params = self.params(doc.get("params", {}))
         search = self.search(doc["search"], params) if "search" in doc else None
         if metric is None and search is not None and search.strategy in _spec_search.SUB_KEYS:
@@ -174,6 +179,8 @@ class Parser:
             mode="min" if minimize else "max",
             params=MappingProxyType(params),
             search=search,
+            team=team,
+            value=value,
             source=self.source,
         )
 
@@ -307,6 +314,29 @@ class Parser:
         self.fail(
             "entrypoint", f'must look like "package.module:function"{hint}, got {render(text)}'
         )
+
+    def market(self, value: Any) -> tuple[str, float | None]:
+        """``[market]``: the team (ledger account) that pays, and what a GPU-hour is worth
+        to it (credits; absent: derived from its budget and the sweep's priority)."""
+        table = self.table(value, "market", "team, value")
+        self.check_keys(table, "market", _MARKET_KEYS)
+        team = table.get("team", "")
+        if not isinstance(team, str) or (team and not _TEAM.match(team)):
+            self.fail(
+                "market.team",
+                "must be an account name: 1 to 64 chars of A-Z a-z 0-9 . _ : / @ + = -,"
+                f" starting with a letter or digit, got {show(team)}",
+            )
+        if "value" not in table:
+            return team, None
+        worth = self.number(table["value"], "market.value", "a number of credits >= 0")
+        if worth < 0 or worth > _MAX_VALUE:
+            self.fail(
+                "market.value", f"must be between 0 and {_MAX_VALUE:g} credits, got {show(worth)}"
+            )
+        if not team:
+            self.fail("market.team", "is required with market.value: the team that pays")
+        return team, worth
 
     def resources(self, value: Any) -> Resources:
         table = self.table(value, "resources", "gpus, cpus, memory_mb")

@@ -258,7 +258,8 @@ class SweepSpec:
 
     Build it with ``load_spec``/``parse_spec`` (direct construction is not validated).
     ``code_version=None`` means "not given": the caller may derive one and use
-    ``dataclasses.replace(spec, code_version=...)`` before ``trials()``.
+    ``dataclasses.replace(spec, code_version=...)`` before ``trials()``. ``team`` and
+    ``value`` (``[market]``) say who pays for its GPU time under the auction policy.
     """
 
     name: str
@@ -274,6 +275,8 @@ class SweepSpec:
     mode: Literal["max", "min"] = "max"
     params: Mapping[str, Any] = field(default_factory=_empty)
     search: Search | None = None
+    team: str = ""
+    value: float | None = None
     source: str = field(default="<string>", compare=False)
 
     @property

@@ -76,6 +76,7 @@ async def test_hello_carries_the_cpu_only_inventory_and_ready_grants_every_slot(
             cpus=os.cpu_count() or 1,
             ram_mb=psutil.virtual_memory().total // (1024 * 1024),
             slots=3,
+            owner="node:n1",  # the market's default payee
         )
         assert hello.running == ()
         assert not handle.connected.is_set()

@@ -165,7 +165,7 @@ RANDOM = '[search]\nstrategy = "random"\nn = 4\n[search.space]\n'
 GRID = '[search]\nstrategy = "grid"\n[search.grid]\n'
 TOP_KEYS = (
     "name, description, entrypoint, code_version, resources, retries, max_retries, "
-    "timeout_s, priority, isolation, metric, mode, params, search"
+    "timeout_s, priority, isolation, metric, mode, params, search, market"
 )
 
 # (body appended to HEADER, or a whole document when it starts with "!"), key path, message
@@ -675,3 +675,21 @@ def test_the_examples_in_docs_spec_md_parse() -> None:
     for block in blocks[1:]:
         spec = parse_spec(HEADER + block, "docs example")
         assert spec.search is not None and spec.num_trials >= 1
+
+
+def test_market_table_names_the_team_and_its_value() -> None:
+    spec = parse_spec(HEADER + '[market]\nteam = "vision"\nvalue = 2.5\n', "sweep.toml")
+    assert (spec.team, spec.value) == ("vision", 2.5)
+    assert (parse_spec(HEADER, "sweep.toml").team, parse_spec(HEADER, "sweep.toml").value) == (
+        "",
+        None,
+    )
+    for body, path in (
+        ('[market]\nteam = "a b"', "market.team"),
+        ("[market]\nvalue = 2", "market.team"),
+        ('[market]\nteam = "t"\nvalue = -1', "market.value"),
+        ("[market]\nteem = 1", "market.teem"),
+    ):
+        with pytest.raises(SpecError) as info:
+            parse_spec(HEADER + body + "\n", "sweep.toml")
+        assert info.value.path == path
