@@ -18,8 +18,10 @@ __all__ = ("MAX_AMOUNT", "MICRO", "check_micro", "format_amount", "parse_amount"
 MICRO: Final = 1_000_000
 """Micro-credits per credit."""
 
-MAX_AMOUNT: Final = 10**15 * MICRO
-"""The largest amount (10^15 credits): far above any budget, well inside SQLite's int64."""
+MAX_AMOUNT: Final = 10**12 * MICRO
+"""The largest amount (10^12 credits = 10^18 micro-credits): far above any budget and
+inside SQLite's int64 (about 9.2 * 10^18), which 10^15 credits (10^21) would overflow. The
+ledger also keeps the total of all its balances under it."""
 
 
 def parse_amount(value: object, what: str = "amount") -> int:
