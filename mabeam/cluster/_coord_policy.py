@@ -49,6 +49,7 @@ class ReadyJob:
     memory_mb: int = 0
     team: str = ""
     value: float | None = None  # credits per GPU-hour (the auction policy's bid input)
+    timeout_s: float | None = None
 
     @property
     def shape(self) -> Shape:

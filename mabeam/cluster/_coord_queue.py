@@ -30,8 +30,9 @@ def ready_job(job_id: str, spec: Any, seq: int | None = None) -> ReadyJob:
         seq = int(job_id.rsplit("-", 1)[1])
     res = spec.resources
     return ReadyJob(
-        job_id, seq, spec.priority, res.gpus, res.cpus, res.memory_mb, spec.team, spec.value
-    )
+        job_id, seq, spec.priority, res.gpus, res.cpus, res.memory_mb,
+        spec.team, spec.value, spec.timeout_s,
+    )  # fmt: skip
 
 
 class JobBook:

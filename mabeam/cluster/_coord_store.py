@@ -82,6 +82,8 @@ class Committed:
     ops: list[Op]
     outcomes: list[Outcome]
     events: list[Event] = field(default_factory=list)
+    balances: dict[str, int] = field(default_factory=dict)
+    """Accounts whose available money the batch changed -> that amount (the market)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class _Work:
     errors: list[BaseException | None] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     event_seq: int = 0
+    balances: dict[str, int] = field(default_factory=dict)
 
 
 class StoreActor(Actor):
@@ -235,7 +238,7 @@ class StoreActor(Actor):
             if request.reply_to is not None:
                 request.reply_to.send(StoreReply(request.tag, outs, read, error, work.event_seq))
         if ops or work.events:
-            committed = Committed(ops, outcomes, work.events)
+            committed = Committed(ops, outcomes, work.events, work.balances)
             for ref in list(self._subscribers.values()):
                 ref.send(committed)
 
@@ -260,6 +263,7 @@ class StoreActor(Actor):
                 work.outcomes.append(flat[at : at + n])
                 work.errors.append(None)
                 at += n
+        work.balances = store.take_balances()
         if work.watching:
             events = store.events(since=work.cursor, limit=_ALL_EVENTS)
             work.events = events

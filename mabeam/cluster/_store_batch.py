@@ -59,11 +59,24 @@ def check_name(what: str, value: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """What a lease won at auction costs: ``team`` holds ``hold`` micro-credits in escrow,
+    paid to ``payee`` at ``rate`` micro-credits per hour (the whole bundle) as it runs."""
+
+    team: str
+    payee: str
+    rate: int
+    hold: int
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
-    """Lease a queued job (past its back-off) to ``node`` under a fresh token."""
+    """Lease a queued job (past its back-off) to ``node`` under a fresh token; with
+    ``terms``, in the same transaction, place the team's hold (or refuse the lease)."""
 
     job_id: str
     node: str
+    terms: LeaseTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +150,19 @@ class Prune:
     limit: int = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class SetBudget:
+    """Make ``team``'s available money ``amount`` micro-credits (a deposit or withdrawal
+    of the difference, in the ledger's audit log); opens the team's account if new."""
+
+    team: str
+    amount: int
+    note: str = ""
+
+
 Op: TypeAlias = (
     Submit | Lease | Accept | Progress | Complete | Fail | Release | Cancel | RequeueNode
-    | Prune
+    | Prune | SetBudget
 )  # fmt: skip
 
 
@@ -278,8 +301,17 @@ class Pruned:
     submissions: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetSet:
+    """The team's account after a ``SetBudget`` (micro-credits)."""
+
+    team: str
+    available: int
+    held: int
+
+
 Outcome: TypeAlias = (
     Submitted | Leased | NotLeasable | Accepted | Completed | Stale | Retried | Failed
     | Requeued | Cancelled | CancelRequested | NotCancelled | NodeRequeued | Rejected
-    | Pruned
+    | Pruned | BudgetSet
 )  # fmt: skip

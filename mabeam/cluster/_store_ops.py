@@ -40,12 +40,14 @@ from ._store_batch import (
     Requeued,
     RequeueNode,
     Retried,
+    SetBudget,
     Stale,
     Submit,
     Submitted,
     check_name,
     check_submit,
 )
+from ._store_market import budget, check_terms, end_hold, place_hold
 from ._store_prune import prune
 from ._store_types import (
     CODEC,
@@ -68,7 +70,7 @@ _pack: Final[Callable[[Any], bytes]] = msgpack.Packer(use_bin_type=True).pack
 
 _COLUMNS: Final = (
     "seq, state, attempt, failures, max_retries, node, token, cancel_requested, follows,"
-    " not_before, spec, content_hash"
+    " not_before, spec, content_hash, leased_at, hold, rate"
 )
 _ROW_SQL: Final = f"SELECT {_COLUMNS} FROM jobs WHERE seq = ?"
 _INSERT_SQL: Final = (
@@ -87,8 +89,8 @@ _UNFINISHED_SQL: Final = (  # an owner's jobs under its quota (index jobs_unfini
 )
 _REQUEUE_SQL: Final = (
     "UPDATE jobs SET state = 'queued', attempt = attempt + 1, failures = ?, node = NULL,"
-    " token = NULL, leased_at = NULL, cancel_requested = 0, not_before = ?, error = ?,"
-    " updated = ? WHERE seq = ?"
+    " token = NULL, leased_at = NULL, hold = NULL, rate = NULL, cancel_requested = 0,"
+    " not_before = ?, error = ?, updated = ? WHERE seq = ?"
 )
 
 
@@ -105,6 +107,9 @@ class _Row(NamedTuple):
     not_before: float
     spec: bytes
     content_hash: str
+    leased_at: float | None
+    hold: int | None
+    rate: int | None
 
 
 @dataclass(slots=True)
@@ -118,6 +123,8 @@ class Tx:
     token: Callable[[], str]
     events: list[tuple[int, str, int, bytes, float]] = field(default_factory=list)
     moves: dict[str, int] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)  # account -> available, if touched
+    ledger: Any = None  # the ledger on this connection, made on first use
 
     def jid(self, seq: int) -> str:
         return job_id_of(self.store_id, seq)
@@ -236,6 +243,7 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
 
 def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
     check_name("node", op.node)
+    terms = None if op.terms is None else check_terms(op.terms)
     row = tx.row(op.job_id)
     if row.state != "queued":
         return NotLeasable(op.job_id, row.state, f"job is {row.state}")
@@ -243,11 +251,17 @@ def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
         return NotLeasable(op.job_id, row.state, f"job follows {tx.jid(row.follows)}")
     if row.not_before > tx.now:
         return NotLeasable(op.job_id, row.state, f"job backs off until {row.not_before}")
+    hold: int | None = None
+    if terms is not None:
+        placed = place_hold(tx, op.job_id, terms)
+        if type(placed) is NotLeasable:
+            return placed
+        hold = placed  # type: ignore[assignment]
     token = tx.token()
     tx.conn.execute(
-        "UPDATE jobs SET state = 'leased', node = ?, token = ?, leased_at = ?, updated = ?"
-        " WHERE seq = ?",
-        (op.node, token, tx.now, tx.now, row.seq),
+        "UPDATE jobs SET state = 'leased', node = ?, token = ?, leased_at = ?, hold = ?,"
+        " rate = ?, updated = ? WHERE seq = ?",
+        (op.node, token, tx.now, hold, None if terms is None else terms.rate, tx.now, row.seq),
     )
     tx.move("queued", "leased")
     tx.event(row.seq, "leased", row.attempt, node=op.node)
@@ -288,6 +302,7 @@ def _complete(tx: Tx, op: Complete) -> Completed | Stale:
         "UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, updated = ? WHERE seq = ?",
         (result, tx.now, row.seq),
     )
+    end_hold(tx, row.hold, row.rate, tx.now - (row.leased_at or tx.now))
     tx.move(row.state, "succeeded")
     tx.event(row.seq, "succeeded", row.attempt, node=row.node)
     return Completed(op.job_id, _settle_followers(tx, row.seq, "succeeded", result=result))
@@ -356,6 +371,7 @@ def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
 
 
 def _requeue_unstarted(tx: Tx, row: _Row, reason: str) -> None:
+    end_hold(tx, row.hold, None, None)
     tx.conn.execute(_REQUEUE_SQL, (row.failures, tx.now, None, tx.now, row.seq))
     tx.move(row.state, "queued")
     tx.event(row.seq, "requeued", row.attempt + 1, node=row.node, reason=reason)
@@ -368,6 +384,7 @@ def _attempt_failed(
         return _cancel_now(tx, row, error)
     job_id = tx.jid(row.seq)
     failures = row.failures + 1
+    end_hold(tx, row.hold, None, None)
     if permanent or failures > row.max_retries:
         tx.conn.execute(
             "UPDATE jobs SET state = 'failed', failures = ?, error = ?, updated = ? WHERE seq = ?",
@@ -386,6 +403,7 @@ def _attempt_failed(
 
 def _cancel_now(tx: Tx, row: _Row, why: str) -> Cancelled:
     """Cancel the job now; ``why`` is its error text (how the cancel took effect)."""
+    end_hold(tx, row.hold, None, None)
     tx.conn.execute(
         "UPDATE jobs SET state = 'cancelled', error = ?, updated = ? WHERE seq = ?",
         (why, tx.now, row.seq),
@@ -481,4 +499,5 @@ _HANDLERS: Final[dict[type, Callable[[Tx, Any], Outcome]]] = {
     Cancel: _cancel,
     RequeueNode: _requeue_node,
     Prune: prune,
+    SetBudget: budget,
 }

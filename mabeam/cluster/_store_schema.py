@@ -11,9 +11,11 @@ import sqlite3
 from pathlib import Path
 from typing import Final, Literal
 
+from ..economics import LEDGER_SCHEMA
+
 # "mabj": a mabeam job store (PRAGMA application_id is a signed 32-bit int).
 APPLICATION_ID: Final = 0x6D61626A
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -96,8 +98,17 @@ _V2: Final = (
     "CREATE INDEX submissions_created ON submissions(created)",
 )
 
+# v3: the market's ledger (accounts, escrow holds, the append-only audit log) in the
+# same file, so a lease and its hold commit together; a leased job's hold and the hourly
+# rate of its bundle, to settle the hold when the lease ends.
+_V3: Final = (
+    *LEDGER_SCHEMA,
+    "ALTER TABLE jobs ADD COLUMN hold INTEGER",
+    "ALTER TABLE jobs ADD COLUMN rate INTEGER",
+)
+
 # MIGRATIONS[v] takes a file from schema v - 1 to schema v.
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2}
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 class SchemaError(Exception):

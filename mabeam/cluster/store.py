@@ -19,9 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from ..economics import Ledger
 from ._store_batch import (
     Accept,
     Accepted,
+    BudgetSet,
     Cancel,
     Cancelled,
     CancelRequested,
@@ -31,6 +33,7 @@ from ._store_batch import (
     Failed,
     Lease,
     Leased,
+    LeaseTerms,
     NodeRequeued,
     NotCancelled,
     NotLeasable,
@@ -44,6 +47,7 @@ from ._store_batch import (
     Requeued,
     RequeueNode,
     Retried,
+    SetBudget,
     Stale,
     Submit,
     Submitted,
@@ -79,6 +83,7 @@ __all__ = (
     "TERMINAL_STATES",
     "Accept",
     "Accepted",
+    "BudgetSet",
     "Cancel",
     "CancelRequested",
     "Cancelled",
@@ -95,6 +100,7 @@ __all__ = (
     "JobSpec",
     "JobStore",
     "Lease",
+    "LeaseTerms",
     "Leased",
     "NodeRequeued",
     "NotCancelled",
@@ -110,6 +116,7 @@ __all__ = (
     "Requeued",
     "Resources",
     "Retried",
+    "SetBudget",
     "Stale",
     "StoreClosedError",
     "StoreError",
@@ -164,6 +171,7 @@ class JobStore:
         except SchemaError as exc:
             raise StoreFormatError(f"{self._path}: {exc}") from None
         self._conn: sqlite3.Connection | None = conn
+        self._balances: dict[str, int] = {}
 
     @property
     def path(self) -> Path:
@@ -215,12 +223,23 @@ class JobStore:
                 outcomes = [run(tx, op) for op in ops]
                 tx.flush()
                 conn.execute("COMMIT")
+                self._balances.update(tx.balances)
             except BaseException:
                 if conn.in_transaction:  # keep the original error if ROLLBACK fails too
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
         return outcomes
+
+    def take_balances(self) -> dict[str, int]:
+        """The teams' available money (micro-credits) that batches changed since the
+        last call: what the auction policy needs to know after each batch."""
+        moved, self._balances = self._balances, {}
+        return moved
+
+    def ledger(self) -> Ledger:
+        """The market's ledger in this file (reads; writes go through ``apply``)."""
+        return Ledger(self._live(), clock=self._clock)
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -801,6 +801,7 @@ def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
     with JobStore(path) as fresh:
         job = fresh.submit([spec(1)], "a").job_ids[0]
     with sqlite3.connect(path) as conn:  # back to what v1 wrote
+        _undo_v3(conn)
         for index in ("jobs_unfinished_owner", "jobs_finished", "submissions_created"):
             conn.execute(f"DROP INDEX {index}")
         conn.execute("PRAGMA user_version = 1")
@@ -808,8 +809,36 @@ def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
         assert store.job(job).state == "queued"
         names = [r[0] for r in store._conn.execute("SELECT name FROM sqlite_master")]  # type: ignore[union-attr]
         assert {"jobs_unfinished_owner", "jobs_finished", "submissions_created"} <= set(names)
+        assert {"accounts", "holds", "ledger_log"} <= set(names)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def _undo_v3(conn: sqlite3.Connection) -> None:
+    """Take a fresh file back to schema v2: no ledger tables, no hold columns."""
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger_log'"
+    ).fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    for table in ("ledger_log", "holds", "accounts"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("ALTER TABLE jobs DROP COLUMN hold")
+    conn.execute("ALTER TABLE jobs DROP COLUMN rate")
+
+
+def test_a_version_2_store_gets_the_ledger_and_its_leases_run_on(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with JobStore(path) as fresh:
+        job = fresh.submit([spec(1)], "a").job_ids[0]
+        leased = fresh.lease(job, "n1")
+        assert isinstance(leased, Leased)
+    with sqlite3.connect(path) as conn:
+        _undo_v3(conn)
+        conn.execute("PRAGMA user_version = 2")
+    with JobStore(path) as store:
+        store.complete(job, leased.token, "done")  # a lease from v2: no hold to settle
+        assert store.job(job).state == "succeeded"
+        assert store.ledger().accounts() == []
 
 
 def test_prune_deletes_old_finished_jobs_their_events_and_old_idempotency_records(
