@@ -96,7 +96,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--policy",
         default="fifo",
         choices=sorted(POLICIES),
-        help="scheduling policy: fifo (submission order) or priority (highest first); default fifo",
+        help="scheduling policy: fifo (submission order), priority (highest first) or auction"
+        " (free GPUs sold by VCG auction to budgeted teams); default fifo",
     )
     start.add_argument(
         "--heartbeat",

@@ -50,7 +50,7 @@ class CoordinatorConfig:
             free one (the handle's ``endpoint`` says which).
         state: the SQLite job-store file (created on first use, with its directory).
         policy: the scheduling policy, a name from ``POLICIES`` (``fifo``,
-            ``priority``).
+            ``priority``, ``auction``: see docs/economics.md).
         heartbeat_s: the heartbeat interval; a node silent for ``heartbeat_s *
             liveness`` seconds is lost and its leases requeued.
         liveness: heartbeat intervals of silence that make a node (or client) lost.

@@ -10,15 +10,21 @@ from dataclasses import dataclass, field
 
 from foundation import ActorRef
 
+from ._coord_policy import NodeCapacity, ReadyJob
 from .protocol import Frame, Inventory, RunningJob
 
 __all__ = (
     "ClientFrames",
     "Credit",
     "Disconnect",
+    "LeaseTag",
     "NodeFrames",
     "NodeUp",
     "PeerGone",
+    "ReconcileTag",
+    "RefreshTag",
+    "RequeueTag",
+    "SchedNode",
 )
 
 
@@ -74,3 +80,50 @@ class Credit:
     node_id: str
     epoch: int
     credit: int
+
+
+# -- the scheduler's own records and store-request tags --------------------------------
+
+
+@dataclass(slots=True)
+class SchedNode:
+    """The scheduler's record of a connected node: its session, capacity and leases."""
+
+    node_id: str
+    peer: bytes
+    session: ActorRef
+    epoch: int
+    cap: NodeCapacity
+    inventory: Inventory
+    jobs: set[str] = field(default_factory=set)
+    active: bool = False  # reconciled: may get work
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTag:
+    """Scheduler -> store tag: the picks a batch of ``Lease`` ops is for."""
+
+    picks: list[tuple[ReadyJob, str, int]]  # job, node id, node epoch
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileTag:
+    """Scheduler -> store tag: a node's HELLO, to reconcile its leases."""
+
+    node_id: str
+    epoch: int
+    running: tuple[RunningJob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueTag:
+    """Scheduler -> store tag: a lost node's leases requeued."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTag:
+    """Scheduler -> store tag: jobs to read back."""
+
+    job_ids: tuple[str, ...]

@@ -7,7 +7,8 @@ never gets more jobs than its credit or more than its free GPUs, CPUs and memory
 
 A policy is anything with the ``SchedulingPolicy`` shape; ``POLICIES`` maps the names
 that ``CoordinatorConfig.policy`` and ``--policy`` accept to factories. A new policy
-(the auction, for one) is a class with that shape and one entry in ``POLICIES``.
+(``auction``, in ``_coord_market``, is one) is a class with that shape and one entry in
+``POLICIES``.
 
 ``fifo`` and ``priority`` share one structure: a heap per resource shape (GPUs, CPUs,
 memory), ordered by the policy's key. Jobs of one shape are interchangeable for a node,
@@ -21,7 +22,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    from .store import LeaseTerms
 
 __all__ = (
     "POLICIES",
@@ -122,6 +126,10 @@ class SchedulingPolicy(Protocol):
         node's credit, never a job that does not fit its free resources."""
         ...
 
+    def terms(self, job_id: str) -> LeaseTerms | None:
+        """What the lease of a job ``assign`` just returned costs (None: nothing)."""
+        ...
+
 
 class OrderedPolicy:
     """Jobs in the order of ``key``, one heap per resource shape (see the module doc).
@@ -170,7 +178,11 @@ class OrderedPolicy:
         del self._heaps[shape]
         return None
 
-    def _best_for(self, node: NodeCapacity) -> ReadyJob | None:
+    def terms(self, job_id: str) -> LeaseTerms | None:
+        return None
+
+    def best_for(self, node: NodeCapacity) -> ReadyJob | None:
+        """Take out the best job that fits ``node`` now (None: none fits)."""
         best: tuple[Any, int, str] | None = None
         best_shape: Shape | None = None
         for shape in list(self._heaps):
@@ -190,7 +202,7 @@ class OrderedPolicy:
         while active and self._jobs:
             still: list[NodeCapacity] = []
             for node in active:
-                job = self._best_for(node)
+                job = self.best_for(node)
                 if job is None:
                     continue
                 node.take(job)
@@ -219,9 +231,16 @@ class PriorityPolicy(OrderedPolicy):
         super().__init__(lambda job: -job.priority)
 
 
+def _auction() -> SchedulingPolicy:
+    from ._coord_market import AuctionPolicy  # it builds on this module
+
+    return AuctionPolicy()
+
+
 POLICIES: Final[dict[str, Callable[[], SchedulingPolicy]]] = {
     "fifo": FifoPolicy,
     "priority": PriorityPolicy,
+    "auction": _auction,
 }
 """Policy name -> factory: what ``--policy`` accepts (add a policy here)."""
 

@@ -18,9 +18,10 @@ __all__ = ("read_jobs", "read_load", "read_reconcile", "read_requeued")
 
 
 def read_load(store: JobStore, outcomes: list[Outcome]) -> Any:
-    """Every queued job (backing off or not) and the nodes holding leases: the
-    scheduler's start."""
-    return store.ready(now=math.inf, limit=1 << 40), store.leased_nodes()
+    """Every queued job (backing off or not), the nodes holding leases and the teams'
+    available money: the scheduler's start."""
+    teams = {a.name: a.available for a in store.ledger().accounts() if a.kind == "team"}
+    return store.ready(now=math.inf, limit=1 << 40), store.leased_nodes(), teams
 
 
 def read_jobs(job_ids: tuple[str, ...]) -> ReadFn:

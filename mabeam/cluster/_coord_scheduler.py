@@ -28,14 +28,22 @@ is released (requeued), a job it lists under a lease that is not current gets a 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from foundation import Actor, ActorRef, Down, TimerRef
 
 from . import protocol as p
 from ._coord_config import CoordinatorConfig
-from ._coord_messages import Credit, NodeUp
+from ._coord_market import AuctionPolicy
+from ._coord_messages import (
+    Credit,
+    LeaseTag,
+    NodeUp,
+    ReconcileTag,
+    RefreshTag,
+    RequeueTag,
+    SchedNode,
+)
 from ._coord_policy import NodeCapacity, ReadyJob, make_policy
 from ._coord_queue import JobBook, ready_job
 from ._coord_reads import read_jobs, read_load, read_reconcile, read_requeued
@@ -72,40 +80,6 @@ _RESUME: Final = "resume"
 _STORE_ERROR_PAUSE_S: Final = 0.5
 
 
-@dataclass(slots=True)
-class _Node:
-    node_id: str
-    peer: bytes
-    session: ActorRef
-    epoch: int
-    cap: NodeCapacity
-    inventory: p.Inventory
-    jobs: set[str] = field(default_factory=set)
-    active: bool = False  # reconciled: may get work
-
-
-@dataclass(frozen=True, slots=True)
-class _Leases:
-    picks: list[tuple[ReadyJob, str, int]]  # job, node id, node epoch
-
-
-@dataclass(frozen=True, slots=True)
-class _Reconcile:
-    node_id: str
-    epoch: int
-    running: tuple[p.RunningJob, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Requeue:
-    node_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Refresh:
-    job_ids: tuple[str, ...]
-
-
 class Scheduler(Actor):
     """Matches ready jobs to nodes (see the module docstring)."""
 
@@ -119,9 +93,11 @@ class Scheduler(Actor):
             raise RuntimeError("the coordinator's store is not running")
         self._store: ActorRef = store
         self._outlet: Outlet = await rt.call(names.router, "outlet")
-        self._book = JobBook(make_policy(config.policy), self._arm_wake)
+        policy = make_policy(config.policy)
+        self._book = JobBook(policy, self._arm_wake)
+        self._market = policy if isinstance(policy, AuctionPolicy) else None
         self._wake_timer: TimerRef | None = None
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, SchedNode] = {}
         self._by_pid: dict[Any, str] = {}
         self._leased: dict[str, str] = {}  # job -> node whose capacity it holds
         self._orphans: dict[str, float] = {}  # node -> requeue its leases after (runtime)
@@ -169,6 +145,8 @@ class Scheduler(Actor):
                 (n.node_id, n.session, n.inventory, n.cap.credit, len(n.jobs))
                 for n in self._nodes.values()
             ]
+        if request == "market":
+            return None if self._market is None else self._market.snapshot()
         if request == "statistics":
             return {
                 "ready": len(self._book.policy),
@@ -187,7 +165,7 @@ class Scheduler(Actor):
 
     # -- node capacity ------------------------------------------------------------------
 
-    def _charge(self, node: _Node, job: ReadyJob) -> None:
+    def _charge(self, node: SchedNode, job: ReadyJob) -> None:
         node.jobs.add(job.job_id)
         self._leased[job.job_id] = node.node_id
 
@@ -224,10 +202,10 @@ class Scheduler(Actor):
             node = self._nodes[cap.node_id]
             self._charge(node, job)
             chosen.append((job, node.node_id, node.epoch))
-        ops = [Lease(job.job_id, node_id) for job, node_id, _ in chosen]
-        self._store.cast(StoreRequest(ops, self.ref, _Leases(chosen)))
+        ops = [Lease(job.job_id, node_id, policy.terms(job.job_id)) for job, node_id, _ in chosen]
+        self._store.cast(StoreRequest(ops, self.ref, LeaseTag(chosen)))
 
-    def _leases(self, tag: _Leases, reply: StoreReply) -> None:
+    def _leases(self, tag: LeaseTag, reply: StoreReply) -> None:
         if reply.error is not None:
             for job, _, _ in tag.picks:
                 self._uncharge(job.job_id, credit=True)
@@ -236,7 +214,7 @@ class Scheduler(Actor):
             return
         releases: list[Any] = []
         refresh: list[str] = []
-        sends: dict[str, tuple[_Node, list[tuple[str, Leased, bytes]]]] = {}
+        sends: dict[str, tuple[SchedNode, list[tuple[str, Leased, bytes]]]] = {}
         for (job, node_id, epoch), out in zip(tag.picks, reply.outcomes, strict=True):
             node = self._nodes.get(node_id)
             current = node is not None and node.epoch == epoch
@@ -272,7 +250,7 @@ class Scheduler(Actor):
             self._store.cast(StoreRequest([Fail(leased.job_id, leased.token, error, True)]))
             return None
 
-    def _dispatch(self, node: _Node, items: list[tuple[str, Leased, bytes]]) -> list[Any]:
+    def _dispatch(self, node: SchedNode, items: list[tuple[str, Leased, bytes]]) -> list[Any]:
         """Send a node its DISPATCHes in one message (or as few as fit); the releases
         of those that did not go out."""
         payloads = [payload for _, _, payload in items]
@@ -299,21 +277,23 @@ class Scheduler(Actor):
 
     def _reply(self, reply: StoreReply) -> None:
         tag = reply.tag
-        if type(tag) is _Leases:
+        if type(tag) is LeaseTag:
             self._leases(tag, reply)
         elif tag == _LOAD:
             self._loaded_from(reply)
-        elif type(tag) is _Reconcile:
+        elif type(tag) is ReconcileTag:
             self._reconciled(tag, reply)
-        elif type(tag) is _Requeue:
+        elif type(tag) is RequeueTag:
             self._requeued(reply)
-        elif type(tag) is _Refresh:
+        elif type(tag) is RefreshTag:
             self._refreshed(reply)
 
     def _loaded_from(self, reply: StoreReply) -> None:
         if reply.error is not None or read_failed(reply.read) is not None:
             raise RuntimeError(f"could not load the ready jobs: {reply.error or reply.read}")
-        records, leased_nodes = reply.read
+        records, leased_nodes, balances = reply.read
+        if self._market is not None:
+            self._market.balances.update(balances)
         for rec in records:
             if not self._book.knows(rec.job_id):
                 self._book.place(rec, leased=False)
@@ -325,6 +305,8 @@ class Scheduler(Actor):
                  len(records), len(leased_nodes))  # fmt: skip
 
     def _committed(self, batch: Committed) -> None:
+        if self._market is not None:
+            self._market.observe(batch, self._leased)
         for op, out in zip(batch.ops, batch.outcomes, strict=True):
             kind = type(out)
             if kind is Submitted:
@@ -378,20 +360,22 @@ class Scheduler(Actor):
                 self._by_pid.pop(old.session.pid, None)
         self._orphans.pop(up.node_id, None)
         inv = up.inventory
+        if self._market is not None:
+            self._market.list_node(up.node_id, inv.owner, inv.price)
         cap = NodeCapacity(
             up.node_id, gpus=len(inv.gpus), cpus=float(inv.cpus), memory_mb=inv.ram_mb
         )
-        node = _Node(up.node_id, up.peer or up.node_id.encode(), up.session, up.epoch, cap, inv)
+        node = SchedNode(up.node_id, up.peer or up.node_id.encode(), up.session, up.epoch, cap, inv)
         self._nodes[up.node_id] = node
         if up.session.pid not in self._by_pid:
             self._by_pid[up.session.pid] = up.node_id
             self.monitor(up.session)
-        tag = _Reconcile(up.node_id, up.epoch, up.running)
+        tag = ReconcileTag(up.node_id, up.epoch, up.running)
         self._store.cast(
             StoreRequest([], self.ref, tag, read=read_reconcile(tag.node_id, tag.running))
         )
 
-    def _reconciled(self, tag: _Reconcile, reply: StoreReply) -> None:
+    def _reconciled(self, tag: ReconcileTag, reply: StoreReply) -> None:
         node = self._nodes.get(tag.node_id)
         if node is None or node.epoch != tag.epoch:
             return  # a later HELLO (or the node's loss) superseded this one
@@ -445,7 +429,7 @@ class Scheduler(Actor):
     def _requeue(self, node_id: str, why: str) -> None:
         self._counters.requeued_nodes += 1
         op = RequeueNode(node_id, why)
-        self._store.cast(StoreRequest([op], self.ref, _Requeue(node_id), read=read_requeued))
+        self._store.cast(StoreRequest([op], self.ref, RequeueTag(node_id), read=read_requeued))
 
     def _requeued(self, reply: StoreReply) -> None:
         if reply.error is not None or not reply.outcomes:
@@ -489,7 +473,7 @@ class Scheduler(Actor):
 
     def _refresh(self, job_ids: list[str]) -> None:
         ids = tuple(job_ids)
-        self._store.cast(StoreRequest([], self.ref, _Refresh(ids), read=read_jobs(ids)))
+        self._store.cast(StoreRequest([], self.ref, RefreshTag(ids), read=read_jobs(ids)))
 
     def _refreshed(self, reply: StoreReply) -> None:
         if reply.error is not None or read_failed(reply.read) is not None:

@@ -48,6 +48,8 @@ PRUNE_LIMIT: Final = 10_000
 def prune_interval(retention_s: float) -> float:
     """Seconds between two prunes: a quarter of the retention, within 0.5 s and 60 s."""
     return min(max(retention_s / 4, 0.5), 60.0)
+
+
 _ALL_EVENTS: Final = 1 << 62
 
 

@@ -80,12 +80,12 @@ def test_capacity_gives_back_what_it_took() -> None:
 
 
 def test_the_policy_table_is_what_the_config_and_cli_accept() -> None:
-    assert sorted(POLICIES) == ["fifo", "priority"]
+    assert sorted(POLICIES) == ["auction", "fifo", "priority"]
     assert make_policy("priority").name == "priority"
     with pytest.raises(ValueError, match="fifo"):
-        make_policy("auction")
-    with pytest.raises(ValueError, match="policy must be one of fifo, priority"):
-        CoordinatorConfig(policy="auction")
+        make_policy("lottery")
+    with pytest.raises(ValueError, match="policy must be one of auction, fifo, priority"):
+        CoordinatorConfig(policy="lottery")
 
 
 def test_config_refuses_bad_values_with_the_field_named() -> None:
