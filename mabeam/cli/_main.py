@@ -47,7 +47,7 @@ def _version() -> str:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """Return the parser for ``mabeam [--version] COMMAND ...``; ``argv`` says which lazy
     command (if any) gets its full parser."""
-    from . import _report, _run, _status, _submit
+    from . import _budget, _report, _run, _status, _submit
 
     parser = argparse.ArgumentParser(
         prog="mabeam",
@@ -59,6 +59,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _submit.add_parsers(commands)
     _status.add_parser(commands)
     _report.add_parser(commands)
+    _budget.add_parser(commands)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in _LAZY_COMMANDS.items():
         if name != chosen or not _add_lazy(commands, module):
@@ -102,7 +103,7 @@ def _runner(command: str) -> Callable[[argparse.Namespace], int]:
                 f"`mabeam {command}` is not available: {module} is missing"
             ) from None
         return run
-    from . import _report, _run, _status, _submit
+    from . import _budget, _report, _run, _status, _submit
 
     table: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _run.run,
@@ -110,6 +111,7 @@ def _runner(command: str) -> Callable[[argparse.Namespace], int]:
         "cancel": _submit.run_cancel,
         "status": _status.run,
         "report": _report.run,
+        "budget": _budget.run,
         "demo": _demo,
     }
     return table[command]

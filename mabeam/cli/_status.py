@@ -33,6 +33,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("jobs", metavar="JOB", nargs="*", help="show these jobs")
     parser.add_argument("--sweep", metavar="ID", default=None, help="show this sweep's jobs")
+    parser.add_argument(
+        "--ledger", action="store_true", help="also show the market: accounts, listings, log"
+    )
     add_client_options(parser)
 
 
@@ -46,6 +49,7 @@ async def _status(args: argparse.Namespace, console: Console) -> int:
 
     async with connect(args.coordinator, timeout=args.timeout, **client_security(args)) as client:
         status = await client.status(args.jobs or None, sweep_id=args.sweep)
+        market = await client.market(log=10) if args.ledger else None
         address = client.address
     console.print(nodes_table(status.nodes, address))
     console.print(counts_table(status.counts))
@@ -57,6 +61,13 @@ async def _status(args: argparse.Namespace, console: Console) -> int:
         console.print(jobs_table(jobs, title))
     elif args.jobs or args.sweep:
         console.print("no such jobs")
+    if market is not None:
+        from ._market_view import accounts_table, listings_table, log_table
+
+        console.print(accounts_table(market))
+        console.print(listings_table(market))
+        if market.log:
+            console.print(log_table(market))
     return 0
 
 

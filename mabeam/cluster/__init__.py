@@ -50,6 +50,8 @@ _LAZY = {
     "ResultTimeout": "client",
     "Unauthorized": "client",
     "QuotaExceeded": "client",
+    "NoSuchAccount": "client",
+    "BadBudget": "client",
     "KeyPair": "keys",
     "KeyFileError": "keys",
     "generate_keys": "keys",

@@ -358,7 +358,10 @@ class ClientConnection(Actor):
             if req is not None and req.group is not None:
                 req.confirmed = True
                 self._deliver(req.group, frame)
-        elif isinstance(frame, protocol.Submitted | protocol.StatusReply | protocol.Cancelled):
+        elif isinstance(
+            frame,
+            protocol.Submitted | protocol.StatusReply | protocol.Cancelled | protocol.MarketReply,
+        ):
             self._answer(frame.request_id, frame)
         elif isinstance(frame, protocol.Error):
             self._error(frame, now)

@@ -25,11 +25,13 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = (
+    "BadBudget",
     "BadRequest",
     "BadSpec",
     "ClientError",
     "CoordinatorUnreachable",
     "JobFailed",
+    "NoSuchAccount",
     "QuotaExceeded",
     "RequestRefused",
     "ResultTimeout",
@@ -120,6 +122,19 @@ class Unauthorized(RequestRefused, PermissionError):
     code = "unauthorized"
 
 
+class NoSuchAccount(RequestRefused, LookupError):
+    """The coordinator's ledger has no account of that name (set its budget first)."""
+
+    code = "unknown_account"
+
+
+class BadBudget(RequestRefused, ValueError):
+    """The ledger refused a budget (an account of a node owner, an amount over the
+    limit); nothing changed."""
+
+    code = "bad_budget"
+
+
 class JobFailed(ClientError):
     """A job ended ``failed`` or ``cancelled``; ``error`` is its cause (a traceback's
     text for an exception)."""
@@ -147,6 +162,8 @@ _BY_CODE: Final[dict[str, type[RequestRefused]]] = {
     "shutting_down": ShuttingDown,
     "unauthorized": Unauthorized,
     "quota_exceeded": QuotaExceeded,
+    "unknown_account": NoSuchAccount,
+    "bad_budget": BadBudget,
 }
 
 

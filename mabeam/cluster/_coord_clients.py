@@ -35,6 +35,7 @@ from foundation import Actor, ActorRef
 
 from . import protocol as p
 from ._coord_config import CoordinatorConfig
+from ._coord_ledger import market_reply, market_request
 from ._coord_messages import ClientFrames, PeerGone
 from ._coord_shared import Outlet, Shared
 from ._coord_status import (
@@ -77,8 +78,9 @@ log = logging.getLogger("mabeam.coordinator")
 _LIVENESS: Final = "liveness"
 
 
-_STORE_REQUESTS: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob})
+_STORE_REQUESTS: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob, p.Market})
 """Client requests answered from the store: bounded in flight (``max_client_requests``)."""
+_REQUEST_TAGS: Final = frozenset({"submit", "watch", "status", "cancel", "market"})
 
 
 class ClientHub(Actor):
@@ -141,6 +143,9 @@ class ClientHub(Actor):
             self._status(peer, frame)  # type: ignore[arg-type]
         elif kind is p.CancelJob:
             self._cancel(peer, frame)  # type: ignore[arg-type]
+        elif kind is p.Market:
+            owner = self._owners.get(peer, "")
+            self._ask_store(market_request(self.ref, peer, frame, owner))  # type: ignore[arg-type]
         elif kind is p.Bye:
             self._drop_peer(peer)
         elif kind is p.Heartbeat and not known and peer not in self._starting:
@@ -437,7 +442,7 @@ class ClientHub(Actor):
 
     async def _reply(self, reply: StoreReply) -> None:
         what, peer_or_event, rest = reply.tag
-        if what in ("submit", "watch", "status", "cancel"):
+        if what in _REQUEST_TAGS:
             self._in_flight -= 1
         try:
             if what == "submit":
@@ -448,6 +453,8 @@ class ClientHub(Actor):
                 await self._status_reply(peer_or_event, rest, reply)
             elif what == "cancel":
                 self._cancelled(peer_or_event, rest, reply)
+            elif what == "market":
+                await market_reply(self, peer_or_event, rest, reply, self._names.scheduler)
             elif what == "value":
                 value = reply.read if read_failed(reply.read) is None else None
                 for watch in rest:
@@ -456,7 +463,7 @@ class ClientHub(Actor):
                         if frame is not None:
                             self._emit(watch, frame)
         except Exception as exc:
-            if what in ("submit", "watch", "status", "cancel"):
+            if what in _REQUEST_TAGS:
                 self._internal(peer_or_event, rest, exc)
             else:
                 log.exception("internal error sending a watch event")

@@ -33,7 +33,14 @@ from ._coord_policy import NodeCapacity, PriorityPolicy, ReadyJob
 from ._coord_store import Committed
 from .store import Completed, Failed, LeaseTerms, Retried
 
-__all__ = ("DEFAULT_HOLD_S", "AuctionPolicy", "Listing", "MarketRound", "valuation")
+__all__ = (
+    "DEFAULT_HOLD_S",
+    "AuctionPolicy",
+    "Listing",
+    "MarketRound",
+    "market_view",
+    "valuation",
+)
 
 DEFAULT_HOLD_S: Final = 3600.0
 """How long a hold pays for when the job has no ``timeout_s``: one hour."""
@@ -88,6 +95,20 @@ def valuation(
     bundle = per_gpu * job.gpus * max(0.0, min(1.0, reputation))
     affordable = available / (hours / job.gpus) if hours > 0 else 0.0
     return int(max(0.0, min(bundle, affordable, MAX_AMOUNT)))
+
+
+def market_view(
+    policy: str, nodes: Iterable[tuple[str, Any]], market: AuctionPolicy | None
+) -> dict[str, Any]:
+    """What MARKET shows of the scheduler: its policy and each connected node's listing
+    (node, owner, reserve in micro-credits per GPU-hour, GPUs, reputation)."""
+    now = time.time()
+    listings = []
+    for node_id, inv in nodes:
+        score = market.reputation.score(node_id, now) if market is not None else 1.0
+        owner = inv.owner or f"node:{node_id}"[:64]
+        listings.append((node_id, owner, round(inv.price * MICRO), len(inv.gpus), score))
+    return {"policy": policy, "listings": listings}
 
 
 class AuctionPolicy:

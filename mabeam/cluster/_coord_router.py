@@ -51,7 +51,7 @@ AUTH_EVENT: Final = ("mabeam", "coordinator", "auth")
 log = logging.getLogger("mabeam.coordinator")
 
 _NODE_TYPES: Final = frozenset({p.Ready, p.Accept, p.Progress, p.Result})
-_CLIENT_TYPES: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob})
+_CLIENT_TYPES: Final = frozenset({p.Submit, p.Watch, p.Status, p.CancelJob, p.Market})
 _EITHER: Final = frozenset({p.Heartbeat, p.Bye, p.Error})
 _REBIND_TRIES: Final = 40
 

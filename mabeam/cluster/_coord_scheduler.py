@@ -34,7 +34,7 @@ from foundation import Actor, ActorRef, Down, TimerRef
 
 from . import protocol as p
 from ._coord_config import CoordinatorConfig
-from ._coord_market import AuctionPolicy
+from ._coord_market import AuctionPolicy, market_view
 from ._coord_messages import (
     Credit,
     LeaseTag,
@@ -146,7 +146,8 @@ class Scheduler(Actor):
                 for n in self._nodes.values()
             ]
         if request == "market":
-            return None if self._market is None else self._market.snapshot()
+            nodes = [(n.node_id, n.inventory) for n in self._nodes.values()]
+            return market_view(self._book.policy.name, nodes, self._market)
         if request == "statistics":
             return {
                 "ready": len(self._book.policy),

@@ -280,6 +280,19 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Market:
+    """Client -> coordinator: the market: ledger accounts (``team``: that one only),
+    node listings and the newest ``log`` audit-log lines. With ``budget``
+    (micro-credits), first make ``team``'s available money that amount."""
+
+    TYPE: ClassVar[str] = "MARKET"
+    request_id: str
+    team: str = ""
+    budget: int | None = None
+    log: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class Submitted:
     """Coordinator -> client: the jobs are durable; their ids in the order of the specs."""
 
@@ -337,6 +350,55 @@ class Error:
     in_reply_to: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """A ledger account in a MARKET_REPLY (micro-credits)."""
+
+    name: str
+    kind: str
+    available: int
+    held: int
+    spent: int
+    earned: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListingInfo:
+    """A node's offer in a MARKET_REPLY: payee, reserve (micro-credits per GPU-hour),
+    GPUs and reputation (its decayed success rate, 0..1)."""
+
+    node_id: str
+    owner: str
+    price: int
+    gpus: int
+    reputation: float
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """One audit-log entry in a MARKET_REPLY."""
+
+    seq: int
+    time: float
+    op: str
+    account: str
+    counterparty: str
+    amount: int
+    job: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarketReply:
+    """Coordinator -> client: the answer to MARKET; ``policy`` is the scheduler's."""
+
+    TYPE: ClassVar[str] = "MARKET_REPLY"
+    request_id: str
+    policy: str
+    accounts: tuple[AccountInfo, ...] = ()
+    listings: tuple[ListingInfo, ...] = ()
+    log: tuple[LedgerLine, ...] = ()
+
+
 Frame: TypeAlias = (
     Hello
     | Ready
@@ -352,14 +414,18 @@ Frame: TypeAlias = (
     | Watch
     | Status
     | CancelJob
+    | Market
     | Submitted
     | StatusReply
     | Event
     | Cancelled
+    | MarketReply
     | Error
 )
 
 FROM_NODE: Final = frozenset({Hello, Ready, Heartbeat, Accept, Progress, Result, Bye, Error})
 TO_NODE: Final = frozenset({Dispatch, Ack, Cancel, Heartbeat, Bye, Error})
-FROM_CLIENT: Final = frozenset({Submit, Watch, Status, CancelJob, Heartbeat, Bye})
-TO_CLIENT: Final = frozenset({Submitted, StatusReply, Event, Cancelled, Error, Heartbeat, Bye})
+FROM_CLIENT: Final = frozenset({Submit, Watch, Status, CancelJob, Market, Heartbeat, Bye})
+TO_CLIENT: Final = frozenset(
+    {Submitted, StatusReply, MarketReply, Event, Cancelled, Error, Heartbeat, Bye}
+)

@@ -14,6 +14,7 @@ from . import _schema as s
 from ._frames import (
     ERROR_KINDS,
     Accept,
+    AccountInfo,
     Ack,
     Bye,
     Cancel,
@@ -28,6 +29,10 @@ from ._frames import (
     Inventory,
     JobInfo,
     JobSpec,
+    LedgerLine,
+    ListingInfo,
+    Market,
+    MarketReply,
     NodeInfo,
     Progress,
     Ready,
@@ -195,6 +200,31 @@ _JOB_INFO = s.Struct(
     name="job",
 )
 _IDS = s.Sequence(_ID, MAX_IDS)
+_MONEY = _COUNT  # micro-credits
+_ACCOUNT = s.Struct(
+    AccountInfo,
+    {"name": _TEAM, "kind": _NAME, "available": _MONEY, "held": _MONEY, "spent": _MONEY,
+     "earned": _MONEY},
+    name="account",
+)  # fmt: skip
+_LISTING = s.Struct(
+    ListingInfo,
+    {"node_id": _ID, "owner": _TEAM, "price": _MONEY, "gpus": s.Integer(0, MAX_GPUS),
+     "reputation": s.Number(0.0, 1.0)},
+    name="listing",
+)  # fmt: skip
+_LEDGER_LINE = s.Struct(
+    LedgerLine,
+    {"seq": _COUNT, "time": s.Number(0.0, MAX_TIMEOUT_S * 10), "op": _NAME, "account": _TEAM,
+     "counterparty": _TEAM, "amount": _MONEY, "job": _LABEL},
+    name="entry",
+)  # fmt: skip
+
+
+def _budget_has_team(market: Market, path: str) -> None:
+    if market.budget is not None and not market.team:
+        s.fail("bad_value", f"{path}.budget needs a team")
+
 
 _ENVELOPE: Final = frozenset({"v", "t"})
 _SCHEMAS: Final[dict[type, s.Struct]] = {
@@ -275,6 +305,30 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
     ),
     CancelJob: s.Struct(
         CancelJob, {"request_id": _ID, "job_id": _ID}, name="CANCEL", envelope=_ENVELOPE
+    ),
+    Market: s.Struct(
+        Market,
+        {
+            "request_id": _ID,
+            "team": _TEAM,
+            "budget": s.Optional(_MONEY),
+            "log": s.Integer(0, MAX_STATUS_ITEMS),
+        },
+        name="MARKET",
+        envelope=_ENVELOPE,
+        check=_budget_has_team,
+    ),
+    MarketReply: s.Struct(
+        MarketReply,
+        {
+            "request_id": _ID,
+            "policy": _NAME,
+            "accounts": s.Sequence(_ACCOUNT, MAX_STATUS_ITEMS),
+            "listings": s.Sequence(_LISTING, MAX_STATUS_ITEMS),
+            "log": s.Sequence(_LEDGER_LINE, MAX_STATUS_ITEMS),
+        },
+        name="MARKET_REPLY",
+        envelope=_ENVELOPE,
     ),
     Submitted: s.Struct(
         Submitted,

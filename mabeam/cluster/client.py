@@ -42,11 +42,13 @@ from ..ml.spec import SweepSpec
 from . import protocol
 from ._client_conn import ClientConnection
 from ._client_errors import (
+    BadBudget,
     BadRequest,
     BadSpec,
     ClientError,
     CoordinatorUnreachable,
     JobFailed,
+    NoSuchAccount,
     QuotaExceeded,
     RequestRefused,
     ResultTimeout,
@@ -66,6 +68,7 @@ __all__ = (
     "ADDRESS_ENV",
     "COORDINATOR_KEY_ENV",
     "KEY_ENV",
+    "BadBudget",
     "BadRequest",
     "DEFAULT_ADDRESS",
     "DEFAULT_TIMEOUT_S",
@@ -77,6 +80,7 @@ __all__ = (
     "JobEvent",
     "JobFailed",
     "JobWatch",
+    "NoSuchAccount",
     "QuotaExceeded",
     "RequestRefused",
     "ResultTimeout",
@@ -259,6 +263,27 @@ class Client:
             jobs.extend(reply.jobs)
         assert reply is not None
         return ClusterStatus(tuple(reply.nodes), tuple(jobs), dict(reply.counts))
+
+    async def market(self, team: str = "", *, log: int = 20) -> protocol.MarketReply:
+        """The market: ledger accounts (``team``: that one; ``NoSuchAccount`` if it has
+        none), the connected nodes' listings and the newest ``log`` audit-log lines."""
+        frame = protocol.Market(request_id=self._request_id(), team=team, log=log)
+        reply: protocol.MarketReply = await self._request(frame)
+        return reply
+
+    async def set_budget(self, team: str, credits: object) -> protocol.AccountInfo:
+        """Make ``team``'s available money ``credits`` (a number or decimal string; held
+        money is untouched): durable and in the audit log when this returns. Opens the
+        team's account if new; ``BadBudget`` for an amount the ledger refuses."""
+        from ..economics import LedgerError, parse_amount
+
+        try:
+            amount = parse_amount(credits, "budget")
+        except LedgerError as exc:
+            raise BadRequest(str(exc), code="bad_budget") from None
+        frame = protocol.Market(request_id=self._request_id(), team=team, budget=amount, log=0)
+        reply: protocol.MarketReply = await self._request(frame)
+        return next(a for a in reply.accounts if a.name == team)
 
     async def _sweep_jobs(self, sweep_id: str) -> tuple[str, ...]:
         known = self._sweeps.get(sweep_id)

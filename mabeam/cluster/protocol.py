@@ -32,6 +32,7 @@ from ._frames import (
     TO_CLIENT,
     TO_NODE,
     Accept,
+    AccountInfo,
     Ack,
     Bye,
     Cancel,
@@ -49,6 +50,10 @@ from ._frames import (
     Isolation,
     JobInfo,
     JobSpec,
+    LedgerLine,
+    ListingInfo,
+    Market,
+    MarketReply,
     NodeInfo,
     Progress,
     Ready,
@@ -149,6 +154,11 @@ __all__ = (
     "encode",
     "pack_batch",
     "error_reply",
+    "AccountInfo",
+    "LedgerLine",
+    "ListingInfo",
+    "Market",
+    "MarketReply",
 )
 
 

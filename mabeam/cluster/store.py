@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from ..economics import Ledger
+from ..economics import Ledger, LogEntry
 from ._store_batch import (
     Accept,
     Accepted,
@@ -236,6 +236,11 @@ class JobStore:
         last call: what the auction policy needs to know after each batch."""
         moved, self._balances = self._balances, {}
         return moved
+
+    def ledger_tail(self, limit: int) -> list[LogEntry]:
+        """The newest ``limit`` lines of the ledger's audit log, oldest first."""
+        last = self._query("SELECT coalesce(max(seq), 0) FROM ledger_log")[0][0]
+        return self.ledger().log(after=max(0, last - limit), limit=max(1, limit))
 
     def ledger(self) -> Ledger:
         """The market's ledger in this file (reads; writes go through ``apply``)."""

@@ -43,6 +43,7 @@ from mabeam.cluster.protocol import (
     PROTOCOL_VERSION,
     TO_NODE,
     Accept,
+    AccountInfo,
     Ack,
     Bye,
     Cancel,
@@ -58,6 +59,10 @@ from mabeam.cluster.protocol import (
     Inventory,
     JobInfo,
     JobSpec,
+    LedgerLine,
+    ListingInfo,
+    Market,
+    MarketReply,
     NodeInfo,
     Progress,
     ProtocolError,
@@ -124,6 +129,8 @@ labels = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=40)
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)
 counts = st.integers(0, 2**63 - 1) | st.integers(0, 10)
 seconds = st.floats(0, 1e9, allow_nan=False)
+teams = st.just("") | _word(_ALNUM, _ID_CHARS, 0, 63)
+money = st.integers(0, 2**63 - 1) | st.integers(0, 10**7)
 timeouts = st.none() | st.floats(0, 1e9, exclude_min=True, allow_nan=False)
 scalars = (
     st.none()
@@ -163,6 +170,8 @@ def inventories(draw: st.DrawFn, node_id: str | None = None) -> Inventory:
         cpus=draw(counts),
         ram_mb=draw(counts),
         slots=draw(st.integers(0, 1_000_000)),
+        owner=draw(teams),
+        price=draw(st.floats(0, 1e12, allow_nan=False)),
     )
 
 
@@ -209,6 +218,8 @@ job_specs = st.builds(
     priority=st.integers(-(2**31), 2**31 - 1),
     isolation=st.sampled_from(["process", "pool"]),
     code_version=labels,
+    team=teams,
+    value=st.none() | st.floats(0, 1e12, allow_nan=False),
 )
 node_infos = st.builds(
     NodeInfo, inventory=inventories(), credit=counts, running=counts, last_seen_s=seconds
@@ -284,6 +295,53 @@ FRAME_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
         error=st.none() | texts,
     ),
     Cancelled: st.builds(Cancelled, request_id=ids, job_id=ids, state=names),
+    Market: st.one_of(
+        st.builds(Market, request_id=ids, team=teams, budget=st.none(), log=st.integers(0, 100)),
+        st.builds(
+            Market, request_id=ids, team=teams.filter(bool), budget=money, log=st.integers(0, 100)
+        ),
+    ),
+    MarketReply: st.builds(
+        MarketReply,
+        request_id=ids,
+        policy=names,
+        accounts=st.lists(
+            st.builds(
+                AccountInfo,
+                name=teams,
+                kind=names,
+                available=money,
+                held=money,
+                spent=money,
+                earned=money,
+            ),
+            max_size=3,
+        ).map(tuple),
+        listings=st.lists(
+            st.builds(
+                ListingInfo,
+                node_id=ids,
+                owner=teams,
+                price=money,
+                gpus=st.integers(0, 16),
+                reputation=st.floats(0, 1),
+            ),
+            max_size=3,
+        ).map(tuple),
+        log=st.lists(
+            st.builds(
+                LedgerLine,
+                seq=counts,
+                time=seconds,
+                op=names,
+                account=teams,
+                counterparty=teams,
+                amount=money,
+                job=labels,
+            ),
+            max_size=3,
+        ).map(tuple),
+    ),
     Error: st.builds(Error, code=names, message=texts, in_reply_to=st.none() | ids),
 }
 frames = st.one_of(*FRAME_STRATEGIES.values())

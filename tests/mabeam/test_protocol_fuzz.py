@@ -34,6 +34,7 @@ from mabeam.cluster.protocol import (
     FRAME_CLASSES,
     MAX_FRAME_BYTES,
     Accept,
+    AccountInfo,
     Ack,
     Bye,
     Cancel,
@@ -49,6 +50,10 @@ from mabeam.cluster.protocol import (
     Inventory,
     JobInfo,
     JobSpec,
+    LedgerLine,
+    ListingInfo,
+    Market,
+    MarketReply,
     NodeInfo,
     Progress,
     ProtocolError,
@@ -121,6 +126,8 @@ _INVENTORY = Inventory(
     cpus=16,
     ram_mb=128_000,
     slots=4,
+    owner="lab-a",
+    price=2.5,
 )
 _SPEC = JobSpec(
     entrypoint="examples.digits.train:run",
@@ -131,6 +138,8 @@ _SPEC = JobSpec(
     priority=-5,
     isolation="pool",
     code_version="git:abc123",
+    team="vision",
+    value=4.0,
 )
 # Hand-written frames of every type: cheap to draw, so the default run spends its
 # time on mutations; the soak runs mutate hypothesis-built frames as well.
@@ -162,6 +171,14 @@ CORPUS: list[Frame] = [
     Event("req-2", "job-1", "running", 1, "gpu-node-1", 5, {"loss": 0.1}),
     Cancelled("req-4", "job-1", "cancelled"),
     Error("unknown_job", "no job 'job-9'", "req-5"),
+    Market("req-6", "vision", 12_500_000, log=5),
+    MarketReply(
+        "req-6",
+        "auction",
+        (AccountInfo("vision", "team", 9_000_000, 2_000_000, 1_500_000, 0),),
+        (ListingInfo("gpu-node-1", "node:gpu-node-1", 1_500_000, 2, 0.75),),
+        (LedgerLine(3, 1_700_000_000.5, "hold", "vision", "node:gpu-node-1", 2_000_000, "j-1"),),
+    ),
 ]
 corpus = st.sampled_from(CORPUS)
 
