@@ -239,12 +239,13 @@ class AuctionPolicy:
         return out
 
     def _candidates(self, node: NodeCapacity, seats: int) -> list[ReadyJob]:
-        """Per team, its best jobs that fit ``node`` (taken out of the queue): a team's
-        own jobs are ranked by priority then age, and only its first ``seats`` + 1 of a
-        shape could matter to the auction."""
+        """Per team, its best ``seats`` jobs that fit ``node`` (taken out of the queue;
+        a team ranks its own jobs by priority, then age). A team offers no more jobs
+        than the node has places, so with one free GPU its jobs do not bid against each
+        other: the price comes from the other teams or the reserve."""
         picked: list[ReadyJob] = []
         for team in self._teams.values():
-            for _ in range(seats + 1):
+            for _ in range(seats):
                 job = team.best_for(node)
                 if job is None:
                     break
