@@ -9,13 +9,14 @@ micro-credits; anything else (a float, a negative or too large amount, a string)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from foundation import ActorRef
 
+from ..coordination import CoordinationError
+from ..coordination._check import check_seconds as seconds
 from ._errors import AuctionError
 from ._money import MAX_AMOUNT
 
@@ -190,15 +191,12 @@ def check_bidders(bidders: Any) -> tuple[ActorRef, ...]:
 
 
 def check_seconds(value: Any, what: str) -> float:
-    """A finite number of seconds > 0."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not value > 0
-    ):
-        raise AuctionError(f"{what} must be a finite number of seconds > 0, got: {value!r}")
-    return float(value)
+    """A finite number of seconds > 0 (the coordination protocols' rule, as an
+    ``AuctionError``)."""
+    try:
+        return seconds(value, what)
+    except CoordinationError as exc:
+        raise AuctionError(str(exc)) from None
 
 
 def check_step(value: Any, what: str) -> int:
