@@ -199,6 +199,7 @@ class AuctionPolicy:
             node.node_id, f"node:{node.node_id}"[:64], 0
         )
         seats = min(node.gpus, node.credit)
+        capacity = node.gpus
         candidates = self._candidates(node, seats)
         if not candidates:
             return []
@@ -226,16 +227,21 @@ class AuctionPolicy:
             if award is None or not node.fits(job.shape):
                 self._teams[job.team].add(job)  # back in line for the next auction
                 continue
+            hold = math.ceil(award.price * hold_hours(job, self.hold_s))
+            if hold > self.balances.get(job.team, 0) and hold > 0:
+                # Each bid is capped by the team's whole balance: two wins of one team
+                # in one auction can add up to more than it has. The later one waits.
+                self._teams[job.team].add(job)
+                continue
             del self._jobs[job.job_id]
             self._demand[job.team] = max(0.0, self._demand[job.team] - self._hours(job))
-            hold = math.ceil(award.price * hold_hours(job, self.hold_s))
             if award.price > 0 or hold > 0:
                 self._terms[job.job_id] = LeaseTerms(job.team, listing.owner, award.price, hold)
                 self.balances[job.team] = self.balances.get(job.team, 0) - hold
             node.take(job)
             out.append((job, node))
             record.append((job.job_id, job.team, job.gpus, award.value, award.price))
-        self._note(MarketRound(node.node_id, self._clock(), len(bids), node.gpus, tuple(record)))
+        self._note(MarketRound(node.node_id, self._clock(), len(bids), capacity, tuple(record)))
         return out
 
     def _candidates(self, node: NodeCapacity, seats: int) -> list[ReadyJob]:
