@@ -5,6 +5,7 @@
     python -m benchmarks.compare registry [--short] [--check] [--json PATH]
     python -m benchmarks.compare cluster [--short] [--check] [--json PATH] [--ray-python PATH]
     python -m benchmarks.compare agents [--short] [--check] [--json PATH]
+    python -m benchmarks.compare economics [--short] [--check] [--json PATH]
 
 Every figure is taken in this one process run (memory in fresh child interpreters, see
 ``benchmarks._memprobe``), each best of R repetitions interleaved across
@@ -433,6 +434,14 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
     )
     a.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    e = sub.add_parser(
+        "economics", help="auctions and the market policy vs the hand-written code they replace"
+    )
+    e.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
+    e.add_argument(
+        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
+    )
+    e.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return p
 
 
@@ -464,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._suite_agents import run_agents
 
         return run_agents(args.short, args.check, args.json, console)
+    if args.suite == "economics":
+        from ._suite_economics import run_economics
+
+        return run_economics(args.short, args.check, args.json, console)
     return 2  # pragma: no cover - argparse rejects unknown suites
 
 

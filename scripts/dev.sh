@@ -83,6 +83,8 @@ run_tests() {
         "$VENV/bin/python" -m benchmarks.compare cluster --short --check
         step "python -m benchmarks.compare agents --short --check"
         "$VENV/bin/python" -m benchmarks.compare agents --short --check
+        step "python -m benchmarks.compare economics --short --check"
+        "$VENV/bin/python" -m benchmarks.compare economics --short --check
     fi
 }
 
