@@ -118,7 +118,10 @@ def test_a_malformed_address_is_one_line(capsys: pytest.CaptureFixture[str]) -> 
         (["run", "x.toml", "--slots", "0"], "argument --slots: expected a number >= 1, got '0'"),
         (["status", "--timeout", "soon"], "argument --timeout: expected a number of seconds"),
         (["cancel"], "the following arguments are required: JOB"),
-        (["run", "x.toml", "--policy", "lottery"], "argument --policy: expected one of auction, fifo"),
+        (
+            ["run", "x.toml", "--policy", "lottery"],
+            "argument --policy: expected one of auction, fifo",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_usage(args: list[str], message: str) -> None:
