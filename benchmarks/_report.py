@@ -169,6 +169,19 @@ def conclude(
     return 0
 
 
+def conclude_rows(
+    console: Console,
+    json_path: str | None,
+    check: bool,
+    rows: list[dict[str, Any]],
+    header: tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float],
+    measured: Any,
+) -> int:
+    """``conclude`` for a suite of rows: the failed gates are its checked FAIL rows."""
+    failed = [r["metric"] for r in rows if r["checked"] and r["result"] == "FAIL"]
+    return conclude(console, json_path, check, failed, header, measured=measured, rows=rows)
+
+
 def render_rows(rows: list[dict[str, Any]], console: Console, title: str) -> None:
     """A suite's rows (metric, ours, reference, ratio, bound, result) as one table."""
     from rich.table import Table

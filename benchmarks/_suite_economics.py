@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ._report import banner, conclude, render_rows, run_checked
+from ._report import banner, conclude_rows, render_rows, run_checked
 
 TARGETS: dict[str, Any] = {
     "tolerance": 0.10,
@@ -242,10 +242,6 @@ def _run_once(short: bool, check: bool, json_path: str | None, console: Console)
         console,
         f"economics benchmarks ({mode}, tolerance {TARGETS['tolerance']:.0%}, {total:.1f} s)",
     )
-    failed = [r for r in rows if r["checked"] and r["result"] == "FAIL"]
-    return conclude(
-        console, json_path, check, [r["metric"] for r in failed],
-        (mode, info, sizes, TARGETS, total),
-        measured=measured,
-        rows=rows,
-    )  # fmt: skip
+    return conclude_rows(
+        console, json_path, check, rows, (mode, info, sizes, TARGETS, total), measured
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..economics import LedgerError
 from . import protocol as p
 from ._coord_store import ReadFn, StoreReply, StoreRequest, read_failed
 from ._limits import MAX_STATUS_ITEMS
@@ -26,18 +27,19 @@ def market_request(reply_to: Any, peer: bytes, frame: p.Market, submitter: str) 
     ops: list[Any] = []
     if frame.budget is not None:
         ops.append(SetBudget(frame.team, frame.budget, note=f"set by {submitter}"[:200]))
-    only = frame.team if frame.budget is None else ""
-    return StoreRequest(ops, reply_to, ("market", peer, frame), read=_read(only, frame.log))
+    return StoreRequest(ops, reply_to, ("market", peer, frame), read=_read(frame.team, frame.log))
 
 
 def _read(team: str, lines: int) -> ReadFn:
     def read(store: JobStore, outcomes: list[Outcome]) -> Any:
         ledger = store.ledger()
-        accounts = ledger.accounts()
         if team:
-            accounts = [a for a in accounts if a.name == team]
-            if not accounts:
+            try:
+                accounts = [ledger.account(team)]
+            except LedgerError:
                 return None
+        else:
+            accounts = ledger.accounts()
         return accounts, store.ledger_tail(lines) if lines else []
 
     return read
@@ -72,9 +74,9 @@ async def market_reply(
         market["policy"] or "fifo",
         tuple(
             p.AccountInfo(a.name, a.kind, a.available, a.held, a.spent, a.earned)
-            for a in accounts[: MAX_STATUS_ITEMS]
+            for a in accounts[:MAX_STATUS_ITEMS]
         ),
-        tuple(p.ListingInfo(*row) for row in market["listings"][: MAX_STATUS_ITEMS]),
+        tuple(p.ListingInfo(*row) for row in market["listings"][:MAX_STATUS_ITEMS]),
         tuple(
             p.LedgerLine(e.seq, e.time, e.op, e.account, e.counterparty or "", e.amount, e.job)
             for e in entries

@@ -31,6 +31,7 @@ from typing import Any, Final
 from ..economics import MAX_AMOUNT, MICRO, Reputation, SealedBid, vcg
 from ._coord_policy import NodeCapacity, PriorityPolicy, ReadyJob
 from ._coord_store import Committed
+from ._frames import default_owner
 from .store import Completed, Failed, LeaseTerms, Retried
 
 __all__ = (
@@ -106,8 +107,7 @@ def market_view(
     listings = []
     for node_id, inv in nodes:
         score = market.reputation.score(node_id, now) if market is not None else 1.0
-        owner = inv.owner or f"node:{node_id}"[:64]
-        listings.append((node_id, owner, round(inv.price * MICRO), len(inv.gpus), score))
+        listings.append((node_id, inv.payee, round(inv.price * MICRO), len(inv.gpus), score))
     return {"policy": policy, "listings": listings}
 
 
@@ -176,7 +176,7 @@ class AuctionPolicy:
         """A node offers its GPUs: ``owner`` is paid, ``price`` credits per GPU-hour is
         its reserve."""
         reserve = round(price * MICRO)
-        self.listings[node_id] = Listing(node_id, owner or f"node:{node_id}"[:64], reserve)
+        self.listings[node_id] = Listing(node_id, owner or default_owner(node_id), reserve)
 
     def set_balance(self, team: str, available: int) -> None:
         """What the store says ``team`` has available now."""
@@ -195,9 +195,9 @@ class AuctionPolicy:
         return out
 
     def _auction(self, node: NodeCapacity) -> list[tuple[ReadyJob, NodeCapacity]]:
-        listing = self.listings.get(node.node_id) or Listing(
-            node.node_id, f"node:{node.node_id}"[:64], 0
-        )
+        listing = self.listings.get(node.node_id)
+        if listing is None:
+            listing = Listing(node.node_id, default_owner(node.node_id), 0)
         seats = min(node.gpus, node.credit)
         capacity = node.gpus
         candidates = self._candidates(node, seats)
@@ -266,9 +266,6 @@ class AuctionPolicy:
         if len(self.rounds) > _MAX_ROUNDS_KEPT:
             del self.rounds[: len(self.rounds) - _MAX_ROUNDS_KEPT]
 
-    def queued(self) -> Iterable[ReadyJob]:
-        return self._jobs.values()
-
     # -- what the store reports -------------------------------------------------------
 
     def observe(self, batch: Committed, leased: Mapping[str, str]) -> None:
@@ -282,16 +279,3 @@ class AuctionPolicy:
                 node = leased.get(out.job_id)  # type: ignore[union-attr]
                 if node is not None:
                     self.reputation.record(node, kind is Completed, now)
-
-    def snapshot(self) -> dict[str, Any]:
-        """The market as ``mabeam status --ledger`` shows it: listings with reputation,
-        the teams' balances as the policy sees them, the latest auctions."""
-        now = self._clock()
-        return {
-            "listings": [
-                (it.node_id, it.owner, it.reserve, self.reputation.score(it.node_id, now))
-                for it in self.listings.values()
-            ],
-            "balances": dict(self.balances),
-            "rounds": list(self.rounds[-20:]),
-        }

@@ -58,6 +58,16 @@ class Inventory:
     owner: str = ""
     price: float = 0.0
 
+    @property
+    def payee(self) -> str:
+        """The account paid for this node's GPU time: ``owner``, or ``node:<node_id>``."""
+        return self.owner or default_owner(self.node_id)
+
+
+def default_owner(node_id: str) -> str:
+    """The ledger account of a node that names no owner."""
+    return f"node:{node_id}"[:64]
+
 
 @dataclass(frozen=True, slots=True)
 class Resources:

@@ -36,5 +36,7 @@ MAX_COUNT: Final = (1 << 63) - 1  # fits an SQLite INTEGER
 MAX_CREDIT: Final = 1_000_000
 MAX_RETRIES: Final = 1_000
 MAX_TIMEOUT_S: Final = 1e9
+ACCOUNT_NAME: Final = r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}"
+"""A ledger account as jobs (``team``) and nodes (``owner``) name it: 1 to 64 chars."""
 MAX_VALUE: Final = 1e12
 """The largest ``value`` (credits per GPU-hour) a job spec may state."""

@@ -46,6 +46,7 @@ from ._frames import (
     Watch,
 )
 from ._limits import (
+    ACCOUNT_NAME,
     MAX_ARRAY_LEN,
     MAX_COUNT,
     MAX_CREDIT,
@@ -80,7 +81,7 @@ _KEY = s.Text(MAX_NAME_LEN, r"[^\x00-\x1f\x7f]+", "a non-empty str without contr
 _TEXT = s.Text(MAX_TEXT_LEN)
 _TEAM = s.Text(
     64,
-    r"(?:[A-Za-z0-9][A-Za-z0-9._:/@+=-]*)?",
+    f"(?:{ACCOUNT_NAME})?",
     "an account name: up to 64 chars of A-Z a-z 0-9 . _ : / @ + = - (starting alphanumeric)",
 )
 _ENTRYPOINT = s.Text(

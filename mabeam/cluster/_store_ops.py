@@ -47,6 +47,7 @@ from ._store_batch import (
     check_name,
     check_submit,
 )
+from ._store_followers import settle_followers
 from ._store_market import budget, check_terms, end_hold, place_hold
 from ._store_prune import prune
 from ._store_types import (
@@ -59,13 +60,13 @@ from ._store_types import (
     StoreError,
     UnknownJobError,
     content_hash,
+    error_text,
     job_id_of,
     seq_of,
     specs_digest,
     stored_spec,
 )
 
-MAX_ERROR_CHARS: Final = 64 * 1024
 _pack: Final[Callable[[Any], bytes]] = msgpack.Packer(use_bin_type=True).pack
 
 _COLUMNS: Final = (
@@ -251,12 +252,9 @@ def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
         return NotLeasable(op.job_id, row.state, f"job follows {tx.jid(row.follows)}")
     if row.not_before > tx.now:
         return NotLeasable(op.job_id, row.state, f"job backs off until {row.not_before}")
-    hold: int | None = None
-    if terms is not None:
-        placed = place_hold(tx, op.job_id, terms)
-        if type(placed) is NotLeasable:
-            return placed
-        hold = placed  # type: ignore[assignment]
+    hold = None if terms is None else place_hold(tx, op.job_id, terms)
+    if type(hold) is NotLeasable:
+        return hold
     token = tx.token()
     tx.conn.execute(
         "UPDATE jobs SET state = 'leased', node = ?, token = ?, leased_at = ?, hold = ?,"
@@ -305,7 +303,7 @@ def _complete(tx: Tx, op: Complete) -> Completed | Stale:
     end_hold(tx, row.hold, row.rate, tx.now - (row.leased_at or tx.now))
     tx.move(row.state, "succeeded")
     tx.event(row.seq, "succeeded", row.attempt, node=row.node)
-    return Completed(op.job_id, _settle_followers(tx, row.seq, "succeeded", result=result))
+    return Completed(op.job_id, settle_followers(tx, row.seq, "succeeded", result=result))
 
 
 def _fail(tx: Tx, op: Fail) -> Retried | Failed | Cancelled | Stale:
@@ -314,14 +312,14 @@ def _fail(tx: Tx, op: Fail) -> Retried | Failed | Cancelled | Stale:
         return _stale(op.job_id, row)
     if type(op.permanent) is not bool:
         raise InvalidOpError(f"Fail.permanent must be a bool, got: {op.permanent!r}")
-    return _attempt_failed(tx, row, _error_text(op.error), permanent=op.permanent)
+    return _attempt_failed(tx, row, error_text(op.error), permanent=op.permanent)
 
 
 def _release(tx: Tx, op: Release) -> Requeued | Cancelled | Stale:
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    reason = _error_text(op.reason)
+    reason = error_text(op.reason)
     if row.cancel_requested:
         return _cancel_now(tx, row, f"cancelled; the node gave it back ({reason})")
     _requeue_unstarted(tx, row, reason)
@@ -345,7 +343,7 @@ def _cancel(tx: Tx, op: Cancel) -> Cancelled | CancelRequested | NotCancelled:
 
 def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
     check_name("node", op.node)
-    reason = _error_text(op.reason)
+    reason = error_text(op.reason)
     found = tx.conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE node = ? AND state IN ('leased', 'running')"
         " ORDER BY seq",
@@ -392,7 +390,7 @@ def _attempt_failed(
         )
         tx.move(row.state, "failed")
         tx.event(row.seq, "failed", row.attempt, node=row.node, error=error)
-        return Failed(job_id, error, _settle_followers(tx, row.seq, "failed", error=error))
+        return Failed(job_id, error, settle_followers(tx, row.seq, "failed", error=error))
     not_before = tx.now + tx.backoff(failures)
     tx.conn.execute(_REQUEUE_SQL, (failures, not_before, error, tx.now, row.seq))
     tx.move(row.state, "queued")
@@ -410,49 +408,8 @@ def _cancel_now(tx: Tx, row: _Row, why: str) -> Cancelled:
     )
     tx.move(row.state, "cancelled")
     tx.event(row.seq, "cancelled", row.attempt)
-    promoted = _settle_followers(tx, row.seq, "cancelled")
+    promoted = settle_followers(tx, row.seq, "cancelled")
     return Cancelled(tx.jid(row.seq), promoted[0] if promoted else None)
-
-
-def _settle_followers(
-    tx: Tx, leader: int, how: str, *, result: bytes | None = None, error: str = ""
-) -> tuple[str, ...]:
-    """Finish the jobs following ``leader`` like it, or (cancelled) promote the first."""
-    rows = tx.conn.execute(
-        "SELECT seq, attempt FROM jobs WHERE follows = ? AND state = 'queued' ORDER BY seq",
-        (leader,),
-    ).fetchall()
-    if not rows:
-        return ()
-    conn, lead = tx.conn, tx.jid(leader)
-    if how == "succeeded":
-        for seq, attempt in rows:
-            conn.execute(
-                "UPDATE jobs SET state = 'succeeded', result = ?, updated = ? WHERE seq = ?",
-                (result, tx.now, seq),
-            )
-            tx.event(seq, "succeeded", attempt, via=lead)
-        tx.move("queued", "succeeded", len(rows))
-    elif how == "failed":
-        text = _error_text(f"the job it follows ({lead}) failed: {error}")
-        for seq, attempt in rows:
-            conn.execute(
-                "UPDATE jobs SET state = 'failed', error = ?, updated = ? WHERE seq = ?",
-                (text, tx.now, seq),
-            )
-            tx.event(seq, "failed", attempt, error=text)
-        tx.move("queued", "failed", len(rows))
-    else:  # cancelled: the first follower stands alone, the others follow it
-        first, first_attempt = rows[0]
-        conn.execute("UPDATE jobs SET follows = NULL, updated = ? WHERE seq = ?", (tx.now, first))
-        tx.event(first, "promoted", first_attempt, was_following=lead)
-        for seq, attempt in rows[1:]:
-            conn.execute(
-                "UPDATE jobs SET follows = ?, updated = ? WHERE seq = ?", (first, tx.now, seq)
-            )
-            tx.event(seq, "joined", attempt, follows=tx.jid(first))
-        return (tx.jid(first),)
-    return tuple(tx.jid(seq) for seq, _ in rows)
 
 
 # -- checks ---------------------------------------------------------------------------
@@ -479,13 +436,6 @@ def _encode_value(what: str, value: Any) -> bytes:
         return CODEC.encode(value)
     except CodecError as exc:
         raise InvalidOpError(f"{what} is not storable: {exc}") from None
-
-
-def _error_text(error: object) -> str:
-    """Error text, cut to its last ``MAX_ERROR_CHARS`` (a traceback's useful end)."""
-    if type(error) is not str:
-        raise InvalidOpError(f"error text must be a str, got: {error!r}")
-    return error if len(error) <= MAX_ERROR_CHARS else "..." + error[-MAX_ERROR_CHARS:]
 
 
 _HANDLERS: Final[dict[type, Callable[[Tx, Any], Outcome]]] = {

@@ -21,7 +21,7 @@ from foundation import CodecError
 from foundation.codec import Codec
 
 from ..ml.spec import trial_hash
-from ._limits import MAX_VALUE
+from ._limits import ACCOUNT_NAME, MAX_VALUE
 
 # Specs, results, progress and event details are msgpack (never pickle), up to 16 MiB.
 CODEC: Final = Codec(max_size=16 << 20)
@@ -37,9 +37,20 @@ _SPEC_KEYS: Final = frozenset(
     {"entrypoint", "params", "resources", "timeout_s", "max_retries", "priority",
      "code_version", "cache", "isolation", "team", "value"}
 )  # fmt: skip
-_TEAM: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}\Z")
+_TEAM: Final = re.compile(ACCOUNT_NAME + r"\Z")
 
 _RESOURCE_KEYS: Final = frozenset({"gpus", "cpus", "memory_mb"})
+
+
+MAX_ERROR_CHARS: Final = 64 * 1024
+"""A job's error text is cut to its last this many characters."""
+
+
+def error_text(error: object) -> str:
+    """Error text, cut to its last ``MAX_ERROR_CHARS`` (a traceback's useful end)."""
+    if type(error) is not str:
+        raise InvalidOpError(f"error text must be a str, got: {error!r}")
+    return error if len(error) <= MAX_ERROR_CHARS else "..." + error[-MAX_ERROR_CHARS:]
 
 
 class StoreError(Exception):

@@ -55,7 +55,8 @@ from foundation import FoundationError, Runtime, current_runtime
 from supervision import Application, DynamicSupervisor, child_spec
 
 from . import gpus as gpu_discovery
-from ._limits import MAX_CREDIT, MAX_VALUE
+from ._frames import default_owner
+from ._limits import ACCOUNT_NAME, MAX_CREDIT, MAX_VALUE
 from ._node_conn import NodeConnection
 from ._node_drain import DRAIN
 from ._node_setup import NodeCounters, NodeSetup, NodeStatistics, TaskSettings
@@ -237,13 +238,13 @@ class NodeConfig:
             raise ValueError(f"price must be a number of credits per GPU-hour, got {self.price!r}")
         if not 0.0 <= self.price <= MAX_VALUE:
             raise ValueError(f"price must be between 0 and {MAX_VALUE:g}, got {self.price!r}")
-        try:
-            encode(Hello("n", Inventory("n", owner=self.owner)))
-        except ProtocolError:
+        if not isinstance(self.owner, str) or (
+            self.owner and not re.fullmatch(ACCOUNT_NAME, self.owner)
+        ):
             raise ValueError(
                 f"owner must be an account name: up to 64 chars of A-Z a-z 0-9 . _ : / @ + = -"
                 f" starting alphanumeric, got {self.owner!r}"
-            ) from None
+            )
         try:
             encode(Hello(self.node_id, Inventory(self.node_id)))
             if not self.node_id:
@@ -350,7 +351,7 @@ def _resolve(config: NodeConfig) -> NodeSetup:
         cpus=cpus,
         ram_mb=int(psutil.virtual_memory().total) // _MIB,
         slots=slots,
-        owner=config.owner or f"node:{node_id}"[:64],
+        owner=config.owner or default_owner(node_id),
         price=float(config.price),
     )
     try:

@@ -52,11 +52,12 @@ from ._store_batch import (
     Submit,
     Submitted,
 )
-from ._store_ops import MAX_ERROR_CHARS, Tx, run
+from ._store_ops import Tx, run
 from ._store_schema import SchemaError, Synchronous, open_connection
 from ._store_tokens import LeaseTokens
 from ._store_types import (
     CODEC,
+    MAX_ERROR_CHARS,
     RECORD_COLUMNS,
     STATES,
     TERMINAL_STATES,

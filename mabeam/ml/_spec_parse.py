@@ -14,6 +14,7 @@ import tomllib
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+from ..cluster._limits import ACCOUNT_NAME
 from . import _search, _spec_search
 from ._spec_text import key_path, quoted, render, show
 from .spec import (
@@ -65,7 +66,7 @@ _TOP_KEYS = (
 )
 _RESOURCE_KEYS = ("gpus", "cpus", "memory_mb")
 _MARKET_KEYS = ("team", "value")
-_TEAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,63}\Z")
+_TEAM = re.compile(ACCOUNT_NAME + r"\Z")
 _MAX_VALUE = 1e12
 # Keys a user may write at the top level that belong in a table.
 _ELSEWHERE = {key: f"resources.{key}" for key in _RESOURCE_KEYS} | {
