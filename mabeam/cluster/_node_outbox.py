@@ -5,9 +5,12 @@ while un-ACKed), listed in HELLO so the coordinator keeps its lease, and dropped
 the ACK for its lease arrives. The file is a small SQLite database in WAL mode with
 ``synchronous=NORMAL``: a commit is one write to the log with no fsync, and a committed
 row survives a SIGKILL of the agent (not a power cut, which the coordinator's lease
-covers: it requeues the job). Writes come in batches (the new results and the ACKed
-ones of one wake-up of the connection actor share a transaction), and a copy of the
-rows in memory answers every read.
+covers: it requeues the job). Writes come in batches (the new results of one wake-up
+of the connection actor share a transaction), and a copy of the rows in memory answers
+every read. An ACK drops its result from memory at once and from the file with the
+next batch of results (or at ``REMOVALS_PER_WRITE`` of them, or on ``close``): a removal
+that a crash loses only makes the restarted node resend a result the coordinator
+already holds, which it answers as stale, so an ACK alone never costs a transaction.
 
 The file is input like any other: a row that does not hold a valid RESULT is dropped
 with a warning, and a file SQLite cannot read is moved aside (``outbox.sqlite3.bad-N``)
@@ -26,11 +29,13 @@ from typing import Final
 
 from .protocol import ProtocolError, Result, decode
 
-__all__ = ("OUTBOX_NAME", "Outbox", "OutboxEntry")
+__all__ = ("OUTBOX_NAME", "REMOVALS_PER_WRITE", "Outbox", "OutboxEntry")
 
 log = logging.getLogger("mabeam.node")
 
 OUTBOX_NAME: Final = "outbox.sqlite3"
+REMOVALS_PER_WRITE: Final = 512
+"""ACKed results dropped from the file without a new result to carry them."""
 
 Key = tuple[str, str]
 """(job_id, lease): what a RESULT, its ACK and a CANCEL name."""
@@ -71,6 +76,7 @@ class Outbox:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / OUTBOX_NAME
         self._entries: dict[Key, OutboxEntry] = {}
+        self._removed: dict[Key, None] = {}  # ACKed, still in the file
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
@@ -132,26 +138,35 @@ class Outbox:
     # -- writes (one transaction per call) -----------------------------------------------
 
     def write(self, put: Iterable[OutboxEntry] = (), remove: Iterable[Key] = ()) -> int:
-        """Store the ``put`` results (replacing one held for the same key) and drop the
-        ``remove`` keys (ACKed), in one transaction; returns how many were dropped."""
+        """Store the ``put`` results (replacing one held for the same key) in one
+        transaction, durable when this returns, and drop the ``remove`` keys (ACKed): at
+        once from memory, from the file with a later write (module doc). Returns how
+        many were dropped."""
         batch = list(put)
         gone = [key for key in dict.fromkeys(remove) if key in self._entries]
-        if not batch and not gone:
-            return 0
+        for key in gone:
+            del self._entries[key]
+            self._removed[key] = None
+        for entry in batch:
+            self._removed.pop(entry.key, None)  # written again: the new row stays
+        if batch or len(self._removed) >= REMOVALS_PER_WRITE:
+            self._write(batch)
+        for entry in batch:
+            self._entries[entry.key] = entry
+        return len(gone)
+
+    def _write(self, batch: list[OutboxEntry]) -> None:
+        removed = list(self._removed)
         with self._transaction() as db:
-            if gone:
-                db.executemany("DELETE FROM results WHERE job_id = ? AND lease = ?", gone)
+            if removed:
+                db.executemany("DELETE FROM results WHERE job_id = ? AND lease = ?", removed)
             if batch:
                 db.executemany(
                     "INSERT OR REPLACE INTO results (job_id, lease, attempt, payload) "
                     "VALUES (?, ?, ?, ?)",
                     [(e.job_id, e.lease, e.attempt, e.payload) for e in batch],
                 )
-        for key in gone:
-            del self._entries[key]
-        for entry in batch:
-            self._entries[entry.key] = entry
-        return len(gone)
+        self._removed.clear()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -165,8 +180,11 @@ class Outbox:
         db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the file (idempotent); the rows stay for the next start."""
+        """Write the pending removals and close the file (idempotent); the un-ACKed
+        rows stay for the next start."""
         with contextlib.suppress(sqlite3.Error):
+            if self._removed:
+                self._write([])
             self._db.close()
 
 

@@ -288,7 +288,8 @@ class PoolWorker(Actor):
                     gpus=[],
                     log_path=attempt.directory / LOG_NAME,
                     seq=self._seq,
-                )
+                ),
+                walk=False,  # its params came in a DISPATCH, checked under tighter limits
             )
         except (OSError, CodecError) as exc:
             what = "prepare" if isinstance(exc, OSError) else "encode"

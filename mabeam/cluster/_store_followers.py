@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ._store_types import error_text
 
 if TYPE_CHECKING:
-    from ._store_ops import Tx
+    from ._store_tx import Tx
 
 __all__ = ("settle_followers",)
 
@@ -31,8 +31,9 @@ def settle_followers(
     if how == "succeeded":
         for seq, attempt in rows:
             conn.execute(
-                "UPDATE jobs SET state = 'succeeded', result = ?, updated = ? WHERE seq = ?",
-                (result, tx.now, seq),
+                "UPDATE jobs SET state = 'succeeded', result = ?, updated = ?, ended = ?"
+                " WHERE seq = ?",
+                (result, tx.now, tx.now, seq),
             )
             tx.event(seq, "succeeded", attempt, via=lead)
         tx.move("queued", "succeeded", len(rows))
@@ -40,8 +41,8 @@ def settle_followers(
         text = error_text(f"the job it follows ({lead}) failed: {error}")
         for seq, attempt in rows:
             conn.execute(
-                "UPDATE jobs SET state = 'failed', error = ?, updated = ? WHERE seq = ?",
-                (text, tx.now, seq),
+                "UPDATE jobs SET state = 'failed', error = ?, updated = ?, ended = ? WHERE seq = ?",
+                (text, tx.now, tx.now, seq),
             )
             tx.event(seq, "failed", attempt, error=text)
         tx.move("queued", "failed", len(rows))

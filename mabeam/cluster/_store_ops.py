@@ -10,10 +10,7 @@ the rest of its batch still commits. Rows are addressed by ``seq`` (the job id i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
-
-import msgpack
+from typing import Any, Final
 
 from foundation import CodecError
 
@@ -50,6 +47,19 @@ from ._store_batch import (
 from ._store_followers import settle_followers
 from ._store_market import budget, check_terms, end_hold, place_hold
 from ._store_prune import prune
+from ._store_tx import (
+    ACCEPT_SQL,
+    CACHE_SQL,
+    COLUMNS,
+    COMPLETE_SQL,
+    INSERT_SQL,
+    LEASE_SQL,
+    REQUEUE_SQL,
+    UNFINISHED_SQL,
+    Row,
+    Tx,
+    encode_value,
+)
 from ._store_types import (
     CODEC,
     TERMINAL_STATES,
@@ -58,109 +68,12 @@ from ._store_types import (
     InvalidSpecError,
     QuotaExceededError,
     StoreError,
-    UnknownJobError,
     content_hash,
     error_text,
-    job_id_of,
     seq_of,
     specs_digest,
     stored_spec,
 )
-
-_pack: Final[Callable[[Any], bytes]] = msgpack.Packer(use_bin_type=True).pack
-
-_COLUMNS: Final = (
-    "seq, state, attempt, failures, max_retries, node, token, cancel_requested, follows,"
-    " not_before, spec, content_hash, leased_at, hold, rate"
-)
-_ROW_SQL: Final = f"SELECT {_COLUMNS} FROM jobs WHERE seq = ?"
-_INSERT_SQL: Final = (
-    "INSERT INTO jobs (submitter, spec, content_hash, priority, max_retries, state, attempt,"
-    " not_before, follows, result, created, updated)"
-    " VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
-)
-# A succeeded job with the same content hash, else the oldest live leader.
-_CACHE_SQL: Final = (
-    "SELECT seq, state, result FROM jobs WHERE content_hash = ? AND (state = 'succeeded'"
-    " OR (state IN ('queued', 'leased', 'running') AND follows IS NULL))"
-    " ORDER BY state = 'succeeded' DESC, seq LIMIT 1"
-)
-_UNFINISHED_SQL: Final = (  # an owner's jobs under its quota (index jobs_unfinished_owner)
-    "SELECT count(*) FROM jobs WHERE submitter = ? AND state IN ('queued', 'leased', 'running')"
-)
-_REQUEUE_SQL: Final = (
-    "UPDATE jobs SET state = 'queued', attempt = attempt + 1, failures = ?, node = NULL,"
-    " token = NULL, leased_at = NULL, hold = NULL, rate = NULL, cancel_requested = 0,"
-    " not_before = ?, error = ?, updated = ? WHERE seq = ?"
-)
-
-
-class _Row(NamedTuple):
-    seq: int
-    state: str
-    attempt: int
-    failures: int
-    max_retries: int
-    node: str | None
-    token: str | None
-    cancel_requested: int
-    follows: int | None
-    not_before: float
-    spec: bytes
-    content_hash: str
-    leased_at: float | None
-    hold: int | None
-    rate: int | None
-
-
-@dataclass(slots=True)
-class Tx:
-    """One batch in flight: connection, clock value, and what it appends at the end."""
-
-    conn: Any
-    now: float
-    store_id: str
-    backoff: Callable[[int], float]
-    token: Callable[[], str]
-    events: list[tuple[int, str, int, bytes, float]] = field(default_factory=list)
-    moves: dict[str, int] = field(default_factory=dict)
-    balances: dict[str, int] = field(default_factory=dict)  # account -> available, if touched
-    ledger: Any = None  # the ledger on this connection, made on first use
-
-    def jid(self, seq: int) -> str:
-        return job_id_of(self.store_id, seq)
-
-    def event(self, seq: int, kind: str, attempt: int, **detail: Any) -> None:
-        # Details are built here from str and number values: plain msgpack suffices.
-        self.events.append((seq, kind, attempt, _pack(detail), self.now))
-
-    def move(self, old: str | None, new: str | None, n: int = 1) -> None:
-        """Count ``n`` jobs going from state ``old`` to ``new`` (None: inserted, deleted)."""
-        if old is not None:
-            self.moves[old] = self.moves.get(old, 0) - n
-        if new is not None:
-            self.moves[new] = self.moves.get(new, 0) + n
-
-    def row(self, job_id: object, token: object = "") -> _Row:
-        """The job's row: ``InvalidOpError`` for a non-str id or token, ``UnknownJobError``
-        when there is no such job."""
-        if type(token) is not str:
-            raise InvalidOpError(f"token must be a str, got: {token!r}")
-        found = self.conn.execute(_ROW_SQL, (seq_of(self.store_id, job_id),)).fetchone()
-        if found is None:
-            raise UnknownJobError(f"unknown job id: {job_id!r}")
-        return _Row(*found)
-
-    def flush(self) -> None:
-        """Append the batch's events and state counts, just before the commit."""
-        if self.events:
-            self.conn.executemany(
-                "INSERT INTO events (job, kind, attempt, detail, time) VALUES (?, ?, ?, ?, ?)",
-                self.events,
-            )
-        deltas = [(n, state) for state, n in self.moves.items() if n]
-        if deltas:
-            self.conn.executemany("UPDATE state_counts SET n = n + ? WHERE state = ?", deltas)
 
 
 def run(tx: Tx, op: object) -> Outcome:
@@ -180,7 +93,8 @@ def run(tx: Tx, op: object) -> Outcome:
 def _submit(tx: Tx, op: Submit) -> Submitted:
     specs = check_submit(op)
     try:
-        blobs = [CODEC.encode(spec.to_dict()) for spec in specs]
+        # walk=False: each spec walked its params when it was made (JobSpec.__post_init__)
+        blobs = [CODEC.encode(spec.to_dict(), walk=False) for spec in specs]
     except CodecError as exc:
         raise InvalidSpecError(f"spec is not storable: {exc}") from None
     conn, key = tx.conn, op.idempotency_key
@@ -199,7 +113,7 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
             return Submitted(tuple(map(tx.jid, CODEC.decode(seen[1]))), duplicate=True)
     owner = op.owner or op.submitter
     if op.max_unfinished is not None:
-        held = conn.execute(_UNFINISHED_SQL, (owner,)).fetchone()[0]
+        held = conn.execute(UNFINISHED_SQL, (owner,)).fetchone()[0]
         if held + len(specs) > op.max_unfinished:
             raise QuotaExceededError(
                 f"submitter {owner!r} has {held} unfinished jobs; {len(specs)} more would"
@@ -213,15 +127,15 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
         digest_of = content_hash(spec)
         state, follows, result, source = "queued", None, None, None
         if spec.cache:
-            hit = conn.execute(_CACHE_SQL, (digest_of,)).fetchone()
+            hit = conn.execute(CACHE_SQL, (digest_of,)).fetchone()
             if hit is not None and hit[1] == "succeeded":
                 state, source, result = "succeeded", hit[0], hit[2]
             elif hit is not None:
                 follows = hit[0]
         seq = conn.execute(
-            _INSERT_SQL,
+            INSERT_SQL,
             (owner, blob, digest_of, spec.priority, spec.max_retries, state, tx.now,
-             follows, result, tx.now, tx.now),
+             follows, result, tx.now, tx.now, tx.now if state == "succeeded" else None),
         ).lastrowid  # fmt: skip
         tx.move(None, state)
         tx.event(seq, "submitted", 1, submitter=owner)
@@ -244,6 +158,16 @@ def _submit(tx: Tx, op: Submit) -> Submitted:
 
 def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
     check_name("node", op.node)
+    if op.terms is None:  # the common case in one statement; the rest explains a refusal
+        token = tx.token()
+        found = tx.conn.execute(
+            LEASE_SQL, (op.node, token, tx.now, tx.now, seq_of(tx.store_id, op.job_id), tx.now)
+        ).fetchone()
+        if found is not None:
+            seq, attempt, blob, digest = found
+            tx.move("queued", "leased")
+            tx.event(seq, "leased", attempt, node=op.node)
+            return Leased(op.job_id, op.node, attempt, token, stored_spec(blob, digest))
     terms = None if op.terms is None else check_terms(op.terms)
     row = tx.row(op.job_id)
     if row.state != "queued":
@@ -268,6 +192,14 @@ def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
 
 
 def _accept(tx: Tx, op: Accept) -> Accepted | Stale:
+    if type(op.token) is str:  # the common case in one statement
+        found = tx.conn.execute(
+            ACCEPT_SQL, (tx.now, seq_of(tx.store_id, op.job_id), op.token)
+        ).fetchone()
+        if found is not None:
+            tx.move("leased", "running")
+            tx.event(found[0], "running", found[1], node=found[2])
+            return Accepted(op.job_id)
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
@@ -284,7 +216,7 @@ def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    data = _encode_value("progress data", op.data)
+    data = encode_value("progress data", op.data)
     tx.conn.execute(
         "UPDATE jobs SET progress = ?, updated = ? WHERE seq = ?", (data, tx.now, row.seq)
     )
@@ -292,18 +224,44 @@ def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
 
 
 def _complete(tx: Tx, op: Complete) -> Completed | Stale:
+    done = _complete_running(tx, op)
+    if done is not None:
+        return done
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    result = _encode_value("result", op.result)
+    result = encode_value("result", op.result)
     tx.conn.execute(
-        "UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, updated = ? WHERE seq = ?",
-        (result, tx.now, row.seq),
+        "UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, updated = ?, ended = ?"
+        " WHERE seq = ?",
+        (result, tx.now, tx.now, row.seq),
     )
     end_hold(tx, row.hold, row.rate, tx.now - (row.leased_at or tx.now))
     tx.move(row.state, "succeeded")
     tx.event(row.seq, "succeeded", row.attempt, node=row.node)
     return Completed(op.job_id, settle_followers(tx, row.seq, "succeeded", result=result))
+
+
+def _complete_running(tx: Tx, op: Complete) -> Completed | None:
+    """A running attempt's success in one statement (None: not that case, or a result
+    that cannot be stored: the general path says which)."""
+    if type(op.token) is not str:
+        return None
+    try:
+        result = CODEC.encode(op.result)
+    except CodecError:
+        return None
+    found = tx.conn.execute(
+        COMPLETE_SQL, (result, tx.now, tx.now, seq_of(tx.store_id, op.job_id), op.token)
+    ).fetchone()
+    if found is None:
+        return None
+    seq, attempt, node, leased_at, hold, rate, followed = found
+    end_hold(tx, hold, rate, tx.now - (leased_at or tx.now))
+    tx.move("running", "succeeded")
+    tx.event(seq, "succeeded", attempt, node=node)
+    followers = settle_followers(tx, seq, "succeeded", result=result) if followed else ()
+    return Completed(op.job_id, followers)
 
 
 def _fail(tx: Tx, op: Fail) -> Retried | Failed | Cancelled | Stale:
@@ -345,14 +303,14 @@ def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
     check_name("node", op.node)
     reason = error_text(op.reason)
     found = tx.conn.execute(
-        f"SELECT {_COLUMNS} FROM jobs WHERE node = ? AND state IN ('leased', 'running')"
+        f"SELECT {COLUMNS} FROM jobs WHERE node = ? AND state IN ('leased', 'running')"
         " ORDER BY seq",
         (op.node,),
     ).fetchall()
     requeued: list[str] = []
     failed: list[str] = []
     cancelled: list[str] = []
-    for row in map(_Row._make, found):
+    for row in map(Row._make, found):
         if row.cancel_requested:
             _cancel_now(tx, row, f"cancelled; its node was lost ({reason})")
             cancelled.append(tx.jid(row.seq))
@@ -368,15 +326,15 @@ def _requeue_node(tx: Tx, op: RequeueNode) -> NodeRequeued:
 # -- shared transitions ---------------------------------------------------------------
 
 
-def _requeue_unstarted(tx: Tx, row: _Row, reason: str) -> None:
+def _requeue_unstarted(tx: Tx, row: Row, reason: str) -> None:
     end_hold(tx, row.hold, None, None)
-    tx.conn.execute(_REQUEUE_SQL, (row.failures, tx.now, None, tx.now, row.seq))
+    tx.conn.execute(REQUEUE_SQL, (row.failures, tx.now, None, tx.now, row.seq))
     tx.move(row.state, "queued")
     tx.event(row.seq, "requeued", row.attempt + 1, node=row.node, reason=reason)
 
 
 def _attempt_failed(
-    tx: Tx, row: _Row, error: str, *, permanent: bool = False
+    tx: Tx, row: Row, error: str, *, permanent: bool = False
 ) -> Retried | Failed | Cancelled:
     if row.cancel_requested:
         return _cancel_now(tx, row, error)
@@ -385,26 +343,27 @@ def _attempt_failed(
     end_hold(tx, row.hold, None, None)
     if permanent or failures > row.max_retries:
         tx.conn.execute(
-            "UPDATE jobs SET state = 'failed', failures = ?, error = ?, updated = ? WHERE seq = ?",
-            (failures, error, tx.now, row.seq),
+            "UPDATE jobs SET state = 'failed', failures = ?, error = ?, updated = ?, ended = ?"
+            " WHERE seq = ?",
+            (failures, error, tx.now, tx.now, row.seq),
         )
         tx.move(row.state, "failed")
         tx.event(row.seq, "failed", row.attempt, node=row.node, error=error)
         return Failed(job_id, error, settle_followers(tx, row.seq, "failed", error=error))
     not_before = tx.now + tx.backoff(failures)
-    tx.conn.execute(_REQUEUE_SQL, (failures, not_before, error, tx.now, row.seq))
+    tx.conn.execute(REQUEUE_SQL, (failures, not_before, error, tx.now, row.seq))
     tx.move(row.state, "queued")
     tx.event(row.seq, "retry", row.attempt + 1, node=row.node, error=error,
              not_before=not_before)  # fmt: skip
     return Retried(job_id, row.attempt + 1, not_before)
 
 
-def _cancel_now(tx: Tx, row: _Row, why: str) -> Cancelled:
+def _cancel_now(tx: Tx, row: Row, why: str) -> Cancelled:
     """Cancel the job now; ``why`` is its error text (how the cancel took effect)."""
     end_hold(tx, row.hold, None, None)
     tx.conn.execute(
-        "UPDATE jobs SET state = 'cancelled', error = ?, updated = ? WHERE seq = ?",
-        (why, tx.now, row.seq),
+        "UPDATE jobs SET state = 'cancelled', error = ?, updated = ?, ended = ? WHERE seq = ?",
+        (why, tx.now, tx.now, row.seq),
     )
     tx.move(row.state, "cancelled")
     tx.event(row.seq, "cancelled", row.attempt)
@@ -415,11 +374,11 @@ def _cancel_now(tx: Tx, row: _Row, why: str) -> Cancelled:
 # -- checks ---------------------------------------------------------------------------
 
 
-def _holds(row: _Row, token: str) -> bool:
+def _holds(row: Row, token: str) -> bool:
     return row.state in ("leased", "running") and token == row.token
 
 
-def _stale(job_id: str, row: _Row) -> Stale:
+def _stale(job_id: str, row: Row) -> Stale:
     if row.state in TERMINAL_STATES:
         reason = f"job already {row.state}"
     elif row.state == "queued" and row.attempt == 1:
@@ -429,13 +388,6 @@ def _stale(job_id: str, row: _Row) -> Stale:
     else:
         reason = f"token does not match the current lease (attempt {row.attempt})"
     return Stale(job_id, row.state, reason)
-
-
-def _encode_value(what: str, value: Any) -> bytes:
-    try:
-        return CODEC.encode(value)
-    except CodecError as exc:
-        raise InvalidOpError(f"{what} is not storable: {exc}") from None
 
 
 _HANDLERS: Final[dict[type, Callable[[Tx, Any], Outcome]]] = {

@@ -19,7 +19,7 @@ from ._store_batch import Prune, Pruned
 from ._store_types import InvalidOpError
 
 if TYPE_CHECKING:
-    from ._store_ops import Tx
+    from ._store_tx import Tx
 
 __all__ = ("prune",)
 

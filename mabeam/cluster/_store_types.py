@@ -286,7 +286,7 @@ def seq_of(store_id: str, job_id: object) -> int:
 
 def stored_spec(blob: bytes, digest: str) -> JobSpec:
     """Rebuild a spec this store wrote: it was validated when submitted, so only decode."""
-    raw = CODEC.decode(blob)
+    raw = CODEC.decode(blob, walk=False)  # written by this store: nothing to walk
     res = raw["resources"]
     resources = object.__new__(Resources)
     for name in ("gpus", "cpus", "memory_mb"):

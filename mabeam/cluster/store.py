@@ -52,9 +52,10 @@ from ._store_batch import (
     Submit,
     Submitted,
 )
-from ._store_ops import Tx, run
+from ._store_ops import run
 from ._store_schema import SchemaError, Synchronous, open_connection
 from ._store_tokens import LeaseTokens
+from ._store_tx import Tx
 from ._store_types import (
     CODEC,
     MAX_ERROR_CHARS,
@@ -367,8 +368,8 @@ class JobStore:
             raise ValueError(f"policy must be 'fifo' or 'priority', got: {policy!r}")
         t = float(self._clock() if now is None else now)
         return self._records(
-            "WHERE state = 'queued' AND follows IS NULL AND not_before <= ?"
-            f" ORDER BY {order} LIMIT ?",
+            "INDEXED BY jobs_unfinished_owner WHERE ended IS NULL AND state = 'queued'"
+            f" AND follows IS NULL AND not_before <= ? ORDER BY {order} LIMIT ?",
             (t, limit),
         )
 
@@ -376,8 +377,8 @@ class JobStore:
         """The earliest back-off end after ``now`` among queued jobs (a scheduler timer)."""
         t = float(self._clock() if now is None else now)
         rows = self._query(
-            "SELECT min(not_before) FROM jobs"
-            " WHERE state = 'queued' AND follows IS NULL AND not_before > ?",
+            "SELECT min(not_before) FROM jobs INDEXED BY jobs_unfinished_owner"
+            " WHERE ended IS NULL AND state = 'queued' AND follows IS NULL AND not_before > ?",
             (t,),
         )
         value: float | None = rows[0][0]

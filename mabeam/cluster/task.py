@@ -433,9 +433,11 @@ class TaskContext:
 _HEADER: Final = struct.Struct(">I")
 
 
-def pack_frame(message: Any) -> bytes:
-    """One frame: a 4-byte big-endian length, then the msgpack body. Raises CodecError."""
-    body = TASK_CODEC.encode(message)
+def pack_frame(message: Any, *, walk: bool = True) -> bytes:
+    """One frame: a 4-byte big-endian length, then the msgpack body. Raises CodecError.
+    ``walk=False``: the caller checked ``message`` against the codec's limits already
+    (``Codec.encode``)."""
+    body = TASK_CODEC.encode(message, walk=walk)
     return _HEADER.pack(len(body)) + body
 
 

@@ -89,10 +89,13 @@ class _Channel:
 class _JobPipe:
     """The job pipe from the parent, read by the main thread.
 
-    Between tasks the worker blocks reading it. While a task runs, the pipe is switched
-    to O_ASYNC: the kernel sends SIGIO when it becomes readable, and the handler (run by
-    the main thread between bytecodes, or as soon as a blocking call is interrupted)
-    drains it; end of file there kills the worker's process group (module doc).
+    The pipe is non-blocking and in O_ASYNC mode from the start (``arm``): the kernel
+    sends SIGIO whenever it becomes readable. Between tasks the handler does nothing and
+    the worker waits in ``select`` for the next job; while a task runs (``watched``) the
+    handler (run by the main thread between bytecodes, or as soon as a blocking call is
+    interrupted) drains the pipe, and end of file there kills the worker's process group
+    (module doc). Arming once, not per task, keeps a pool task's overhead to a read and a
+    poll of the pipe.
     """
 
     def __init__(self, fd: int) -> None:
@@ -101,13 +104,24 @@ class _JobPipe:
         self.skipped: set[int] = set()  # seqs of queued jobs the parent called off
         self.running: int | None = None  # seq of the job running now
         self._draining = False
+        self._watching = False  # a task runs: SIGIO drains the pipe
         self._frames = FrameBuffer()
         self._pending: deque[dict[str, Any] | Exception] = deque()
+
+    def arm(self) -> None:
+        """Non-blocking reads and SIGIO for this process from now on."""
+        signal.signal(signal.SIGIO, self._on_sigio)
+        fcntl.fcntl(self.fd, fcntl.F_SETOWN, os.getpid())
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
 
     def next_job(self) -> dict[str, Any] | Exception | None:
         """The next job frame (or the decoding error); None at end of file."""
         while not self._pending and not self.closed:
-            self._read()
+            if not self._read():
+                # PEP 475 retries the wait after a SIGIO's handler, which between tasks
+                # reads nothing: the pipe stays readable and the wait returns.
+                select.select([self.fd], [], [])
         return self._pending.popleft() if self._pending else None
 
     def _read(self) -> bool:
@@ -133,7 +147,11 @@ class _JobPipe:
             self.closed = True  # the stream is broken: read no further
         return True
 
-    def _drain(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+    def _on_sigio(self, signum: int, frame: FrameType | None) -> None:
+        if self._watching:
+            self._drain()
+
+    def _drain(self) -> None:
         # Not reentrant: a SIGIO can interrupt this very loop (or the drain that opens
         # a watch) between bytecodes, and a nested read would tear the frame buffer
         # apart. The interrupted loop reads on until the pipe is empty; since the
@@ -158,19 +176,12 @@ class _JobPipe:
     @contextlib.contextmanager
     def watched(self) -> Iterator[None]:
         """While a task runs: end of file on the pipe stops the worker at once."""
-        previous = signal.signal(signal.SIGIO, self._drain)
-        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-        fcntl.fcntl(self.fd, fcntl.F_SETOWN, os.getpid())
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
+        self._watching = True
         try:
-            self._drain()  # what arrived before SIGIO was armed
+            self._drain()  # what arrived since the last task
             yield
         finally:
-            # Disarm in this order: no new SIGIO, then the old handler, and only then
-            # blocking reads again, so a late handler never blocks on an empty pipe.
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-            signal.signal(signal.SIGIO, previous)
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
+            self._watching = False
 
 
 class _Worker:
@@ -308,11 +319,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     os.dup2(2, 1)
     faulthandler.enable()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    # A SIGIO that arrives after a watch is disarmed must not kill the worker (the
-    # default action): the watch restores this.
-    signal.signal(signal.SIGIO, signal.SIG_IGN)
-
-    worker = _Worker(_JobPipe(job_fd), _Channel(message_fd))
+    jobs = _JobPipe(job_fd)
+    jobs.arm()
+    worker = _Worker(jobs, _Channel(message_fd))
     try:
         code = worker.run(args.pool)
     except TaskTerminated:

@@ -9,6 +9,7 @@ the agent's stdout line, on frames and on process exits; never on sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from node_helpers import HERE, WAIT_S, FakeCoordinator, dispatch
 
-from mabeam.cluster._node_outbox import OUTBOX_NAME, Outbox, OutboxEntry
+from mabeam.cluster._node_outbox import OUTBOX_NAME, REMOVALS_PER_WRITE, Outbox, OutboxEntry
 from mabeam.cluster.protocol import Ack, Bye, Heartbeat, Hello, Ready, Result, RunningJob, encode
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,36 @@ def test_an_unreadable_outbox_file_is_moved_aside_and_a_fresh_one_started(
     outbox.close()
     assert (tmp_path / f"{OUTBOX_NAME}.bad-1").read_bytes().startswith(b"this is not")
     assert len(Outbox(tmp_path)) == 1
+
+
+def test_an_ack_leaves_the_file_with_the_next_results_or_at_close(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    outbox.write([entry("a"), entry("b")])
+    assert outbox.write([], [("a", "L-a")]) == 1  # from memory at once, no transaction
+    assert [e.key for e in outbox] == [("b", "L-b")]
+    assert _rows(tmp_path) == ["a", "b"]  # a crash now only resends "a": stale, ACKed
+    outbox.write([entry("c")])  # the next results carry the removal
+    assert _rows(tmp_path) == ["b", "c"]
+    outbox.write([], [("b", "L-b")])
+    outbox.write([entry("b", 2)])  # written again after its ACK: the new row stays
+    assert _rows(tmp_path) == ["b", "c"] and outbox.get(("b", "L-b")) == entry("b", 2)
+    assert outbox.write([], [("c", "L-c")]) == 1
+    outbox.close()
+    assert _rows(tmp_path) == ["b"]
+
+
+def test_acks_alone_reach_the_file_in_batches(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    n = REMOVALS_PER_WRITE
+    outbox.write([entry(f"j{i}") for i in range(n + 1)])
+    for i in range(n - 1):
+        outbox.write([], [(f"j{i}", f"L-j{i}")])
+    assert len(_rows(tmp_path)) == n + 1
+    outbox.write([], [(f"j{n - 1}", f"L-j{n - 1}")])  # the batch is full: written
+    assert _rows(tmp_path) == [f"j{n}"]
+    outbox.close()
+
+
+def _rows(directory: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(directory / OUTBOX_NAME)) as db:
+        return sorted(r[0] for r in db.execute("SELECT job_id FROM results"))

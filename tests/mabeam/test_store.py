@@ -648,8 +648,11 @@ def test_the_hot_queries_use_their_indexes(store: JobStore) -> None:
     store.lease(ids[0], "n1")
     with sqlite3.connect(store.path) as conn:
         conn.execute("ANALYZE")
-    assert "USING INDEX jobs_ready_fifo" in _plan(store, lambda: store.ready())
-    assert "USING INDEX jobs_ready_priority" in _plan(store, lambda: store.ready(policy="priority"))
+    # The ready queue is read at a coordinator's start, from the unfinished jobs only.
+    assert "USING INDEX jobs_unfinished_owner" in _plan(store, lambda: store.ready())
+    assert "USING INDEX jobs_unfinished_owner" in _plan(
+        store, lambda: store.ready(policy="priority")
+    )
     assert "USING INDEX jobs_lease_node" in _plan(store, lambda: store.leases("n1"))
     assert "USING INDEX jobs_lease_node" in _plan(
         store, lambda: store.unaccepted_leases(before=1e9)
@@ -801,6 +804,7 @@ def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
     with JobStore(path) as fresh:
         job = fresh.submit([spec(1)], "a").job_ids[0]
     with sqlite3.connect(path) as conn:  # back to what v1 wrote
+        _undo_v4(conn)
         _undo_v3(conn)
         for index in ("jobs_unfinished_owner", "jobs_finished", "submissions_created"):
             conn.execute(f"DROP INDEX {index}")
@@ -811,7 +815,24 @@ def test_a_version_1_store_file_is_migrated_in_place(tmp_path: Path) -> None:
         assert {"jobs_unfinished_owner", "jobs_finished", "submissions_created"} <= set(names)
         assert {"accounts", "holds", "ledger_log"} <= set(names)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+def _undo_v4(conn: sqlite3.Connection) -> None:
+    """Take a fresh file back to schema v3: no end times, the state-keyed indexes."""
+    conn.execute("DROP INDEX jobs_unfinished_owner")
+    conn.execute("ALTER TABLE jobs DROP COLUMN ended")
+    conn.execute(
+        "CREATE INDEX jobs_ready_fifo ON jobs(seq) WHERE state = 'queued' AND follows IS NULL"
+    )
+    conn.execute(
+        "CREATE INDEX jobs_ready_priority ON jobs(priority DESC, seq)"
+        " WHERE state = 'queued' AND follows IS NULL"
+    )
+    conn.execute(
+        "CREATE INDEX jobs_unfinished_owner ON jobs(submitter)"
+        " WHERE state IN ('queued', 'leased', 'running')"
+    )
 
 
 def _undo_v3(conn: sqlite3.Connection) -> None:
@@ -833,12 +854,56 @@ def test_a_version_2_store_gets_the_ledger_and_its_leases_run_on(tmp_path: Path)
         leased = fresh.lease(job, "n1")
         assert isinstance(leased, Leased)
     with sqlite3.connect(path) as conn:
+        _undo_v4(conn)
         _undo_v3(conn)
         conn.execute("PRAGMA user_version = 2")
     with JobStore(path) as store:
         store.complete(job, leased.token, "done")  # a lease from v2: no hold to settle
         assert store.job(job).state == "succeeded"
         assert store.ledger().accounts() == []
+
+
+def test_a_version_3_store_gets_end_times_and_its_quotas_and_queue_hold(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "v3.db"
+    with JobStore(path, clock=clock) as fresh:
+        done, running_job, queued, cancelled = fresh.submit(
+            [spec(1), spec(2), spec(3), spec(4)], "a"
+        ).job_ids
+        leased = fresh.lease(done, "n1")
+        assert isinstance(leased, Leased)
+        fresh.complete(done, leased.token, "ok")
+        token = running(fresh, running_job)
+        fresh.apply([Cancel(cancelled)])
+    with sqlite3.connect(path) as conn:
+        _undo_v4(conn)
+        conn.execute("PRAGMA user_version = 3")
+    clock.t += 10.0
+    with JobStore(path, clock=clock) as store:
+        conn = store._conn
+        assert conn is not None
+        ended = dict(conn.execute("SELECT seq, ended FROM jobs").fetchall())
+        jobs = (done, running_job, queued, cancelled)
+        unfinished = [ended[int(j.rsplit("-", 1)[1])] is None for j in jobs]
+        assert unfinished == [False, True, True, False]
+        assert [r.job_id for r in store.ready()] == [queued]
+        quota = Submit((spec(5),), "a", max_unfinished=3)  # queued + running + this one
+        assert isinstance(store.apply([quota])[0], Submitted)
+        over = store.apply([Submit((spec(6),), "a", max_unfinished=3)])[0]
+        assert isinstance(over, Rejected) and isinstance(over.error, QuotaExceededError)
+        assert store.complete(running_job, token, "ok") == Completed(running_job)
+    _assert_ended_matches_state(path)
+
+
+def _assert_ended_matches_state(path: Path) -> None:
+    """Every finished job has its end time, and no unfinished one has one."""
+    with sqlite3.connect(path) as conn:
+        bad = conn.execute(
+            "SELECT count(*) FROM jobs WHERE (ended IS NULL)"
+            " != (state IN ('queued', 'leased', 'running'))"
+        ).fetchone()[0]
+    assert bad == 0
 
 
 def test_prune_deletes_old_finished_jobs_their_events_and_old_idempotency_records(

@@ -373,6 +373,13 @@ class StoreMachine(RuleBasedStateMachine):
         want_counts.update(j.state for j in m.jobs)
         assert self.store.counts() == dict(want_counts)
         assert [r.job_id for r in self.store.ready(now=m.now, limit=1 << 20)] == m.ready()
+        conn = self.store._conn
+        assert conn is not None
+        mismatched = conn.execute(  # the end time keys the unfinished-job index
+            "SELECT count(*) FROM jobs WHERE (ended IS NULL)"
+            " != (state IN ('queued', 'leased', 'running'))"
+        ).fetchone()[0]
+        assert mismatched == 0, "a job's end time disagrees with its state"
 
     @invariant()
     def nothing_finishes_twice(self) -> None:
