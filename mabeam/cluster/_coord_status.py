@@ -17,7 +17,7 @@ from foundation import Runtime
 
 from . import protocol as p
 from ._limits import MAX_TIMEOUT_S
-from .store import JobRecord, JobSpec, JobStore, Leased, Outcome, UnknownJobError
+from .store import JobRecord, JobSpec, JobStore, Leased, Outcome, Resources, UnknownJobError
 
 __all__ = ("SUBMITTER", "dispatch_frame", "job_info", "node_infos", "records", "status_payload",
            "status_read", "store_spec", "sweep_jobs")  # fmt: skip
@@ -145,19 +145,17 @@ def _without_value(job: p.JobInfo) -> p.JobInfo:
 def store_spec(spec: p.JobSpec) -> JobSpec:
     """The store's (validated) spec for a wire spec; ``InvalidSpecError`` names the key."""
     res = spec.resources
-    return JobSpec.from_dict(
-        {
-            "entrypoint": spec.entrypoint,
-            "params": spec.params,
-            "resources": {"gpus": res.gpus, "cpus": res.cpus, "memory_mb": res.memory_mb},
-            "timeout_s": spec.timeout_s,
-            "max_retries": spec.max_retries,
-            "priority": spec.priority,
-            "code_version": spec.code_version,
-            "isolation": spec.isolation,
-            "team": spec.team,
-            "value": spec.value,
-        }
+    return JobSpec(  # the wire spec has exactly these fields: no key to check
+        entrypoint=spec.entrypoint,
+        params=spec.params,
+        resources=Resources(gpus=res.gpus, cpus=res.cpus, memory_mb=res.memory_mb),
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+        priority=spec.priority,
+        code_version=spec.code_version,
+        isolation=spec.isolation,
+        team=spec.team,
+        value=spec.value,
     )
 
 

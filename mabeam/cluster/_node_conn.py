@@ -44,7 +44,7 @@ from foundation import Actor, Caller, Down, Exit, NoReply
 from ._limits import MAX_CREDIT
 from ._node_drain import DRAIN, DRAIN_DEADLINE, DRAIN_LAST, Drain
 from ._node_link import HELLO_RETRY, REOPEN, Link, decoded
-from ._node_outbox import Outbox, OutboxEntry
+from ._node_outbox import Outbox, OutboxEntry, in_order
 from ._node_setup import NodeSetup
 from ._node_tasks import (
     Key,
@@ -59,7 +59,6 @@ from ._node_watchdog import LimitHit
 from ._node_work import Work
 from ._wire import Incoming
 from .protocol import (
-    Accept,
     Ack,
     Bye,
     Cancel,
@@ -98,7 +97,8 @@ class NodeConnection(Actor):
         self._credit = 0  # granted by READY, not yet used by a DISPATCH
         self._credit_due = 0  # slots freed since the last READY
         self._pending: list[OutboxEntry] = []  # results to store, then send
-        self._accepts: list[Key] = []  # ACCEPTs of this wake-up
+        # ACCEPTs of this wake-up, each with the number of results queued before it
+        self._accepts: dict[Key, int] = {}
         self._acked_keys: list[Key] = []  # results to drop from the outbox
         self._flush_due = False
         self._sent_at: dict[Key, float] = {}
@@ -132,7 +132,7 @@ class NodeConnection(Actor):
             self._progress(msg)
         elif cls is TaskStarted:
             if self._work.started(msg.key, msg.pid):  # its ACCEPT goes out in the flush
-                self._accepts.append(msg.key)
+                self._accepts[msg.key] = len(self._pending)
                 self._want_flush()
         elif cls is LimitHit:
             self._work.limit_hit(msg)
@@ -340,6 +340,9 @@ class NodeConnection(Actor):
         self._queue_result(OutboxEntry(*msg.key, entry.number, payload))
         counters = self._counters
         if outcome.ok and kind is None:
+            # Started and succeeded in one wake-up: the success says it started, so its
+            # ACCEPT is left out (docs/protocol.md); a short task costs one frame less.
+            self._accepts.pop(msg.key, None)
             counters.tasks_ok += 1
         else:
             counters.tasks_failed += 1
@@ -371,21 +374,20 @@ class NodeConnection(Actor):
             self.ref.cast(_FLUSH)  # runs after what is queued now: one batch per wake-up
 
     def _flush(self) -> None:
-        """Send what this wake-up made ready in one message (a BATCH): the ACCEPTs
-        first (a RESULT may end the attempt it accepts), the RESULTs once in the
-        outbox, then READY with the credit freed."""
+        """Send what this wake-up made ready in one message (a BATCH): the ACCEPTs and
+        the RESULTs (once in the outbox) in the order they happened, so an attempt's
+        ACCEPT comes before its RESULT, then READY with the credit freed."""
         self._flush_due = False
-        accepts, self._accepts = self._accepts, []
-        payloads = [encode(Accept(*key)) for key in accepts]
-        results = self._store_pending()
-        payloads += [entry.payload for entry in results]
+        accepts, self._accepts = self._accepts, {}
+        payloads, sources = in_order(accepts, self._store_pending())
         due = min(self._credit_due, MAX_CREDIT)
         ready = bool(due and self._link.greeted and self._drain is None)
         if ready:
             payloads.append(encode(Ready(due)))
         sent = self._link.send_many(payloads)
-        for entry in results[: max(sent - len(accepts), 0)]:
-            self._result_sent(entry)
+        for source in sources[:sent]:
+            if source is not None:
+                self._result_sent(source)
         if ready:
             if sent == len(payloads):
                 self._credit += due

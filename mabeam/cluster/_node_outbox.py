@@ -1,4 +1,5 @@
-"""The node's outbox: every RESULT frame on disk until the coordinator ACKs it.
+"""The node's outbox: every RESULT frame on disk until the coordinator ACKs it, and
+the order its results go out in with the ACCEPTs of the same wake-up (``in_order``).
 
 A result is written here before it is sent, resent after a reconnect (and now and then
 while un-ACKed), listed in HELLO so the coordinator keeps its lease, and dropped when
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from .protocol import ProtocolError, Result, decode
+from .protocol import Accept, ProtocolError, Result, decode, encode
 
-__all__ = ("OUTBOX_NAME", "REMOVALS_PER_WRITE", "Outbox", "OutboxEntry")
+__all__ = ("OUTBOX_NAME", "REMOVALS_PER_WRITE", "Outbox", "OutboxEntry", "in_order")
 
 log = logging.getLogger("mabeam.node")
 
@@ -199,3 +200,25 @@ def _checked(job_id: object, lease: object, attempt: object, payload: object) ->
     if not isinstance(frame, Result) or (frame.job_id, frame.lease) != (job_id, lease):
         return None
     return OutboxEntry(frame.job_id, frame.lease, frame.attempt, payload)
+
+
+def in_order(
+    accepts: dict[Key, int], results: list[OutboxEntry]
+) -> tuple[list[bytes], list[OutboxEntry | None]]:
+    """The ACCEPTs (each with the number of ``results`` that came before it) and the
+    RESULTs of one wake-up as payloads in the order they happened, and per payload the
+    result it carries (None for an ACCEPT)."""
+    payloads: list[bytes] = []
+    sources: list[OutboxEntry | None] = []
+    done = 0
+    for key, before in accepts.items():
+        for entry in results[done:before]:
+            payloads.append(entry.payload)
+            sources.append(entry)
+        done = max(done, before)
+        payloads.append(encode(Accept(*key)))
+        sources.append(None)
+    for entry in results[done:]:
+        payloads.append(entry.payload)
+        sources.append(entry)
+    return payloads, sources

@@ -224,7 +224,7 @@ def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
 
 
 def _complete(tx: Tx, op: Complete) -> Completed | Stale:
-    done = _complete_running(tx, op)
+    done = _complete_live(tx, op)
     if done is not None:
         return done
     row = tx.row(op.job_id, op.token)
@@ -238,27 +238,36 @@ def _complete(tx: Tx, op: Complete) -> Completed | Stale:
     )
     end_hold(tx, row.hold, row.rate, tx.now - (row.leased_at or tx.now))
     tx.move(row.state, "succeeded")
+    if row.state == "leased":  # never ACCEPTed: the success says it ran
+        tx.event(row.seq, "running", row.attempt, node=row.node)
     tx.event(row.seq, "succeeded", row.attempt, node=row.node)
     return Completed(op.job_id, settle_followers(tx, row.seq, "succeeded", result=result))
 
 
-def _complete_running(tx: Tx, op: Complete) -> Completed | None:
-    """A running attempt's success in one statement (None: not that case, or a result
-    that cannot be stored: the general path says which)."""
+def _complete_live(tx: Tx, op: Complete) -> Completed | None:
+    """A success of the attempt holding the lease, in one statement (None: the token
+    does not hold it, or a result that cannot be stored: the general path says which).
+    A success of an attempt never ACCEPTed implies it ran: ``running`` is recorded too."""
     if type(op.token) is not str:
         return None
     try:
         result = CODEC.encode(op.result)
     except CodecError:
         return None
-    found = tx.conn.execute(
-        COMPLETE_SQL, (result, tx.now, tx.now, seq_of(tx.store_id, op.job_id), op.token)
-    ).fetchone()
-    if found is None:
+    seq = seq_of(tx.store_id, op.job_id)
+    for state in ("running", "leased"):
+        found = tx.conn.execute(
+            COMPLETE_SQL, (result, tx.now, tx.now, seq, op.token, state)
+        ).fetchone()
+        if found is not None:
+            break
+    else:
         return None
     seq, attempt, node, leased_at, hold, rate, followed = found
     end_hold(tx, hold, rate, tx.now - (leased_at or tx.now))
-    tx.move("running", "succeeded")
+    tx.move(state, "succeeded")
+    if state == "leased":
+        tx.event(seq, "running", attempt, node=node)
     tx.event(seq, "succeeded", attempt, node=node)
     followers = settle_followers(tx, seq, "succeeded", result=result) if followed else ()
     return Completed(op.job_id, followers)

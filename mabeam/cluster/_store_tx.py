@@ -66,9 +66,10 @@ ACCEPT_SQL: Final = (
     "UPDATE jobs SET state = 'running', updated = ? WHERE seq = ? AND token = ?"
     " AND state = 'leased' RETURNING seq, attempt, node"
 )
+# A success from state ``?`` ('running', or 'leased': it implies the ACCEPT).
 COMPLETE_SQL: Final = (
     "UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, updated = ?, ended = ?"
-    " WHERE seq = ? AND token = ? AND state = 'running' RETURNING seq, attempt, node,"
+    " WHERE seq = ? AND token = ? AND state = ? RETURNING seq, attempt, node,"
     " leased_at, hold, rate, EXISTS (SELECT 1 FROM jobs AS f WHERE f.follows = jobs.seq"
     " AND f.state = 'queued')"
 )

@@ -263,8 +263,14 @@ async def test_a_dispatch_beyond_the_granted_credit_is_handed_back(
 
 
 def accepted(fake: FakeCoordinator) -> list[str]:
-    """The jobs ACCEPTed so far, in order (a node ACCEPTs an attempt when it starts)."""
-    return [f.job_id for f in fake.seen if isinstance(f, Accept)]
+    """The jobs reported started so far, in order: a node ACCEPTs an attempt when it
+    starts, except one that started and succeeded in one wake-up, whose successful
+    RESULT says so (docs/protocol.md). A failure is always ACCEPTed first if it ran."""
+    started: dict[str, None] = {}
+    for f in fake.seen:
+        if isinstance(f, Accept) or (isinstance(f, Result) and f.ok):
+            started.setdefault(f.job_id, None)
+    return list(started)
 
 
 async def test_prefetched_attempts_wait_for_the_slot_in_order_and_a_cancel_ends_one_at_once(

@@ -643,6 +643,19 @@ def _plan(store: JobStore, call: Any) -> str:
     return "\n".join(plans)
 
 
+def test_a_success_without_accept_records_that_it_ran(store: JobStore) -> None:
+    quick, failing = store.submit([spec(1), spec(2)], "a").job_ids
+    token = leased(store, quick).token
+    assert store.complete(quick, token, 42) == Completed(quick)  # its ACCEPT was left out
+    assert kinds(store, quick) == ["submitted", "leased", "running", "succeeded"]
+    assert store.job(quick).result == 42 and store.counts()["running"] == 0
+    # A failure never implies a start: a node that refused or handed back never ran it.
+    other = leased(store, failing).token
+    assert isinstance(store.fail(failing, other, "handed back"), Retried)
+    assert "running" not in kinds(store, failing)
+    assert raw_counts(store.path) == store.counts()
+
+
 def test_the_hot_queries_use_their_indexes(store: JobStore) -> None:
     ids = store.submit([spec(i) for i in range(50)], "a").job_ids
     store.lease(ids[0], "n1")
