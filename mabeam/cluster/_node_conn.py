@@ -97,8 +97,9 @@ class NodeConnection(Actor):
         self._credit = 0  # granted by READY, not yet used by a DISPATCH
         self._credit_due = 0  # slots freed since the last READY
         self._pending: list[OutboxEntry] = []  # results to store, then send
-        # ACCEPTs of this wake-up, each with the number of results queued before it
+        # ACCEPTs of this wake-up, each with the count of results queued before it
         self._accepts: dict[Key, int] = {}
+        self._queued = 0  # results ever queued (HELLO may store some mid-wake-up)
         self._acked_keys: list[Key] = []  # results to drop from the outbox
         self._flush_due = False
         self._sent_at: dict[Key, float] = {}
@@ -132,7 +133,7 @@ class NodeConnection(Actor):
             self._progress(msg)
         elif cls is TaskStarted:
             if self._work.started(msg.key, msg.pid):  # its ACCEPT goes out in the flush
-                self._accepts[msg.key] = len(self._pending)
+                self._accepts[msg.key] = self._queued
                 self._want_flush()
         elif cls is LimitHit:
             self._work.limit_hit(msg)
@@ -360,6 +361,7 @@ class NodeConnection(Actor):
     # -- results, credit and the flush ---------------------------------------------------
 
     def _queue_result(self, entry: OutboxEntry) -> None:
+        self._queued += 1
         self._pending.append(entry)
         self._want_flush()
 
@@ -379,7 +381,8 @@ class NodeConnection(Actor):
         ACCEPT comes before its RESULT, then READY with the credit freed."""
         self._flush_due = False
         accepts, self._accepts = self._accepts, {}
-        payloads, sources = in_order(accepts, self._store_pending())
+        results = self._store_pending()
+        payloads, sources = in_order(accepts, results, self._queued - len(results))
         due = min(self._credit_due, MAX_CREDIT)
         ready = bool(due and self._link.greeted and self._drain is None)
         if ready:

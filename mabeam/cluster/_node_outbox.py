@@ -183,10 +183,13 @@ class Outbox:
     def close(self) -> None:
         """Write the pending removals and close the file (idempotent); the un-ACKed
         rows stay for the next start."""
-        with contextlib.suppress(sqlite3.Error):
-            if self._removed:
-                self._write([])
-            self._db.close()
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                if self._removed:
+                    self._write([])
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
 
 def _checked(job_id: object, lease: object, attempt: object, payload: object) -> OutboxEntry | None:
@@ -203,15 +206,17 @@ def _checked(job_id: object, lease: object, attempt: object, payload: object) ->
 
 
 def in_order(
-    accepts: dict[Key, int], results: list[OutboxEntry]
+    accepts: dict[Key, int], results: list[OutboxEntry], first: int = 0
 ) -> tuple[list[bytes], list[OutboxEntry | None]]:
-    """The ACCEPTs (each with the number of ``results`` that came before it) and the
-    RESULTs of one wake-up as payloads in the order they happened, and per payload the
-    result it carries (None for an ACCEPT)."""
+    """The ACCEPTs and the RESULTs of one wake-up as payloads in the order they happened,
+    and per payload the result it carries (None for an ACCEPT). Each ACCEPT comes with
+    the count of results queued before it; ``first`` is that count for ``results[0]``
+    (an ACCEPT after results that went out another way goes first)."""
     payloads: list[bytes] = []
     sources: list[OutboxEntry | None] = []
     done = 0
-    for key, before in accepts.items():
+    for key, queued in accepts.items():
+        before = max(queued - first, 0)
         for entry in results[done:before]:
             payloads.append(entry.payload)
             sources.append(entry)

@@ -105,12 +105,13 @@ class _JobPipe:
         self.running: int | None = None  # seq of the job running now
         self._draining = False
         self._watching = False  # a task runs: SIGIO drains the pipe
+        self._handler = self._on_sigio  # one bound method, to compare with getsignal
         self._frames = FrameBuffer()
         self._pending: deque[dict[str, Any] | Exception] = deque()
 
     def arm(self) -> None:
         """Non-blocking reads and SIGIO for this process from now on."""
-        signal.signal(signal.SIGIO, self._on_sigio)
+        signal.signal(signal.SIGIO, self._handler)
         fcntl.fcntl(self.fd, fcntl.F_SETOWN, os.getpid())
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
         fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
@@ -118,7 +119,7 @@ class _JobPipe:
     def next_job(self) -> dict[str, Any] | Exception | None:
         """The next job frame (or the decoding error); None at end of file."""
         while not self._pending and not self.closed:
-            if not self._read():
+            if not self._read() and not self.closed:
                 # PEP 475 retries the wait after a SIGIO's handler, which between tasks
                 # reads nothing: the pipe stays readable and the wait returns.
                 select.select([self.fd], [], [])
@@ -182,6 +183,10 @@ class _JobPipe:
             yield
         finally:
             self._watching = False
+            # A task that replaced the handler (SIG_DFL would kill the idle worker at
+            # the next job, SIG_IGN would hide an end of file) gets it put back.
+            if signal.getsignal(signal.SIGIO) != self._handler:
+                signal.signal(signal.SIGIO, self._handler)
 
 
 class _Worker:

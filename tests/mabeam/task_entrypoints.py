@@ -136,6 +136,13 @@ def wait_fifo(params: dict[str, Any], ctx: TaskContext) -> str:
         return fifo.read()
 
 
+def reset_sigio(params: dict[str, Any], ctx: TaskContext) -> int:
+    """Replace the worker's SIGIO handler with SIG_DFL or SIG_IGN (``params["to"]``), as
+    a careless task might; return the worker's pid."""
+    signal.signal(signal.SIGIO, signal.SIG_DFL if params["to"] == "default" else signal.SIG_IGN)
+    return os.getpid()
+
+
 def block_pid(params: dict[str, Any], ctx: TaskContext) -> None:
     """Report the worker's pid, then never return on its own."""
     ctx.report(step=0, pid=os.getpid())

@@ -24,8 +24,25 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from node_helpers import HERE, WAIT_S, FakeCoordinator, dispatch
 
-from mabeam.cluster._node_outbox import OUTBOX_NAME, REMOVALS_PER_WRITE, Outbox, OutboxEntry
-from mabeam.cluster.protocol import Ack, Bye, Heartbeat, Hello, Ready, Result, RunningJob, encode
+from mabeam.cluster._node_outbox import (
+    OUTBOX_NAME,
+    REMOVALS_PER_WRITE,
+    Outbox,
+    OutboxEntry,
+    in_order,
+)
+from mabeam.cluster.protocol import (
+    Accept,
+    Ack,
+    Bye,
+    Heartbeat,
+    Hello,
+    Ready,
+    Result,
+    RunningJob,
+    decode,
+    encode,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -210,3 +227,18 @@ def test_acks_alone_reach_the_file_in_batches(tmp_path: Path) -> None:
 def _rows(directory: Path) -> list[str]:
     with contextlib.closing(sqlite3.connect(directory / OUTBOX_NAME)) as db:
         return sorted(r[0] for r in db.execute("SELECT job_id FROM results"))
+
+
+def test_accepts_and_results_go_out_in_the_order_they_happened() -> None:
+    a, b, c = entry("a"), entry("b"), entry("c")
+    accepted = {("b", "L-b"): 1, ("c", "L-c"): 2}  # b started after a's result, c after b's
+    payloads, sources = in_order(accepted, [a, b, c])
+    assert [decode(p) for p in payloads] == [
+        decode(a.payload), Accept("b", "L-b"), decode(b.payload), Accept("c", "L-c"),
+        decode(c.payload),
+    ]  # fmt: skip
+    assert sources == [a, None, b, None, c]
+    # a went out with a HELLO before this flush: the counts start after it
+    payloads, sources = in_order({("b", "L-b"): 1}, [b], first=1)
+    assert [decode(p) for p in payloads] == [Accept("b", "L-b"), decode(b.payload)]
+    assert sources == [None, b]

@@ -426,6 +426,46 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
         proc.stdin.close()
 
 
+@pytest.mark.parametrize("to", ["default", "ignore"])
+def test_a_task_that_replaces_the_sigio_handler_breaks_no_later_task(
+    tmp_path: Path, to: str
+) -> None:
+    def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
+        task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
+        return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
+
+    proc = pool_worker()
+    assert proc.stdin is not None and proc.stdout is not None
+    frames, out, unread = FrameBuffer(), proc.stdout.fileno(), []
+
+    def next_message() -> Any:
+        while not unread:
+            ready, _, _ = select.select([out], [], [], 20)
+            assert ready, "no message from the pool worker in 20 s"
+            data = os.read(out, 65536)
+            assert data, f"the pool worker closed its stdout (exit {proc.wait()})"
+            unread.extend(frames.feed(data))
+        return unread.pop(0)
+
+    try:
+        proc.stdin.write(job("reset_sigio", 1, {"to": to}))
+        proc.stdin.flush()
+        assert next_message()["value"] == proc.pid
+        # The worker is idle: the next job's SIGIO must not kill it (SIG_DFL) ...
+        proc.stdin.write(job("block_pid", 2))
+        proc.stdin.flush()
+        assert next_message()["t"] == "progress"
+        # ... and a call-off must still reach the running task (not SIG_IGN).
+        proc.stdin.write(pack_frame({"skip": 2}))
+        proc.stdin.flush()
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+
+
 def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
     tmp_path: Path,
 ) -> None:
