@@ -122,7 +122,7 @@ def load_entrypoint(entrypoint: str) -> TaskFunction:
     """
     module_name, attr_path = parse_entrypoint(entrypoint)
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = importlib.import_module(module_name)  # sys.modules after the first
     except Exception as exc:  # any import-time failure of user code, reported as-is
         raise EntrypointError(
             f"cannot import module {module_name!r} for entrypoint {entrypoint!r}: "
@@ -136,6 +136,10 @@ def load_entrypoint(entrypoint: str) -> TaskFunction:
                 f"entrypoint {entrypoint!r}: {module_name!r} has no attribute "
                 f"{attr_path!r} (missing {part!r})"
             ) from None
+    known = _CHECKED.get(entrypoint)
+    if known is not None and known is target:  # a pool worker's next task: checked already
+        checked: TaskFunction = known
+        return checked
     if not callable(target):
         raise EntrypointError(
             f"entrypoint {entrypoint!r} is a {type(target).__name__}, not a function"
@@ -157,8 +161,17 @@ def load_entrypoint(entrypoint: str) -> TaskFunction:
             f"entrypoint {entrypoint!r} is an async function; a task function must be "
             "synchronous (call anyio.run inside it if it needs an event loop)"
         )
+    if len(_CHECKED) >= _MAX_CHECKED:
+        _CHECKED.clear()
+    _CHECKED[entrypoint] = target
     function: TaskFunction = target
     return function
+
+
+_CHECKED: dict[str, Any] = {}
+"""Entrypoint -> the function that passed ``load_entrypoint``'s checks (``inspect``
+costs more than a trivial task); a changed attribute is checked again."""
+_MAX_CHECKED: Final = 1024
 
 
 def entrypoint_allowed(entrypoint: str, patterns: Iterable[str]) -> bool:
@@ -442,12 +455,15 @@ def pack_frame(message: Any, *, walk: bool = True) -> bytes:
 
 
 class FrameBuffer:
-    """Reassembles frames from a byte stream read in arbitrary chunks."""
+    """Reassembles frames from a byte stream read in arbitrary chunks. ``walk=False``
+    leaves the codec's walk of each message (str keys, depth) to a sender that made
+    them under the same limits: a worker reading its own node's job frames."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_walk")
 
-    def __init__(self) -> None:
+    def __init__(self, *, walk: bool = True) -> None:
         self._buffer = bytearray()
+        self._walk = walk
 
     def feed(self, data: bytes) -> list[Any]:
         """Add ``data``; return every complete message. Raises CodecError on a bad frame."""
@@ -464,7 +480,7 @@ class FrameBuffer:
                 break
             body = bytes(self._buffer[_HEADER.size : end])
             del self._buffer[:end]
-            messages.append(TASK_CODEC.decode(body))
+            messages.append(TASK_CODEC.decode(body, walk=self._walk))
         return messages
 
     @property

@@ -106,7 +106,7 @@ class _JobPipe:
         self._draining = False
         self._watching = False  # a task runs: SIGIO drains the pipe
         self._handler = self._on_sigio  # one bound method, to compare with getsignal
-        self._frames = FrameBuffer()
+        self._frames = FrameBuffer(walk=False)  # the node checked the jobs (DISPATCH)
         self._pending: deque[dict[str, Any] | Exception] = deque()
 
     def arm(self) -> None:

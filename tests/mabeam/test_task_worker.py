@@ -533,6 +533,21 @@ def test_load_entrypoint_returns_the_function() -> None:
         load_entrypoint("task_entrypoints:three_args")
 
 
+def test_a_checked_entrypoint_is_checked_again_once_its_function_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import task_entrypoints
+
+    assert load_entrypoint("task_entrypoints:pid") is task_entrypoints.pid
+    assert load_entrypoint("task_entrypoints:pid") is task_entrypoints.pid  # remembered
+    monkeypatch.setattr(task_entrypoints, "pid", task_entrypoints.three_args)
+    with pytest.raises(EntrypointError, match="must accept"):
+        load_entrypoint("task_entrypoints:pid")
+    monkeypatch.setattr(task_entrypoints, "pid", 42)
+    with pytest.raises(EntrypointError, match="not a function"):
+        load_entrypoint("task_entrypoints:pid")
+
+
 def test_a_job_validates_its_fields() -> None:
     with pytest.raises(EntrypointError):
         TaskJob("nonsense", {}, job_id="j")
