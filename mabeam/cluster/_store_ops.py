@@ -192,7 +192,7 @@ def _lease(tx: Tx, op: Lease) -> Leased | NotLeasable:
 
 
 def _accept(tx: Tx, op: Accept) -> Accepted | Stale:
-    if type(op.token) is str:  # the common case in one statement
+    if type(op.token) is str:  # checked and written in one statement
         found = tx.conn.execute(
             ACCEPT_SQL, (tx.now, seq_of(tx.store_id, op.job_id), op.token)
         ).fetchone()
@@ -200,16 +200,10 @@ def _accept(tx: Tx, op: Accept) -> Accepted | Stale:
             tx.move("leased", "running")
             tx.event(found[0], "running", found[1], node=found[2])
             return Accepted(op.job_id)
-    row = tx.row(op.job_id, op.token)
+    row = tx.row(op.job_id, op.token)  # why not: a bad token or id, a stale lease, or ...
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    if row.state == "leased":  # a repeated ACCEPT changes nothing
-        tx.conn.execute(
-            "UPDATE jobs SET state = 'running', updated = ? WHERE seq = ?", (tx.now, row.seq)
-        )
-        tx.move("leased", "running")
-        tx.event(row.seq, "running", row.attempt, node=row.node)
-    return Accepted(op.job_id)
+    return Accepted(op.job_id)  # ... already running: a repeated ACCEPT changes nothing
 
 
 def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
@@ -224,53 +218,36 @@ def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
 
 
 def _complete(tx: Tx, op: Complete) -> Completed | Stale:
-    done = _complete_live(tx, op)
-    if done is not None:
-        return done
+    """The success of the attempt holding the lease, checked and written in one
+    statement; the row is read only to say why not. A success of an attempt never
+    ACCEPTed implies it ran: ``running`` is recorded too."""
+    try:
+        result = CODEC.encode(op.result)
+    except CodecError as exc:
+        result, unstorable = None, f"result is not storable: {exc}"
+    if result is not None and type(op.token) is str:
+        seq = seq_of(tx.store_id, op.job_id)
+        for state in ("running", "leased"):
+            found = tx.conn.execute(
+                COMPLETE_SQL, (result, tx.now, tx.now, seq, op.token, state)
+            ).fetchone()
+            if found is not None:
+                return _succeeded(tx, op.job_id, state, found, result)
     row = tx.row(op.job_id, op.token)
     if not _holds(row, op.token):
         return _stale(op.job_id, row)
-    result = encode_value("result", op.result)
-    tx.conn.execute(
-        "UPDATE jobs SET state = 'succeeded', result = ?, error = NULL, updated = ?, ended = ?"
-        " WHERE seq = ?",
-        (result, tx.now, tx.now, row.seq),
-    )
-    end_hold(tx, row.hold, row.rate, tx.now - (row.leased_at or tx.now))
-    tx.move(row.state, "succeeded")
-    if row.state == "leased":  # never ACCEPTed: the success says it ran
-        tx.event(row.seq, "running", row.attempt, node=row.node)
-    tx.event(row.seq, "succeeded", row.attempt, node=row.node)
-    return Completed(op.job_id, settle_followers(tx, row.seq, "succeeded", result=result))
+    raise InvalidOpError(unstorable)  # the token holds the lease: only the result is at fault
 
 
-def _complete_live(tx: Tx, op: Complete) -> Completed | None:
-    """A success of the attempt holding the lease, in one statement (None: the token
-    does not hold it, or a result that cannot be stored: the general path says which).
-    A success of an attempt never ACCEPTed implies it ran: ``running`` is recorded too."""
-    if type(op.token) is not str:
-        return None
-    try:
-        result = CODEC.encode(op.result)
-    except CodecError:
-        return None
-    seq = seq_of(tx.store_id, op.job_id)
-    for state in ("running", "leased"):
-        found = tx.conn.execute(
-            COMPLETE_SQL, (result, tx.now, tx.now, seq, op.token, state)
-        ).fetchone()
-        if found is not None:
-            break
-    else:
-        return None
+def _succeeded(tx: Tx, job_id: str, was: str, found: Any, result: bytes) -> Completed:
     seq, attempt, node, leased_at, hold, rate, followed = found
     end_hold(tx, hold, rate, tx.now - (leased_at or tx.now))
-    tx.move(state, "succeeded")
-    if state == "leased":
+    tx.move(was, "succeeded")
+    if was == "leased":
         tx.event(seq, "running", attempt, node=node)
     tx.event(seq, "succeeded", attempt, node=node)
     followers = settle_followers(tx, seq, "succeeded", result=result) if followed else ()
-    return Completed(op.job_id, followers)
+    return Completed(job_id, followers)
 
 
 def _fail(tx: Tx, op: Fail) -> Retried | Failed | Cancelled | Stale:

@@ -262,7 +262,8 @@ def _refused(raw: Any, exc: Exception) -> ProtocolError:
     return exc
 
 
-def _load(raw: dict[str, Any]) -> Frame:
+def _check_version(raw: dict[str, Any]) -> None:
+    """A frame's (or a BATCH's) envelope names this protocol version."""
     if "v" not in raw:
         s.fail("missing_field", "frame is missing the field 'v' (the protocol version)")
     version = raw["v"]
@@ -271,6 +272,10 @@ def _load(raw: dict[str, Any]) -> Frame:
             "bad_version",
             f"frame field 'v' is {s.show(version)}; this peer speaks version {PROTOCOL_VERSION}",
         )
+
+
+def _load(raw: dict[str, Any]) -> Frame:
+    _check_version(raw)
     if "t" not in raw:
         s.fail("missing_field", "frame is missing the field 't' (the frame type)")
     kind = raw["t"]
@@ -331,14 +336,7 @@ def pack_batch(group: Sequence[bytes]) -> bytes:
 
 def _batch_entries(raw: dict[str, Any]) -> list[Any]:
     """The entries of a BATCH map, its envelope checked."""
-    if "v" not in raw:
-        s.fail("missing_field", "frame is missing the field 'v' (the protocol version)")
-    version = raw["v"]
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        s.fail(
-            "bad_version",
-            f"frame field 'v' is {s.show(version)}; this peer speaks version {PROTOCOL_VERSION}",
-        )
+    _check_version(raw)
     if not raw.keys() <= _BATCH_KEYS:
         unknown = next(key for key in raw if key not in _BATCH_KEYS)
         s.fail("unknown_field", f"BATCH has an unknown field {s.show(unknown)}")

@@ -32,6 +32,7 @@ import string
 from typing import Any, Final
 
 import msgpack
+import pytest
 from hypothesis import strategies as st
 
 from mabeam.cluster.protocol import (
@@ -99,6 +100,18 @@ def pack(value: Any) -> bytes:
     """msgpack bytes of any value, bypassing every check of ``encode``."""
     data: bytes = msgpack.packb(value, use_bin_type=True, datetime=False)
     return data
+
+
+def wire(**fields: Any) -> bytes:
+    """Raw msgpack bytes of a map, bypassing every check of ``encode``."""
+    return pack(fields)
+
+
+def refused(data: bytes) -> ProtocolError:
+    """The ``ProtocolError`` that ``decode`` raises for ``data`` (the test fails if none)."""
+    with pytest.raises(ProtocolError) as info:
+        decode(data)
+    return info.value
 
 
 def unpack(payload: bytes) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from frame_strategies import FRAME_STRATEGIES
+from frame_strategies import FRAME_STRATEGIES, refused, wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,18 +50,6 @@ V = PROTOCOL_VERSION
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 ROUND_TRIP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def wire(**fields: Any) -> bytes:
-    """Raw msgpack bytes of a map, bypassing every check of ``encode``."""
-    data: bytes = msgpack.packb(fields, use_bin_type=True)
-    return data
-
-
-def refused(data: bytes) -> ProtocolError:
-    with pytest.raises(ProtocolError) as info:
-        decode(data)
-    return info.value
 
 
 # -- round trips ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from frame_strategies import refused, wire
 
 from mabeam.cluster import protocol as p
 from mabeam.cluster.protocol import (
@@ -25,18 +26,6 @@ from mabeam.cluster.protocol import (
 )
 
 V = PROTOCOL_VERSION
-
-
-def wire(**fields: Any) -> bytes:
-    """Raw msgpack bytes of a map, bypassing every check of ``encode``."""
-    data: bytes = msgpack.packb(fields, use_bin_type=True)
-    return data
-
-
-def refused(data: bytes) -> ProtocolError:
-    with pytest.raises(ProtocolError) as info:
-        decode(data)
-    return info.value
 
 
 def _nested(depth: int) -> Any:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +332,30 @@ def pool_worker(stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     )
 
 
+def seq_job(tmp_path: Path, name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
+    """The job frame of ``task_entrypoints:name`` as job ``j<seq>``, callable off by ``seq``."""
+    task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
+    return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
+
+
+def messages_of(proc: subprocess.Popen[bytes]) -> Callable[[], Any]:
+    """A function returning the pool worker's next message (20 s at most)."""
+    assert proc.stdout is not None
+    frames, out = FrameBuffer(), proc.stdout.fileno()
+    unread: list[Any] = []
+
+    def next_message() -> Any:
+        while not unread:
+            ready, _, _ = select.select([out], [], [], 20)
+            assert ready, "no message from the pool worker in 20 s"
+            data = os.read(out, 65536)
+            assert data, f"the pool worker closed its stdout (exit {proc.poll()})"
+            unread.extend(frames.feed(data))
+        return unread.pop(0)
+
+    return next_message
+
+
 def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
     tmp_path: Path,
 ) -> None:
@@ -386,21 +411,11 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
     os.mkfifo(fifo)
 
     def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
-        task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
-        return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
+        return seq_job(tmp_path, name, seq, params)
 
     proc = pool_worker()
     assert proc.stdin is not None and proc.stdout is not None
-    frames, out, unread = FrameBuffer(), proc.stdout.fileno(), []
-
-    def next_message() -> Any:
-        while not unread:
-            ready, _, _ = select.select([out], [], [], 20)
-            assert ready, "no message from the pool worker in 20 s"
-            data = os.read(out, 65536)
-            assert data, "the pool worker closed its stdout"
-            unread.extend(frames.feed(data))
-        return unread.pop(0)
+    next_message = messages_of(proc)
 
     try:
         # 1 waits on the FIFO; 2 and 3 queue behind it; 2 is called off while queued.
@@ -431,21 +446,11 @@ def test_a_task_that_replaces_the_sigio_handler_breaks_no_later_task(
     tmp_path: Path, to: str
 ) -> None:
     def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
-        task = TaskJob(f"task_entrypoints:{name}", params or {}, job_id=f"j{seq}")
-        return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
+        return seq_job(tmp_path, name, seq, params)
 
     proc = pool_worker()
     assert proc.stdin is not None and proc.stdout is not None
-    frames, out, unread = FrameBuffer(), proc.stdout.fileno(), []
-
-    def next_message() -> Any:
-        while not unread:
-            ready, _, _ = select.select([out], [], [], 20)
-            assert ready, "no message from the pool worker in 20 s"
-            data = os.read(out, 65536)
-            assert data, f"the pool worker closed its stdout (exit {proc.wait()})"
-            unread.extend(frames.feed(data))
-        return unread.pop(0)
+    next_message = messages_of(proc)
 
     try:
         proc.stdin.write(job("reset_sigio", 1, {"to": to}))
