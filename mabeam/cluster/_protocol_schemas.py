@@ -1,4 +1,4 @@
-"""The schemas of the cluster wire protocol: one ``_schema.Struct`` per frame type.
+"""The schemas of the cluster wire protocol: one ``Struct`` per frame type.
 
 ``protocol.encode`` and ``protocol.decode`` check every frame against these; the
 limits they use are in ``_limits`` and the table of them in docs/protocol.md.
@@ -68,6 +68,7 @@ from ._limits import (
     MAX_TIMEOUT_S,
     MAX_VALUE,
 )
+from ._schema_struct import Struct
 
 _IDENT: Final = r"[A-Za-z_][A-Za-z0-9_]*"
 _ID = s.Text(
@@ -143,8 +144,8 @@ def _has_target(watch: Watch, path: str) -> None:
         s.fail("bad_value", f"{path} needs job_ids or sweep_id")
 
 
-_GPU = s.Struct(Gpu, {"uuid": _ID, "model": _LABEL, "memory_mb": _COUNT}, name="gpu")
-_INVENTORY = s.Struct(
+_GPU = Struct(Gpu, {"uuid": _ID, "model": _LABEL, "memory_mb": _COUNT}, name="gpu")
+_INVENTORY = Struct(
     Inventory,
     {
         "node_id": _ID,
@@ -158,13 +159,13 @@ _INVENTORY = s.Struct(
     name="inventory",
     check=_unique_gpus,
 )
-_RESOURCES = s.Struct(
+_RESOURCES = Struct(
     Resources,
     {"gpus": s.Integer(0, MAX_GPUS), "cpus": _COUNT, "memory_mb": _COUNT},
     name="resources",
 )
-_RUNNING_JOB = s.Struct(RunningJob, {"job_id": _ID, "attempt": _COUNT, "lease": _ID}, name="job")
-_JOB_SPEC = s.Struct(
+_RUNNING_JOB = Struct(RunningJob, {"job_id": _ID, "attempt": _COUNT, "lease": _ID}, name="job")
+_JOB_SPEC = Struct(
     JobSpec,
     {
         "entrypoint": _ENTRYPOINT,
@@ -180,12 +181,12 @@ _JOB_SPEC = s.Struct(
     },
     name="spec",
 )
-_NODE_INFO = s.Struct(
+_NODE_INFO = Struct(
     NodeInfo,
     {"inventory": _INVENTORY, "credit": _COUNT, "running": _COUNT, "last_seen_s": _SECONDS},
     name="node",
 )
-_JOB_INFO = s.Struct(
+_JOB_INFO = Struct(
     JobInfo,
     {
         "job_id": _ID,
@@ -202,19 +203,19 @@ _JOB_INFO = s.Struct(
 )
 _IDS = s.Sequence(_ID, MAX_IDS)
 _MONEY = _COUNT  # micro-credits
-_ACCOUNT = s.Struct(
+_ACCOUNT = Struct(
     AccountInfo,
     {"name": _TEAM, "kind": _NAME, "available": _MONEY, "held": _MONEY, "spent": _MONEY,
      "earned": _MONEY},
     name="account",
 )  # fmt: skip
-_LISTING = s.Struct(
+_LISTING = Struct(
     ListingInfo,
     {"node_id": _ID, "owner": _TEAM, "price": _MONEY, "gpus": s.Integer(0, MAX_GPUS),
      "reputation": s.Number(0.0, 1.0)},
     name="listing",
 )  # fmt: skip
-_LEDGER_LINE = s.Struct(
+_LEDGER_LINE = Struct(
     LedgerLine,
     {"seq": _COUNT, "time": s.Number(0.0, MAX_TIMEOUT_S * 10), "op": _NAME, "account": _TEAM,
      "counterparty": _TEAM, "amount": _MONEY, "job": _LABEL},
@@ -228,17 +229,17 @@ def _budget_has_team(market: Market, path: str) -> None:
 
 
 _ENVELOPE: Final = frozenset({"v", "t"})
-_SCHEMAS: Final[dict[type, s.Struct]] = {
-    Hello: s.Struct(
+_SCHEMAS: Final[dict[type, Struct]] = {
+    Hello: Struct(
         Hello,
         {"node_id": _ID, "inventory": _INVENTORY, "running": s.Sequence(_RUNNING_JOB, MAX_RUNNING)},
         name="HELLO",
         envelope=_ENVELOPE,
         check=_hello_matches,
     ),
-    Ready: s.Struct(Ready, {"credit": s.Integer(0, MAX_CREDIT)}, name="READY", envelope=_ENVELOPE),
-    Heartbeat: s.Struct(Heartbeat, {}, name="HEARTBEAT", envelope=_ENVELOPE),
-    Dispatch: s.Struct(
+    Ready: Struct(Ready, {"credit": s.Integer(0, MAX_CREDIT)}, name="READY", envelope=_ENVELOPE),
+    Heartbeat: Struct(Heartbeat, {}, name="HEARTBEAT", envelope=_ENVELOPE),
+    Dispatch: Struct(
         Dispatch,
         {
             "job_id": _ID,
@@ -254,14 +255,14 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="DISPATCH",
         envelope=_ENVELOPE,
     ),
-    Accept: s.Struct(Accept, {"job_id": _ID, "lease": _ID}, name="ACCEPT", envelope=_ENVELOPE),
-    Progress: s.Struct(
+    Accept: Struct(Accept, {"job_id": _ID, "lease": _ID}, name="ACCEPT", envelope=_ENVELOPE),
+    Progress: Struct(
         Progress,
         {"job_id": _ID, "lease": _ID, "step": _COUNT, "metrics": _METRICS},
         name="PROGRESS",
         envelope=_ENVELOPE,
     ),
-    Result: s.Struct(
+    Result: Struct(
         Result,
         {
             "job_id": _ID,
@@ -277,10 +278,10 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         envelope=_ENVELOPE,
         check=_result_consistent,
     ),
-    Ack: s.Struct(Ack, {"job_id": _ID, "lease": _ID}, name="ACK", envelope=_ENVELOPE),
-    Cancel: s.Struct(Cancel, {"job_id": _ID, "lease": _ID}, name="CANCEL", envelope=_ENVELOPE),
-    Bye: s.Struct(Bye, {"reason": _TEXT}, name="BYE", envelope=_ENVELOPE),
-    Submit: s.Struct(
+    Ack: Struct(Ack, {"job_id": _ID, "lease": _ID}, name="ACK", envelope=_ENVELOPE),
+    Cancel: Struct(Cancel, {"job_id": _ID, "lease": _ID}, name="CANCEL", envelope=_ENVELOPE),
+    Bye: Struct(Bye, {"reason": _TEXT}, name="BYE", envelope=_ENVELOPE),
+    Submit: Struct(
         Submit,
         {
             "request_id": _ID,
@@ -291,23 +292,23 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="SUBMIT",
         envelope=_ENVELOPE,
     ),
-    Watch: s.Struct(
+    Watch: Struct(
         Watch,
         {"request_id": _ID, "job_ids": _IDS, "sweep_id": s.Optional(_ID)},
         name="WATCH",
         envelope=_ENVELOPE,
         check=_has_target,
     ),
-    Status: s.Struct(
+    Status: Struct(
         Status,
         {"request_id": _ID, "job_ids": _IDS, "sweep_id": s.Optional(_ID)},
         name="STATUS",
         envelope=_ENVELOPE,
     ),
-    CancelJob: s.Struct(
+    CancelJob: Struct(
         CancelJob, {"request_id": _ID, "job_id": _ID}, name="CANCEL", envelope=_ENVELOPE
     ),
-    Market: s.Struct(
+    Market: Struct(
         Market,
         {
             "request_id": _ID,
@@ -319,7 +320,7 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         envelope=_ENVELOPE,
         check=_budget_has_team,
     ),
-    MarketReply: s.Struct(
+    MarketReply: Struct(
         MarketReply,
         {
             "request_id": _ID,
@@ -331,7 +332,7 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="MARKET_REPLY",
         envelope=_ENVELOPE,
     ),
-    Submitted: s.Struct(
+    Submitted: Struct(
         Submitted,
         {
             "request_id": _ID,
@@ -342,7 +343,7 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="SUBMITTED",
         envelope=_ENVELOPE,
     ),
-    StatusReply: s.Struct(
+    StatusReply: Struct(
         StatusReply,
         {
             "request_id": _ID,
@@ -353,7 +354,7 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="STATUS_REPLY",
         envelope=_ENVELOPE,
     ),
-    Event: s.Struct(
+    Event: Struct(
         Event,
         {
             "request_id": _ID,
@@ -369,13 +370,13 @@ _SCHEMAS: Final[dict[type, s.Struct]] = {
         name="EVENT",
         envelope=_ENVELOPE,
     ),
-    Cancelled: s.Struct(
+    Cancelled: Struct(
         Cancelled,
         {"request_id": _ID, "job_id": _ID, "state": _NAME},
         name="CANCELLED",
         envelope=_ENVELOPE,
     ),
-    Error: s.Struct(
+    Error: Struct(
         Error,
         {"code": _NAME, "message": _TEXT, "in_reply_to": s.Optional(_ID)},
         name="ERROR",

@@ -4,15 +4,14 @@ A ``Spec`` has two directions. ``load(value, path)`` takes what msgpack decoded 
 returns the typed value (a list becomes a tuple, a map becomes its dataclass), or
 raises ``ProtocolError`` naming ``path``. ``dump(value, path)`` runs the same checks on
 the Python side and returns what goes on the wire, so a frame that encodes always
-decodes. ``Struct`` ties a frozen dataclass to one spec per field.
+decodes. ``Struct`` (in ``_schema_struct``) ties a frozen dataclass to one spec per field.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final, Literal, NoReturn, get_args
 
 from foundation.codec import Codec
@@ -93,7 +92,8 @@ _SIZE_MARKERS: Final = ("over max_size", "exceeds max_", "nested deeper", "more 
 def codec_error(exc: Exception, *, encoding: bool) -> ProtocolError:
     """Map a ``CodecError`` to a protocol error: a broken limit is ``too_large``."""
     text = str(exc)
-    if any(marker in text for marker in _SIZE_MARKERS):
+    # A malformed pid payload quotes msgpack's own limit error: the bytes are bad.
+    if not text.startswith("malformed") and any(marker in text for marker in _SIZE_MARKERS):
         return ProtocolError("too_large", text)
     return ProtocolError("bad_value" if encoding else "bad_msgpack", text)
 
@@ -420,80 +420,4 @@ class MapOf(Spec):
         for key, item in value.items():
             key_load(key, f"{path} (a key)")
             out[key] = convert(item, f"{path}[{key!r:.40}]")
-        return out
-
-
-_MISSING: Final = object()
-
-
-class Struct(Spec):
-    """A map with exactly the fields of the frozen dataclass ``cls``, one spec each.
-
-    Fields without a default are required; those with one may be left out on the wire.
-    ``envelope`` names keys that may appear besides the fields (a frame's "v" and "t").
-    ``check`` runs cross-field rules on the built instance (in both directions).
-    """
-
-    __slots__ = ("allowed", "check", "cls", "defaults", "factories", "fields", "name")
-
-    def __init__(
-        self,
-        cls: type,
-        specs: Mapping[str, Spec],
-        *,
-        name: str,
-        envelope: frozenset[str] = frozenset(),
-        check: Callable[[Any, str], None] | None = None,
-    ) -> None:
-        fields = dataclasses.fields(cls)
-        if [f.name for f in fields] != list(specs):
-            raise TypeError(f"specs of {cls.__name__} must follow its fields in order")
-        self.cls = cls
-        self.name = name
-        self.check = check
-        self.allowed = frozenset(specs) | envelope
-        # A frozen dataclass's __init__ sets each field through object.__setattr__, ~3 us
-        # for an 8-field frame; its slot descriptors' __set__ does the same in a third.
-        if not hasattr(cls, "__slots__"):
-            raise TypeError(f"{cls.__name__} must be a dataclass with slots=True")
-        self.fields = tuple(
-            (key, spec, f".{key}", getattr(cls, key).__set__) for key, spec in specs.items()
-        )
-        self.defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-        self.factories: dict[str, Callable[[], Any]] = {
-            f.name: f.default_factory
-            for f in fields
-            if f.default_factory is not dataclasses.MISSING
-        }
-
-    def load(self, value: Any, path: str) -> Any:
-        if type(value) is not dict:
-            bad_type(path, "a map", value)
-        if not value.keys() <= self.allowed:
-            unknown = next(key for key in value if key not in self.allowed)
-            fail("unknown_field", f"{path} has an unknown field {show(unknown)}")
-        obj: Any = object.__new__(self.cls)  # no __post_init__ to skip: the frames have none
-        for key, spec, suffix, setter in self.fields:
-            item = value.get(key, _MISSING)
-            if item is not _MISSING:
-                setter(obj, spec.load(item, path + suffix))
-            elif key in self.defaults:
-                setter(obj, self.defaults[key])
-            elif key in self.factories:
-                setter(obj, self.factories[key]())
-            else:
-                fail("missing_field", f"{path} is missing the field {key!r}")
-        if self.check is not None:
-            self.check(obj, path)
-        return obj
-
-    def dump(self, value: Any, path: str) -> dict[str, Any]:
-        if type(value) is not self.cls:
-            bad_type(path, f"a {self.cls.__name__}", value)
-        out = {
-            key: spec.dump(getattr(value, key), path + suffix)
-            for key, spec, suffix, _ in self.fields
-        }
-        if self.check is not None:
-            self.check(value, path)
         return out

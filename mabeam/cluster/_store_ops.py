@@ -220,14 +220,16 @@ def _progress(tx: Tx, op: Progress) -> Accepted | Stale:
 def _complete(tx: Tx, op: Complete) -> Completed | Stale:
     """The success of the attempt holding the lease, checked and written in one
     statement; the row is read only to say why not. A success of an attempt never
-    ACCEPTed implies it ran: ``running`` is recorded too."""
+    ACCEPTed implies it ran: ``running`` is recorded too. That case is tried first: a
+    node leaves out the ACCEPT of a short task, where the statement's cost counts (a
+    long task's miss costs microseconds of its run)."""
     try:
         result = CODEC.encode(op.result)
     except CodecError as exc:
         result, unstorable = None, f"result is not storable: {exc}"
     if result is not None and type(op.token) is str:
         seq = seq_of(tx.store_id, op.job_id)
-        for state in ("running", "leased"):
+        for state in ("leased", "running"):
             found = tx.conn.execute(
                 COMPLETE_SQL, (result, tx.now, tx.now, seq, op.token, state)
             ).fetchone()

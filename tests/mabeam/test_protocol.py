@@ -171,6 +171,12 @@ ERROR_CASES: list[tuple[str, bytes, str, str]] = [
     ("empty payload", b"", "bad_msgpack", "truncated"),
     ("int map key", msgpack.packb({1: 2}), "bad_msgpack", "map key"),
     ("unknown ext type", msgpack.packb(msgpack.ExtType(42, b"x")), "bad_msgpack", "ext type 42"),
+    (  # msgpack's own limit error inside: still bad bytes, not a frame too large
+        "pid ext holding a map",
+        wire(**{**GOOD_ACK, "job_id": msgpack.ExtType(1, msgpack.packb({"a": 1}))}),
+        "bad_msgpack",
+        "malformed pid payload",
+    ),
     (
         "timestamp ext",
         msgpack.packb({"v": V, "t": "BYE", "reason": msgpack.Timestamp(1)}, datetime=False),
