@@ -32,7 +32,7 @@ def publish(work_dir: Path, output_dir: Path) -> None:
     os.rename(work_dir, output_dir)
 
 
-def log_tail(log_path: Path) -> str:
+def log_tail(log_path: str | Path) -> str:
     """The end of an attempt's log (what a crash report shows), or "" if unreadable."""
     try:
         with open(log_path, "rb") as log:

@@ -47,7 +47,7 @@ from typing import Any, Final
 
 from foundation import Actor, ActorRef, CodecError, TimerRef
 
-from ._attempt_files import LOG_NAME, log_tail
+from ._attempt_files import log_tail
 from ._node_link import stop_reader
 from ._node_pipes import Chunk, Eof, Output, PipeReader, PipeWriter, Written
 from ._node_setup import TaskSettings
@@ -55,9 +55,9 @@ from ._node_tasks import Attempt, Key, TaskEnded, TaskProgress, TaskStarted, uns
 from ._task_limits import LIMIT_KINDS
 from ._worker_proc import (
     SKIPPED,
+    clear_dir,
     conclude,
     failed,
-    fresh_work_dir,
     kill_group,
     parse_message,
     signal_group,
@@ -111,7 +111,7 @@ class _Entry:
 
     attempt: Attempt
     seq: int
-    work_dir: Path
+    work_dir: str
     timer: TimerRef | None = None
     stopping: str | None = None  # why it is being stopped
     what: str = ""  # the stop, as the error says it
@@ -279,14 +279,15 @@ class PoolWorker(Actor):
             self._give_back_one(attempt, "its pool worker was stopping")
             return
         try:
-            work_dir = fresh_work_dir(attempt.output_dir)
+            work_dir = attempt.work_dir
+            clear_dir(work_dir)
             self._seq += 1
             frame = pack_frame(
                 job_to_wire(
                     attempt.job,
                     work_dir=work_dir,
                     gpus=[],
-                    log_path=attempt.directory / LOG_NAME,
+                    log_path=attempt.log_path,
                     seq=self._seq,
                 ),
                 walk=False,  # its params came in a DISPATCH, checked under tighter limits
@@ -358,13 +359,12 @@ class PoolWorker(Actor):
         """The head's end from its result (one that beat its stop still counts), or from
         the worker's exit status when it died without one."""
         attempt = head.attempt
-        log_path = attempt.directory / LOG_NAME
         return conclude(
             final,
             code,
             work_dir=head.work_dir,
             output_dir=attempt.output_dir,
-            log_path=log_path,
+            log_path=attempt.log_path,
             disk_mb=self._settings.disk_mb,
         )
 
@@ -400,7 +400,7 @@ class PoolWorker(Actor):
                 TaskOutcome.failure("crashed", why),
                 None,
                 work_dir=head.work_dir,
-                log_path=head.attempt.directory / LOG_NAME,
+                log_path=head.attempt.log_path,
             )
             self._report(head.attempt, outcome, reusable=False)
         self._give_back()
@@ -416,7 +416,7 @@ class PoolWorker(Actor):
             if head.timer is not None:
                 head.timer.cancel()
             attempt = head.attempt
-            log_path = attempt.directory / LOG_NAME
+            log_path = attempt.log_path
             if head.stopping is not None:
                 kind: ErrorKind = _STOP_KINDS.get(head.stopping, "cancelled")
                 grace = self._settings.grace_s

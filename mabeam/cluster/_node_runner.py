@@ -18,6 +18,7 @@ way out, so a task never outlives its runner by more than the stop grace.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -101,7 +102,7 @@ class TaskRunner(Actor):
             task = TaskProcess.start(
                 attempt.job,
                 list(attempt.gpus) or "cpu",
-                attempt.directory,
+                Path(attempt.directory),
                 settings.env,
                 python=settings.python,
                 disk_mb=settings.disk_mb,

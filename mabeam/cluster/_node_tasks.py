@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ._attempt_files import LOG_NAME
 from ._limits import MAX_TEXT_LEN
 from .protocol import ErrorKind as WireKind
 from .protocol import Progress, ProtocolError, Result, clip, encode
@@ -55,11 +56,13 @@ def unstarted(reason: str) -> TaskOutcome:
     return TaskOutcome.failure("cancelled", f"{_UNSTARTED.get(reason, reason)} before it started")
 
 
-def attempt_dir(work_dir: Path, job_id: str, attempt: int) -> Path:
+def attempt_dir(work_dir: Path, job_id: str, attempt: int) -> str:
     """``<work_dir>/jobs/<job_id>/<attempt>``: the attempt's log and outputs. A job id
-    may hold "/" (ids allow it), which is escaped so the path stays under work_dir."""
+    may hold "/" (ids allow it), which is escaped so the path stays under work_dir.
+    A str: the node makes these paths for every task, and pathlib's parsing of them
+    cost more than a trivial task's whole run."""
     escaped = job_id.replace("/", "%2F")
-    return Path(f"{work_dir}/jobs/{escaped}/{attempt}")  # one parse, not three joins
+    return f"{work_dir}/jobs/{escaped}/{attempt}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Attempt:
     lease: str
     gpus: tuple[str, ...]
     timeout_s: float | None
-    directory: Path
+    directory: str  # attempt_dir
 
     @property
     def key(self) -> Key:
@@ -78,10 +81,19 @@ class Attempt:
         return (self.job.job_id, self.lease)
 
     @property
-    def output_dir(self) -> Path:
+    def output_dir(self) -> str:
         """Where the outputs are published when the attempt succeeds."""
-        assert self.job.output_dir is not None
-        return self.job.output_dir
+        return f"{self.directory}/output"
+
+    @property
+    def work_dir(self) -> str:
+        """Where the task writes its outputs first (``partial_dir`` of ``output_dir``)."""
+        return f"{self.directory}/.output.partial"
+
+    @property
+    def log_path(self) -> str:
+        """The attempt's log (there only if the task wrote to it)."""
+        return f"{self.directory}/{LOG_NAME}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,12 +29,12 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from foundation import Actor, ActorRef, Down, FoundationError, MonitorRef
 from supervision import DynamicSupervisor, SupervisionError, child_spec
 
-from ._attempt_files import partial_dir
 from ._limits import MAX_RUNNING
 from ._node_outbox import OutboxEntry
 from ._node_pool import RETIRE, PoolWorker, RunAttempt, StopAttempt
@@ -165,12 +165,10 @@ class Work:
             )
         directory = attempt_dir(self._setup.work_dir, dispatch.job_id, dispatch.attempt)
         try:
+            # No output_dir: a runner puts the outputs under the directory it is given
+            # (Attempt.output_dir), as a pool worker does.
             job = TaskJob(
-                dispatch.entrypoint,
-                dict(dispatch.params),
-                dispatch.job_id,
-                dispatch.attempt,
-                output_dir=directory / "output",
+                dispatch.entrypoint, dict(dispatch.params), dispatch.job_id, dispatch.attempt
             )
         except (TypeError, ValueError) as exc:
             return ("exception", f"the node cannot run this dispatch: {exc}")
@@ -306,7 +304,7 @@ class Work:
         self.active += 1
         self._count()
         if entry.limits is not None and pid > 0 and self._watchdog is not None:
-            outputs = partial_dir(entry.attempt.output_dir)
+            outputs = Path(entry.attempt.work_dir)
             dedicated = not entry.pool
             self._watchdog.cast(Watch(key, pid, entry.limits, outputs, self._actor.ref, dedicated))
             entry.watched = True

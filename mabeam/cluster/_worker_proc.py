@@ -29,6 +29,7 @@ __all__ = (
     "SKIPPED",
     "conclude",
     "failed",
+    "clear_dir",
     "fresh_work_dir",
     "kill_group",
     "parse_message",
@@ -100,11 +101,17 @@ def kill_group(pgid: int) -> None:
 def fresh_work_dir(output_dir: Path) -> Path:
     """The temporary directory an attempt writes its outputs into, made by the task on
     first use (``ctx.output_dir``); what an earlier run of the same attempt left there is
-    removed. Costs one ``stat`` when there is nothing to remove."""
+    removed."""
     work_dir = partial_dir(output_dir)
+    clear_dir(work_dir)
+    return work_dir
+
+
+def clear_dir(work_dir: str | Path) -> None:
+    """Remove what an earlier run of the same attempt left in ``work_dir`` (an attempt's
+    temporary output directory). Costs one ``stat`` when there is nothing to remove."""
     if os.path.lexists(work_dir):
         shutil.rmtree(work_dir)
-    return work_dir
 
 
 SKIPPED: Final = "skipped"
@@ -138,7 +145,7 @@ def parse_message(message: Any) -> Progress | TaskOutcome | str:
 
 
 def failed(
-    outcome: TaskOutcome, returncode: int | None, *, work_dir: Path, log_path: Path
+    outcome: TaskOutcome, returncode: int | None, *, work_dir: str | Path, log_path: str | Path
 ) -> TaskOutcome:
     """A failure with the log path and the worker's exit status attached; the partial
     outputs are dropped."""
@@ -161,9 +168,9 @@ def conclude(
     final: TaskOutcome | None,
     returncode: int | None,
     *,
-    work_dir: Path,
-    output_dir: Path,
-    log_path: Path,
+    work_dir: str | Path,
+    output_dir: str | Path,
+    log_path: str | Path,
     disk_mb: int | None = None,
 ) -> TaskOutcome:
     """How an attempt ended, from the worker's final message (None: it died without
@@ -179,12 +186,12 @@ def conclude(
         return failed(final, returncode, work_dir=work_dir, log_path=log_path)
     published: str | None = None
     if os.path.isdir(work_dir):
-        over = outputs_over(work_dir, disk_mb)
+        over = outputs_over(Path(work_dir), disk_mb)
         if over is not None:
             outcome = TaskOutcome.failure("disk_limit", over)
             return failed(outcome, returncode, work_dir=work_dir, log_path=log_path)
         try:
-            publish(work_dir, output_dir)
+            publish(Path(work_dir), Path(output_dir))
         except OSError as exc:
             outcome = TaskOutcome.failure(
                 "publish_failed", f"could not publish outputs to {output_dir}: {exc}"

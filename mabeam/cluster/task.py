@@ -224,9 +224,9 @@ class TaskJob:
 def job_to_wire(
     job: TaskJob,
     *,
-    work_dir: Path,
+    work_dir: str | Path,
     gpus: Sequence[str],
-    log_path: Path | None = None,
+    log_path: str | Path | None = None,
     seq: int | None = None,
 ) -> dict[str, Any]:
     """The job frame's body for a worker: ``work_dir`` is where the task writes; ``seq``

@@ -58,7 +58,7 @@ def attempt(
     tmp_path: Path, job_id: str, name: str, params: dict[str, Any] | None = None, **kw: Any
 ) -> Attempt:
     directory = attempt_dir(tmp_path / "work", job_id, 1)
-    job = TaskJob(f"task_entrypoints:{name}", params or {}, job_id, 1, directory / "output")
+    job = TaskJob(f"task_entrypoints:{name}", params or {}, job_id, 1)
     return Attempt(job, f"L-{job_id}", (), kw.get("timeout_s"), directory)
 
 
