@@ -285,20 +285,30 @@ def seq_of(store_id: str, job_id: object) -> int:
 
 
 def stored_spec(blob: bytes, digest: str) -> JobSpec:
-    """Rebuild a spec this store wrote: it was validated when submitted, so only decode."""
+    """Rebuild a spec this store wrote: it was validated when submitted, so only decode
+    (and set the fields through their slots: a third of ``object.__setattr__``'s cost)."""
     raw = CODEC.decode(blob, walk=False)  # written by this store: nothing to walk
     res = raw["resources"]
     resources = object.__new__(Resources)
-    for name in ("gpus", "cpus", "memory_mb"):
-        object.__setattr__(resources, name, res[name])
+    for name, put in _RESOURCE_SLOTS:
+        put(resources, res[name])
     spec = object.__new__(JobSpec)
     raw.setdefault("isolation", "process")  # written before specs had an isolation
     raw.setdefault("team", "")  # ... or a team and a value
     raw.setdefault("value", None)
-    for name in _SPEC_KEYS:
-        object.__setattr__(spec, name, resources if name == "resources" else raw[name])
-    object.__setattr__(spec, "_hash", digest)
+    raw["resources"] = resources
+    raw["_hash"] = digest
+    for name, put in _SPEC_SLOTS:
+        put(spec, raw[name])
     return spec
+
+
+_RESOURCE_SLOTS: Final = tuple(
+    (name, getattr(Resources, name).__set__) for name in ("gpus", "cpus", "memory_mb")
+)
+_SPEC_SLOTS: Final = tuple(
+    (name, getattr(JobSpec, name).__set__) for name in (*_SPEC_KEYS, "_hash")
+)
 
 
 def specs_digest(specs: Sequence[JobSpec]) -> str:

@@ -343,11 +343,28 @@ def trial_hash(entrypoint: str, params: Mapping[str, Any], code_version: str | N
         raise TypeError(f"params must be a mapping, got {type(params).__name__}")
     # == canonical_bytes([entrypoint, code_version or "", params]), with params' nesting
     # counted from the params table itself (as the spec parser counts it).
-    digest = hashlib.sha256(_HASH_DOMAIN + b"l3:")
-    digest.update(_search.canonical_bytes(entrypoint))
-    digest.update(_search.canonical_bytes(code_version or ""))
+    digest = _prefix(entrypoint, code_version or "").copy()
     digest.update(_search.canonical_bytes(params))
     return digest.hexdigest()
+
+
+_PREFIXES: dict[tuple[str, str], hashlib._Hash] = {}
+_MAX_PREFIXES = 1024
+
+
+def _prefix(entrypoint: str, code_version: str) -> hashlib._Hash:
+    """The hash state after the entrypoint and code version: a sweep's trials share them,
+    so each trial hashes only its params (a copy of this state, then the params)."""
+    key = (entrypoint, code_version)
+    state = _PREFIXES.get(key)
+    if state is None:
+        state = hashlib.sha256(_HASH_DOMAIN + b"l3:")
+        state.update(_search.canonical_bytes(entrypoint))
+        state.update(_search.canonical_bytes(code_version))
+        if len(_PREFIXES) >= _MAX_PREFIXES:
+            _PREFIXES.clear()  # many distinct entrypoints: start over rather than grow
+        _PREFIXES[key] = state
+    return state
 
 
 def parse_spec(
