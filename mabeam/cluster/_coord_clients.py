@@ -101,6 +101,7 @@ class ClientHub(Actor):
         self._starting: dict[bytes, int] = {}  # peers with a WATCH being read
         self._sweeps = SweepCache()
         self._events_on = False
+        self._events_of: frozenset[str] | None = None  # the jobs named to the store
         self._liveness_armed = False
         self._sent_at: dict[bytes, float] = {}  # watcher -> when it was last sent a frame
         self._owners: dict[bytes, str] = {}  # the submitters of the batch in hand
@@ -238,6 +239,7 @@ class ClientHub(Actor):
 
         self._starting[peer] = self._starting.get(peer, 0) + 1
         self._events_on = True  # the store reads its event log from this request on
+        self._events_of = None  # ... every job's, until told whose again
         request = StoreRequest([], self.ref, ("watch", peer, frame), read=snapshot, watch=True)
         self._ask_store(request)
 
@@ -373,10 +375,14 @@ class ClientHub(Actor):
         self._events_switch()
 
     def _events_switch(self) -> None:
-        """Tell the store whether batches need event-log rows (only while watched)."""
+        """Tell the store whether batches need event-log rows (only while watched), and
+        whose, once no watch is starting (``WatchEvents``)."""
         on = bool(self._watches) or bool(self._starting)
         if self._events_on and not on:
             self._store.cast(WatchEvents(False))
+        elif on and not self._starting and self._watches.named() != self._events_of:
+            self._events_of = self._watches.named()
+            self._store.cast(WatchEvents(True, self._events_of))
         self._events_on = on
 
     def _arm_liveness(self) -> None:

@@ -97,9 +97,13 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class WatchEvents:
-    """Whether any watch is open, so the batches carry event-log rows (costs a read)."""
+    """Whether any watch is open, so the batches carry event-log rows (costs a read),
+    and of which jobs (None: all). The client part names the jobs only while no watch
+    is starting: a request that starts one makes the store read every job's rows until
+    the next ``WatchEvents``, so none of the new watch's events can be left out."""
 
     on: bool
+    jobs: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -109,6 +113,7 @@ class _Work:
     requests: list[StoreRequest]
     watching: bool
     cursor: int
+    jobs: frozenset[str] | None = None  # whose event-log rows to read (None: all)
     outcomes: list[list[Outcome]] = field(default_factory=list)
     reads: list[Any] = field(default_factory=list)
     errors: list[BaseException | None] = field(default_factory=list)
@@ -145,6 +150,7 @@ class StoreActor(Actor):
         self._flush_queued = False
         self._subscribers: dict[Any, ActorRef] = {}
         self._watching = False
+        self._watched: frozenset[str] | None = None  # WatchEvents.jobs
         self._cursor = 0
         self._counters = counters
         self._retention_s = retention_s
@@ -168,6 +174,8 @@ class StoreActor(Actor):
     async def handle_cast(self, msg: Any) -> None:
         kind = type(msg)
         if kind is StoreRequest:
+            if msg.watch:
+                self._watched = None  # every job's events until told whose (WatchEvents)
             self._pending.append(msg)
             self._pending_ops += len(msg.ops)
             if not self._flush_queued:
@@ -180,6 +188,7 @@ class StoreActor(Actor):
             self._subscribers[msg.ref.pid] = msg.ref
             self.monitor(msg.ref)
         elif kind is WatchEvents:
+            self._watched = msg.jobs
             if not msg.on:
                 self._watching = False
         else:
@@ -220,7 +229,7 @@ class StoreActor(Actor):
             self.ref.cast(_FLUSH)
         if not batch:
             return
-        work = _Work(batch, self._watching, self._cursor)
+        work = _Work(batch, self._watching, self._cursor, self._watched)
         await self.runtime.to_thread(self._run, work)
         if self._counters is not None:
             self._counters.store_batches += 1
@@ -266,10 +275,13 @@ class StoreActor(Actor):
                 work.errors.append(None)
                 at += n
         work.balances = store.take_balances()
-        if work.watching:
+        if work.watching and work.jobs is None:
             events = store.events(since=work.cursor, limit=_ALL_EVENTS)
             work.events = events
             work.event_seq = events[-1].seq if events else work.cursor
+        elif work.watching:  # only the watched jobs' rows become events (~3.5 us each)
+            work.events = store.events(since=work.cursor, limit=_ALL_EVENTS, jobs=work.jobs)
+            work.event_seq = store.last_event_seq()
         for request, outs, error in zip(requests, work.outcomes, work.errors, strict=True):
             result = None
             if request.read is not None and error is None:

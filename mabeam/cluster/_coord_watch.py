@@ -110,6 +110,9 @@ class Watch:
     attempts: dict[str, int] = field(default_factory=dict)
 
 
+NAMED_JOBS: Final = 1024
+
+
 class WatchTable:
     """Open watches, by job and by client peer, and when each client was last heard."""
 
@@ -129,6 +132,11 @@ class WatchTable:
         self.last_seen[watch.peer] = now
         for job_id in watch.pending:
             self.by_job.setdefault(job_id, []).append(watch)
+
+    def named(self) -> frozenset[str] | None:
+        """The watched jobs, for the store to read only their events; None (every job's)
+        past ``NAMED_JOBS``, where naming them would cost more than it saves."""
+        return frozenset(self.by_job) if len(self.by_job) <= NAMED_JOBS else None
 
     def heard(self, peer: bytes, now: float) -> bool:
         """Note a frame from ``peer``; whether it has watches open."""

@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -422,11 +422,23 @@ class JobStore:
         return counts
 
     def events(
-        self, *, since: int = 0, job_id: str | None = None, limit: int = 1000
+        self,
+        *,
+        since: int = 0,
+        job_id: str | None = None,
+        limit: int = 1000,
+        jobs: Collection[str] | None = None,
     ) -> list[Event]:
-        """Events with ``seq > since`` in order (of one job, or of all jobs)."""
+        """Events with ``seq > since`` in order (of one job, or of all jobs; with
+        ``jobs``, of those only: ``limit`` then counts the rows read, of any job)."""
         if job_id is None:
             rows = self._query(f"{_EVENT_SQL} WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit))
+            if jobs is not None:
+                seqs = set()
+                for wanted in jobs:
+                    with contextlib.suppress(StoreError):  # not an id of this store
+                        seqs.add(seq_of(self._store_id, wanted))
+                rows = [row for row in rows if row[1] in seqs]
         else:
             job = seq_of(self._store_id, job_id)
             rows = self._query(
