@@ -4,8 +4,8 @@ Every figure is taken in this run, on this machine, with real processes:
 
 1. **Throughput**: trivial ``echo`` tasks (``benchmarks._cluster_tasks``) submitted by
    one client through one ``mabeam coordinator start`` to 8 ``mabeam node start``
-   agents (2 pool slots each and ``--prefetch 64``: trivial tasks, so each agent holds
-   64 more assignments written ahead into its busy pool workers, which covers a
+   agents (2 pool slots each and ``--prefetch 128``: trivial tasks, so each agent holds
+   128 more assignments written ahead into its busy pool workers, which covers a
    dispatch round trip while a big SUBMIT is being committed; ``cpus=0`` so the slots
    bound concurrency, pool workers never recycled, a warm-up round first that starts them),
    then to 1 agent, then in ``isolation="process"`` (a fresh worker process per task,
@@ -76,7 +76,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 10_000,
         "one_node_n": 3_000,
-        "prefetch": 64,
+        "prefetch": 128,
         "warmup": 400,
         "process_n": 100,
         "raw_n": 20_000,
@@ -91,7 +91,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 1_500,
         "one_node_n": 500,
-        "prefetch": 64,
+        "prefetch": 128,
         "warmup": 200,
         "process_n": 0,
         "raw_n": 5_000,
