@@ -180,10 +180,12 @@ def start_nodes(
     heartbeat_s: float = 1.0,
     prefetch: int = 0,
     keys: Path | None = None,
+    nice: int = 0,
 ) -> list[Child]:
     """``count`` ``mabeam node start`` agents (``--gpus none``, pool workers never
-    recycled: ``--max-tasks-per-worker 1000000``, ``--prefetch``), each connected
-    before returning. With ``keys`` each node gets its own key, else ``--insecure``."""
+    recycled: ``--max-tasks-per-worker 1000000``, ``--prefetch``, ``--nice``), each
+    connected before returning. With ``keys`` each node gets its own key, else
+    ``--insecure``."""
     from mabeam.cluster.keys import generate_keys
 
     nodes: list[Child] = []
@@ -228,6 +230,7 @@ def start_nodes(
                         "5",
                         "--log-level",
                         "warning",
+                        *(["--nice", str(nice)] if nice else []),
                         *security,
                     ],
                     log_dir,

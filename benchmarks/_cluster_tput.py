@@ -16,8 +16,8 @@ state change) out of the coordinator's per-task cost.
 workers (an interpreter each; the process-mode row measures that cost) and warm the
 caches, as the Ray peer's warm-up round does for its workers. They carry the run's code
 version (a pool worker takes only jobs of the code version it imported) and other
-params (no result-cache hit). ``prefetch`` is the
-agents' ``--prefetch``.
+params (no result-cache hit). ``prefetch`` and ``nice`` are the agents' ``--prefetch``
+and ``--nice``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Throughput:
     slots: int
     isolation: str
     prefetch: int
+    nice: int
     tasks_per_s: float
     elapsed_s: float
     submit_s: float  # the SUBMITs alone (store commits included)
@@ -80,6 +81,7 @@ def measure(
     *,
     prefetch: int = 0,
     warmup: int = 0,
+    nice: int = 0,
 ) -> Throughput:
     """Start the processes, run ``warmup`` then ``n`` echo tasks (only those measured),
     stop everything (even on failure)."""
@@ -91,7 +93,14 @@ def measure(
         children = [coord]
         try:
             children += start_nodes(
-                endpoint, nodes, slots, root / "work", root, prefetch=prefetch, keys=keys
+                endpoint,
+                nodes,
+                slots,
+                root / "work",
+                root,
+                prefetch=prefetch,
+                keys=keys,
+                nice=nice,
             )
             pids = [c.pid for c in children[1:]]
             # One code version for the warm-up and the run (a pool worker takes only jobs
@@ -107,7 +116,7 @@ def measure(
             by_role1 = cpu_breakdown(coord.pid, pids)
         finally:
             stop_all(children)
-        run = (nodes, slots, isolation, prefetch)
+        run = (nodes, slots, isolation, prefetch, nice)
         res = _summarize(state, n, run, first, t0, t_submitted, cpu0, cpu1)
         res.cpu_us = {k: round((by_role1[k] - by_role0[k]) / n * 1e6) for k in by_role1}
         res.cpu_us["total"] = sum(res.cpu_us.values())
@@ -178,7 +187,7 @@ def _unfinished(state: Path, job_ids: tuple[str, ...]) -> list[str]:
 def _summarize(
     state: Path,
     n: int,
-    run: tuple[int, int, str, int],
+    run: tuple[int, int, str, int, int],
     first: int,
     t0: float,
     t_submitted: float,
@@ -186,7 +195,7 @@ def _summarize(
     cpu1: tuple[float, float],
 ) -> Throughput:
     """The figures of the jobs from seq ``first`` on (the warm-up's come before)."""
-    nodes, slots, isolation, prefetch = run
+    nodes, slots, isolation, prefetch, nice = run
     db = _read(state)
     try:
         counts = dict(
@@ -217,6 +226,7 @@ def _summarize(
         slots=slots,
         isolation=isolation,
         prefetch=prefetch,
+        nice=nice,
         tasks_per_s=n / elapsed,
         elapsed_s=elapsed,
         submit_s=t_submitted - t0,
@@ -235,11 +245,13 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-if __name__ == "__main__":  # python -m benchmarks._cluster_tput N NODES SLOTS [ISO [PREFETCH]]
+if __name__ == "__main__":  # python -m benchmarks._cluster_tput N NODES SLOTS [ISO [PF [NICE]]]
     import json
     import sys
 
     a = sys.argv[1:]
     iso, pf = (a[3] if len(a) > 3 else "pool"), (int(a[4]) if len(a) > 4 else 0)
-    res = measure(int(a[0]), int(a[1]), int(a[2]), iso, prefetch=pf, warmup=int(a[1]) * 40)
+    nice = int(a[5]) if len(a) > 5 else 0
+    warmup = int(a[1]) * 40
+    res = measure(int(a[0]), int(a[1]), int(a[2]), iso, prefetch=pf, warmup=warmup, nice=nice)
     print(json.dumps(res.as_dict(), indent=1))

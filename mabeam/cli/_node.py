@@ -13,6 +13,10 @@ coordinator), then it exits 0. Bad arguments (an address that is not
 ``tcp://HOST:PORT``, ``--slots 0``, a ``--gpus`` value that names no GPU here,
 ``--task-memory-mb 0``) end in one error line and exit status 2, never a traceback.
 
+``--nice N`` lowers the CPU priority of the agent and of the task processes it starts
+(they inherit it) by N, 1 to 19: on a host that also runs the coordinator, which
+serves every node, so that neither tasks nor agents starve its event loop.
+
 ``--task-memory-mb`` and ``--task-disk-mb`` bound each task's memory and outputs; a
 task over either is stopped and fails with ``memory_limit`` / ``disk_limit`` (see
 docs/tasks.md, "Limits").
@@ -28,6 +32,7 @@ import argparse
 import logging
 import logging.handlers
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +42,7 @@ from ._options import add_security_options
 __all__ = ("add_parser", "main", "run")
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_MAX_NICE = 19  # the lowest priority there is
 
 
 def _address(text: str) -> str:
@@ -78,6 +84,13 @@ def _int(low: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _niceness(text: str) -> int:
+    value = _int(0)(text)
+    if value > _MAX_NICE:
+        raise argparse.ArgumentTypeError(f"must be at most {_MAX_NICE}, got {value}")
+    return value
 
 
 def _seconds(*, zero: bool) -> Callable[[str], float]:
@@ -214,6 +227,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="heartbeat interval; the coordinator is lost after 3 silent intervals (default: 1)",
     )
     start.add_argument(
+        "--nice",
+        type=_niceness,
+        default=0,
+        metavar="N",
+        help="run the agent and its tasks N steps (up to 19) below normal CPU priority: on "
+        "a host that also runs the coordinator, e.g. 10, so they never starve it (default: 0)",
+    )
+    start.add_argument(
         "--log-level", choices=_LOG_LEVELS, default="info", help="log level (default: info)"
     )
     add_security_options(start, "node")
@@ -266,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
         config = NodeConfig(**options)
         app = node_app(config)
         app.setup.work_dir.mkdir(parents=True, exist_ok=True)
+        if args.nice:
+            os.nice(args.nice)  # this process: the task processes it starts inherit it
     except (ValueError, OSError) as exc:
         print(f"mabeam node start: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -229,24 +229,22 @@ class Work:
         that have the entrypoint's code at ``entry``'s version (or not at all) qualify;
         an idle one with other code retires when a new one is started instead."""
         max_tasks = self._setup.task.max_tasks_per_worker
-        usable = [
-            (ref, load)
-            for ref, load in self._pool.items()
-            if load.given < max_tasks and ref.is_alive
-        ]
+        pool = self._pool
         if self._busy_slots() < self._setup.slots:
+            usable = [(ref, load) for ref, load in pool.items() if load.given < max_tasks]
             for ref, load in usable:
-                if not load.inflight and load.runs(entry):
+                if not load.inflight and ref.is_alive and load.runs(entry):
                     return ref
             for ref, load in usable:
-                if not load.inflight:  # idle, with other code: it makes room
+                if not load.inflight and ref.is_alive:  # idle, other code: it makes room
                     load.given = max_tasks
                     ref.cast(RETIRE)
             return await self._new_pool_worker()
         best: ActorRef | None = None
         least = self._depth
-        for ref, load in usable:
-            if 0 < load.inflight < least and load.runs(entry):
+        for ref, load in pool.items():  # no list: this runs for every task under load
+            busy_with_room = 0 < load.inflight < least and load.given < max_tasks
+            if busy_with_room and ref.is_alive and load.runs(entry):
                 best, least = ref, load.inflight
         return best
 

@@ -128,6 +128,11 @@ def pid(params: dict[str, Any], ctx: TaskContext) -> int:
     return os.getpid()
 
 
+def niceness(params: dict[str, Any], ctx: TaskContext) -> int:
+    """The task process's CPU niceness (``os.nice(0)`` changes nothing)."""
+    return os.nice(0)
+
+
 def wait_fifo(params: dict[str, Any], ctx: TaskContext) -> str:
     """Report step 0, then block reading the FIFO ``params["path"]`` until its writer
     closes it (a test writes to let the task finish); return what was written."""

@@ -10,6 +10,7 @@ the agent's stdout line, on frames and on process exits; never on sleeps.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import psutil
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
@@ -69,11 +71,11 @@ def agent_log(tmp_path: Path) -> Iterator[IO[bytes]]:
 
 @asynccontextmanager
 async def agent(
-    endpoint: str, tmp_path: Path, log: IO[bytes]
+    endpoint: str, tmp_path: Path, log: IO[bytes], *extra: str
 ) -> AsyncIterator[tuple[Process, Any]]:
     """An agent process; yields it with a reader of its stdout lines. Killed on exit."""
     process = await anyio.open_process(
-        agent_command(endpoint, tmp_path / "work"), cwd=HERE, stderr=log
+        agent_command(endpoint, tmp_path / "work", *extra), cwd=HERE, stderr=log
     )
     assert process.stdout is not None
     lines = BufferedByteReceiveStream(process.stdout)
@@ -123,9 +125,30 @@ async def test_a_killed_agent_restarted_on_its_work_dir_redelivers_its_result(
     assert len(Outbox(tmp_path / "work")) == 0
 
 
+async def test_an_agent_started_nice_runs_itself_and_its_tasks_at_that_niceness(
+    tmp_path: Path, agent_log: IO[bytes]
+) -> None:
+    """``--nice 3``: the agent and the task processes it starts, three steps lower."""
+    fake = FakeCoordinator()
+    ours = os.nice(0)
+    try:
+        async with agent(fake.endpoint, tmp_path, agent_log, "--nice", "3") as (proc, lines):
+            await fake.expect(Hello)
+            fake.send("n1", Heartbeat())
+            assert await read_line(lines) == f"mabeam node n1 connected to {fake.endpoint}"
+            assert psutil.Process(proc.pid).nice() == min(ours + 3, 19)
+            for isolation in ("process", "pool"):
+                fake.send("n1", dispatch(f"j-{isolation}", "niceness", isolation=isolation))
+                result = await fake.result()
+                assert result.ok and result.value == min(ours + 3, 19), result
+    finally:
+        fake.close()
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
+        (["--coordinator", "tcp://127.0.0.1:1", "--nice", "20"], "--nice: must be at most 19"),
         (["--coordinator", "localhost:5555"], "malformed coordinator address 'localhost:5555'"),
         (["--coordinator", "tcp://127.0.0.1:1", "--slots", "0"], "--slots: must be at least 1"),
         (["--coordinator", "tcp://127.0.0.1:1", "--gpus", "lots"], "--gpus: bad entry 'lots'"),
