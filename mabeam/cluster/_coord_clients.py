@@ -17,13 +17,12 @@ request's ``request_id``; a refused request gets ERROR with ``in_reply_to`` set:
   or ``running`` while its node stops it, the scheduler sending the CANCEL; the final
   state of a finished one); ``unknown_job`` for an id the store does not know.
 
-A HEARTBEAT from a peer that has no watch (nor a node session) gets ERROR
-``hello_first``: the coordinator does not know it (it restarted, or the watch was
-dropped), so a node says HELLO again and a client sends its WATCH again.
+A HEARTBEAT from a peer with no watch (nor node session) gets ERROR ``hello_first``:
+the coordinator restarted or dropped the watch; a node says HELLO, a client re-WATCHes.
 
-Sweeps: the jobs of a ``sweep_id`` are those SUBMITs named it with (kept in memory),
-plus what the store's idempotency keys say after a restart (the client uses the sweep id
-as the key, or ``<sweep id>#<index>`` per chunk of a large sweep).
+Sweeps: the jobs of a ``sweep_id`` are those SUBMITs named it with (in memory), plus,
+after a restart, what the store's idempotency keys say (the client's key is the sweep
+id, or ``<sweep id>#<index>`` per chunk).
 """
 
 from __future__ import annotations
@@ -244,19 +243,20 @@ class ClientHub(Actor):
         self._ask_store(request)
 
     def _over_watch_limit(self, peer: bytes, request_id: str) -> bool:
-        """Whether a new WATCH would put ``peer`` over its limit (one sent again, with
-        the request id of an open watch, replaces that watch: never over)."""
+        """Whether a new WATCH puts ``peer`` over its limit (a re-sent one never does)."""
         watches = self._watches.by_peer.get(peer, ())
         if len(watches) + self._starting.get(peer, 0) < self._config.max_watches_per_client:
             return False
         return all(watch.request_id != request_id for watch in watches)
 
     def _watch_started(self, peer: bytes, frame: p.Watch, reply: StoreReply) -> None:
-        left = self._starting.get(peer, 1) - 1
+        left = self._starting.pop(peer, 1) - 1
         if left > 0:
             self._starting[peer] = left
-        else:
-            self._starting.pop(peer, None)
+        self._open_watch(peer, frame, reply)
+        self._events_switch()  # a refused watch too: the store reads no events for it
+
+    def _open_watch(self, peer: bytes, frame: p.Watch, reply: StoreReply) -> None:
         if reply.error is not None or read_failed(reply.read) is not None:
             why = reply.error or read_failed(reply.read)
             self._refuse(peer, frame.request_id, "internal", f"the job store failed: {why}")
@@ -278,7 +278,6 @@ class ClientHub(Actor):
                     self._watches.remove(old)  # a re-sent WATCH restates, never doubles
             self._watches.add(watch, self._clock.now())
             self._arm_liveness()
-        self._events_switch()
 
     def _refused_missing(
         self, peer: bytes, frame: p.Watch | p.Status, members: Any, unknown: Any
@@ -375,8 +374,7 @@ class ClientHub(Actor):
         self._events_switch()
 
     def _events_switch(self) -> None:
-        """Tell the store whether batches need event-log rows (only while watched), and
-        whose, once no watch is starting (``WatchEvents``)."""
+        """Tell the store whether to read events, and whose once none is starting."""
         on = bool(self._watches) or bool(self._starting)
         if self._events_on and not on:
             self._store.cast(WatchEvents(False))

@@ -356,14 +356,16 @@ def _prefix(entrypoint: str, code_version: str) -> hashlib._Hash:
     """The hash state after the entrypoint and code version: a sweep's trials share them,
     so each trial hashes only its params (a copy of this state, then the params)."""
     key = (entrypoint, code_version)
-    state = _PREFIXES.get(key)
+    exact = type(entrypoint) is str and type(code_version) is str  # a subclass may equal
+    state = _PREFIXES.get(key) if exact else None  # a str yet encode as another one
     if state is None:
         state = hashlib.sha256(_HASH_DOMAIN + b"l3:")
         state.update(_search.canonical_bytes(entrypoint))
         state.update(_search.canonical_bytes(code_version))
         if len(_PREFIXES) >= _MAX_PREFIXES:
             _PREFIXES.clear()  # many distinct entrypoints: start over rather than grow
-        _PREFIXES[key] = state
+        if exact:
+            _PREFIXES[key] = state
     return state
 
 

@@ -260,6 +260,21 @@ def test_every_draw_lies_within_its_declared_range(
 # -- the trial hash -----------------------------------------------------------------------
 
 
+def test_a_str_subclass_entrypoint_hashes_as_its_str_not_as_an_equal_str() -> None:
+    """The hash state of (entrypoint, code version) is cached by value; a str subclass
+    equal to a cached str but encoded by its ``str()`` must not get that entry."""
+
+    class Entry(str):
+        def __str__(self) -> str:  # as a (str, Enum) member's is: "Class.MEMBER"
+            return "Entry.TRAIN"
+
+    entry = Entry("mylab.train:main")
+    assert entry == "mylab.train:main" and hash(entry) == hash("mylab.train:main")
+    plain = trial_hash("mylab.train:main", {"lr": 0.1}, "v1")  # cached now
+    assert trial_hash(entry, {"lr": 0.1}, "v1") == trial_hash("Entry.TRAIN", {"lr": 0.1}, "v1")
+    assert trial_hash(entry, {"lr": 0.1}, "v1") != plain
+
+
 def test_the_trial_hash_is_pinned() -> None:
     entry = "examples.digits.train:train"
     assert trial_hash(entry, GOLDEN_PARAMS, "v1") == GOLDEN_HASH_V1
