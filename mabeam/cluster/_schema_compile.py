@@ -78,45 +78,26 @@ class _Writer:
             return f"({text})"
         if kind is s.Plain:
             assert isinstance(spec, s.Plain)
-            return f"{self._plain(spec, dump)}({v})"
+            return self._plain(spec, v, dump)
         if kind is s.Optional:
             assert isinstance(spec, s.Optional)
             inner = self.cond(spec.inner, v, direction)
             return None if inner is None else f"({v} is None or {inner})"
         return None
 
-    def _plain(self, spec: s.Plain, dump: bool) -> str:
-        """A function: whether a user-data value is within the limits (its walk only
-        for containers, and for a long str on the dump side)."""
-        leaves = s._LEAVES
+    def _plain(self, spec: s.Plain, v: str, dump: bool) -> str:
+        """User data: a leaf passes inline; a container (and, dumped, a long str or an
+        int past msgpack's range) is left to the spec's own walk."""
+        walk = self.const(_accepts(spec.dump if dump else spec.load), "walk")
         if not dump:
-
-            def plain_ok(value: Any) -> bool:
-                if type(value) in leaves:
-                    return True
-                try:
-                    spec.load(value, "")
-                except Exception:
-                    return False
-                return True
-
-        else:
-            short = spec.limits.max_str_len // 4
-            scalars = frozenset({float, bool, bytes, type(None)})
-
-            def plain_ok(value: Any) -> bool:
-                kind = type(value)
-                if kind is int:
-                    return bool(_INT_MIN <= value < _INT_LIMIT)
-                if kind in scalars or (kind is str and len(value) <= short):
-                    return True
-                try:
-                    spec.dump(value, "")
-                except Exception:
-                    return False
-                return True
-
-        return self.const(plain_ok, "plain")
+            return f"(type({v}) in {self.const(s._LEAVES, 'leaves')} or {walk}({v}))"
+        scalars = self.const(frozenset({float, bool, bytes, type(None)}), "scalars")
+        short = spec.limits.max_str_len // 4  # UTF-8 takes at most 4 bytes per char
+        return (
+            f"((type({v}) is int and {_INT_MIN} <= {v} < {_INT_LIMIT})"
+            f" or type({v}) in {scalars} or (type({v}) is str and len({v}) <= {short})"
+            f" or {walk}({v}))"
+        )
 
     # -- functions -----------------------------------------------------------------------
 
@@ -201,7 +182,7 @@ class _Writer:
     def _map(self, name: str, spec: s.MapOf) -> None:
         key_test = self.cond(spec.key, "k", "load")  # keys are loaded both ways
         if key_test is None:
-            key_test = f"{self.const(_as_test(spec.key), 'key')}(k)"
+            key_test = f"{self.const(_accepts(spec.key.load), 'key')}(k)"
         body = [f"if type(v) is not dict or len(v) > {spec.max_len}:", "    raise Slow"]
         test = self.cond(spec.value, "x")
         if test is not None:
@@ -223,17 +204,13 @@ class _Writer:
         self.emit(f"def {name}(v):", body)
 
     def _struct(self, name: str, spec: Struct) -> None:
-        check = None if spec.check is None else self.const(spec.check, "check")
-        if self.direction == "load":
-            body = self._struct_load(spec)
-            result = "obj"
-        else:
-            body = self._struct_dump(spec)
-            result = "out"
-        if check is not None:
-            body += ["try:", f"    {check}({'obj' if result == 'obj' else 'v'}, '')"]
+        load = self.direction == "load"
+        body = self._struct_load(spec) if load else self._struct_dump(spec)
+        if spec.check is not None:  # on the built object (load) or the given one (dump)
+            check = self.const(spec.check, "check")
+            body += ["try:", f"    {check}({'obj' if load else 'v'}, '')"]
             body += ["except Exception:", "    raise Slow from None"]
-        self.emit(f"def {name}(v):", [*body, f"return {result}"])
+        self.emit(f"def {name}(v):", [*body, f"return {'obj' if load else 'out'}"])
 
     def _struct_load(self, spec: Struct) -> list[str]:
         allowed = self.const(spec.allowed, "allowed")
@@ -277,12 +254,12 @@ def _finite(spec: Any) -> bool:
     return math.isfinite(spec.lo) and math.isfinite(spec.hi)
 
 
-def _as_test(spec: s.Spec) -> Callable[[Any], bool]:
-    """A predicate from a spec's ``load``: whether it takes the value."""
+def _accepts(method: Callable[[Any, str], Any]) -> Callable[[Any], bool]:
+    """A predicate from a spec's ``load`` or ``dump``: whether it takes the value."""
 
     def test(value: Any) -> bool:
         try:
-            spec.load(value, "")
+            method(value, "")
         except Exception:
             return False
         return True
