@@ -378,9 +378,9 @@ class ClientHub(Actor):
         on = bool(self._watches) or bool(self._starting)
         if self._events_on and not on:
             self._store.cast(WatchEvents(False))
-        elif on and not self._starting and self._watches.named() != self._events_of:
-            self._events_of = self._watches.named()
-            self._store.cast(WatchEvents(True, self._events_of))
+        elif on and not self._starting and (jobs := self._watches.named()) != self._events_of:
+            self._events_of = jobs
+            self._store.cast(WatchEvents(True, jobs))
         self._events_on = on
 
     def _arm_liveness(self) -> None:

@@ -174,6 +174,7 @@ class JobStore:
             raise StoreFormatError(f"{self._path}: {exc}") from None
         self._conn: sqlite3.Connection | None = conn
         self._balances: dict[str, int] = {}
+        self._seqs_of: tuple[Collection[str], frozenset[int]] | None = None  # _seqs
 
     @property
     def path(self) -> Path:
@@ -434,10 +435,7 @@ class JobStore:
         if job_id is None:
             rows = self._query(f"{_EVENT_SQL} WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit))
             if jobs is not None:
-                seqs = set()
-                for wanted in jobs:
-                    with contextlib.suppress(StoreError):  # not an id of this store
-                        seqs.add(seq_of(self._store_id, wanted))
+                seqs = self._seqs(jobs)
                 rows = [row for row in rows if row[1] in seqs]
         else:
             job = seq_of(self._store_id, job_id)
@@ -445,6 +443,17 @@ class JobStore:
                 f"{_EVENT_SQL} WHERE job = ? AND seq > ? ORDER BY seq LIMIT ?", (job, since, limit)
             )
         return [self._event(row) for row in rows]
+
+    def _seqs(self, jobs: Collection[str]) -> frozenset[int]:
+        """The rows of ``jobs`` (ids of other stores left out); the last set is kept, as
+        a watcher passes the same one batch after batch."""
+        if self._seqs_of is None or self._seqs_of[0] is not jobs:
+            seqs = set()
+            for job_id in jobs:
+                with contextlib.suppress(StoreError):  # not an id of this store
+                    seqs.add(seq_of(self._store_id, job_id))
+            self._seqs_of = (jobs, frozenset(seqs))
+        return self._seqs_of[1]
 
     def last_event_seq(self) -> int:
         """The seq of the newest event (0 when there is none): where a watcher starts."""
