@@ -111,7 +111,6 @@ class _Entry:
 
     attempt: Attempt
     seq: int
-    work_dir: str
     timer: TimerRef | None = None
     stopping: str | None = None  # why it is being stopped
     what: str = ""  # the stop, as the error says it
@@ -298,7 +297,7 @@ class PoolWorker(Actor):
             self._report(attempt, outcome)
             self._ended()
             return
-        entry = _Entry(attempt, self._seq, work_dir)
+        entry = _Entry(attempt, self._seq)
         self._queue.append(entry)
         if len(self._queue) == 1:
             self._started(entry)
@@ -362,7 +361,7 @@ class PoolWorker(Actor):
         return conclude(
             final,
             code,
-            work_dir=head.work_dir,
+            work_dir=attempt.work_dir,
             output_dir=attempt.output_dir,
             log_path=attempt.log_path,
             disk_mb=self._settings.disk_mb,
@@ -399,7 +398,7 @@ class PoolWorker(Actor):
             outcome = failed(
                 TaskOutcome.failure("crashed", why),
                 None,
-                work_dir=head.work_dir,
+                work_dir=head.attempt.work_dir,
                 log_path=head.attempt.log_path,
             )
             self._report(head.attempt, outcome, reusable=False)
@@ -426,7 +425,7 @@ class PoolWorker(Actor):
                 stopped = TaskOutcome.failure(
                     kind, f"{head.what}; stopped with {how}", traceback=log_tail(log_path)
                 )
-                outcome = failed(stopped, code, work_dir=head.work_dir, log_path=log_path)
+                outcome = failed(stopped, code, work_dir=attempt.work_dir, log_path=log_path)
                 self._report(attempt, outcome, reusable=False)
             elif self._signalled:  # our signal for an attempt ahead of it reached it
                 self._queue.appendleft(head)
@@ -442,7 +441,7 @@ class PoolWorker(Actor):
             rest = self._queue.popleft()
             if rest.timer is not None:
                 rest.timer.cancel()
-            shutil.rmtree(rest.work_dir, ignore_errors=True)  # what a begun task left
+            shutil.rmtree(rest.attempt.work_dir, ignore_errors=True)  # what a begun task left
             if rest.stopping is not None:
                 self._report(rest.attempt, unstarted(rest.stopping), reusable=False)
             else:

@@ -27,9 +27,9 @@ from .task import Progress, TaskOutcome
 __all__ = (
     "PARENT_KINDS",
     "SKIPPED",
+    "clear_dir",
     "conclude",
     "failed",
-    "clear_dir",
     "fresh_work_dir",
     "kill_group",
     "parse_message",

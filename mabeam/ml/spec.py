@@ -362,9 +362,9 @@ def _prefix(entrypoint: str, code_version: str) -> hashlib._Hash:
         state = hashlib.sha256(_HASH_DOMAIN + b"l3:")
         state.update(_search.canonical_bytes(entrypoint))
         state.update(_search.canonical_bytes(code_version))
-        if len(_PREFIXES) >= _MAX_PREFIXES:
-            _PREFIXES.clear()  # many distinct entrypoints: start over rather than grow
         if exact:
+            if len(_PREFIXES) >= _MAX_PREFIXES:
+                _PREFIXES.clear()  # many distinct entrypoints: start over, never grow
             _PREFIXES[key] = state
     return state
 
