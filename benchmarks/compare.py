@@ -372,11 +372,13 @@ def _run_kernel_once(short: bool, check: bool, json_path: str | None, console: C
     )
     failed = [c for c in checks if c.result in {"FAIL", "ERROR"}]
     return conclude(
-        console, json_path, check, [f"{c.metric} {c.label}" for c in failed],
+        console,
+        json_path,
+        check,
+        [f"{c.metric} {c.label}" for c in failed],
         (mode, info, sizes, TARGETS, total),
         metrics={
-            m.name: {"unit": m.unit, "values": m.values, "missing": m.missing,
-                     "errors": m.errors}
+            m.name: {"unit": m.unit, "values": m.values, "missing": m.missing, "errors": m.errors}
             for m in metrics
         },
         checks=[c.__dict__ for c in checks],
@@ -390,58 +392,34 @@ def _parser() -> argparse.ArgumentParser:
         "benchmarks/README.md.",
     )
     sub = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    k = sub.add_parser("kernel", help="foundation kernel vs minimal actor, raw asyncio, peers")
-    k.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
-    k.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if a ratio misses its floor beyond the tolerance",
-    )
-    k.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    s = sub.add_parser("supervision", help="supervisor restarts vs plain spawns; pykka bridge")
-    s.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
-    s.add_argument(
-        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
-    )
-    s.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    r = sub.add_parser(
-        "registry", help="registry backends (dict, shared memory) vs dict, Lock+dict, Manager"
-    )
-    r.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
-    r.add_argument(
-        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
-    )
-    r.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    c = sub.add_parser(
-        "cluster", help="coordinator + node agents vs a raw ZeroMQ dispatcher, heartbeats, Ray"
-    )
-    c.add_argument("--short", action="store_true", help="small sizes (CI)")
-    c.add_argument(
-        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
-    )
-    c.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    c.add_argument(
-        "--ray-python",
-        metavar="PATH",
-        help="interpreter with ray installed for the peer (default: $MABEAM_RAY_PYTHON, "
-        "else this one if it imports ray)",
-    )
-    a = sub.add_parser(
-        "agents", help="coordination protocols and agent spawns vs the plain calls they wrap"
-    )
-    a.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
-    a.add_argument(
-        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
-    )
-    a.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    e = sub.add_parser(
-        "economics", help="auctions and the market policy vs the hand-written code they replace"
-    )
-    e.add_argument("--short", action="store_true", help="small sizes, fewer repetitions (CI)")
-    e.add_argument(
-        "--check", action="store_true", help="exit 1 if a ratio misses its bound beyond tolerance"
-    )
-    e.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    suites = {
+        "kernel": ("foundation kernel vs minimal actor, raw asyncio, peers", False),
+        "supervision": ("supervisor restarts vs plain spawns; pykka bridge", False),
+        "registry": ("registry backends (dict, shared memory) vs dict, Lock+dict, Manager", False),
+        "cluster": ("coordinator + node agents vs a raw ZeroMQ dispatcher, heartbeats, Ray", True),
+        "agents": ("coordination protocols and agent spawns vs the plain calls they wrap", False),
+        "economics": (
+            "auctions and the market policy vs the hand-written code they replace",
+            False,
+        ),
+    }
+    for name, (text, sizes_only) in suites.items():
+        suite = sub.add_parser(name, help=text)
+        short = "small sizes (CI)" if sizes_only else "small sizes, fewer repetitions (CI)"
+        suite.add_argument("--short", action="store_true", help=short)
+        suite.add_argument(
+            "--check",
+            action="store_true",
+            help="exit 1 if a ratio misses its bound beyond tolerance",
+        )
+        suite.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+        if name == "cluster":
+            suite.add_argument(
+                "--ray-python",
+                metavar="PATH",
+                help="interpreter with ray installed for the peer (default: $MABEAM_RAY_PYTHON, "
+                "else this one if it imports ray)",
+            )
     return p
 
 
