@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_helpers import Clock
 
 from mabeam.cluster._store_tokens import LeaseTokens
 from mabeam.cluster.store import (
@@ -51,16 +52,6 @@ from mabeam.cluster.store import (
     Submitted,
     UnknownJobError,
 )
-
-
-class Clock:
-    """A settable clock: the store's time when an op passes no ``now``."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_helpers import Clock
 
 from mabeam.cluster.store import (
     BudgetSet,
@@ -26,14 +27,6 @@ from mabeam.cluster.store import (
     SetBudget,
 )
 from mabeam.economics import MICRO
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ through PYTHONPATH. Timeouts are short (1-2 s) and every blocking task waits on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -321,15 +322,25 @@ def test_params_that_cannot_be_encoded_are_refused_before_spawning(tmp_path: Pat
     assert not (tmp_path / LOG_NAME).exists()
 
 
-def pool_worker(stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """A ``mabeam.cluster.worker --pool`` process with pipes to its stdin and stdout."""
-    return subprocess.Popen(
+@contextlib.contextmanager
+def pool_worker(stderr: Any = subprocess.DEVNULL) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``mabeam.cluster.worker --pool`` process with pipes to its stdin and stdout;
+    killed, reaped and its pipes closed on the way out."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "mabeam.cluster.worker", "--pool"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
         env={**os.environ, **CHILD_ENV},
     )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def seq_job(tmp_path: Path, name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
@@ -377,20 +388,14 @@ def test_the_pool_worker_runs_queued_jobs_in_turn_with_a_log_per_printing_task(
         return [m for m in got if m["t"] == "result"]
 
     worker_log = tmp_path / "worker.log"
-    with worker_log.open("wb") as stderr:
-        proc = pool_worker(stderr)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
+    with worker_log.open("wb") as stderr, pool_worker(stderr) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         # All three at once: the worker queues what arrives while a task runs.
         proc.stdin.write(job("pid", "j1") + job("noisy", "j2") + job("echo", "j3"))
         proc.stdin.flush()
         got = results(FrameBuffer(), proc.stdout.fileno(), 3)
         proc.stdin.close()  # idle: a clean stop
         assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
     assert [r["ok"] for r in got] == [True, True, True]
     assert got[0]["value"] == proc.pid and got[1]["value"] == "quiet result"
     assert got[2]["value"]["job_id"] == "j3"
@@ -413,11 +418,9 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
     def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
         return seq_job(tmp_path, name, seq, params)
 
-    proc = pool_worker()
-    assert proc.stdin is not None and proc.stdout is not None
-    next_message = messages_of(proc)
-
-    try:
+    with pool_worker() as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        next_message = messages_of(proc)
         # 1 waits on the FIFO; 2 and 3 queue behind it; 2 is called off while queued.
         proc.stdin.write(job("wait_fifo", 1, {"path": str(fifo)}) + job("pid", 2) + job("pid", 3))
         proc.stdin.write(pack_frame({"skip": 2}))
@@ -434,11 +437,6 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
         proc.stdin.write(pack_frame({"skip": 4}))
         proc.stdin.flush()
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stdin.close()
 
 
 @pytest.mark.parametrize("to", ["default", "ignore"])
@@ -448,11 +446,9 @@ def test_a_task_that_replaces_the_sigio_handler_breaks_no_later_task(
     def job(name: str, seq: int, params: dict[str, Any] | None = None) -> bytes:
         return seq_job(tmp_path, name, seq, params)
 
-    proc = pool_worker()
-    assert proc.stdin is not None and proc.stdout is not None
-    next_message = messages_of(proc)
-
-    try:
+    with pool_worker() as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        next_message = messages_of(proc)
         proc.stdin.write(job("reset_sigio", 1, {"to": to}))
         proc.stdin.flush()
         assert next_message()["value"] == proc.pid
@@ -464,11 +460,6 @@ def test_a_task_that_replaces_the_sigio_handler_breaks_no_later_task(
         proc.stdin.write(pack_frame({"skip": 2}))
         proc.stdin.flush()
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stdin.close()
 
 
 def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
@@ -488,13 +479,12 @@ def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
         )
         for i in range(n)
     ]
-    proc = pool_worker(subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    jobs, out = proc.stdin.fileno(), proc.stdout.fileno()
-    os.set_blocking(jobs, False)
     pending = memoryview(b"".join(frames))
     buffer, got = FrameBuffer(), 0
-    try:
+    with pool_worker(subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        jobs, out = proc.stdin.fileno(), proc.stdout.fileno()
+        os.set_blocking(jobs, False)
         while got < n:
             ready, writable, _ = select.select([out], [jobs] if pending else [], [], 20)
             assert ready or writable, f"the pool worker stalled after {got} of {n} results"
@@ -510,11 +500,6 @@ def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
                 got += len(messages)
         proc.stdin.close()
         assert proc.wait(timeout=20) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 # ----------------------------------------------------------------------------- in-process pieces
