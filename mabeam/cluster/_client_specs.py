@@ -5,7 +5,9 @@ wire ``JobSpec``s, or a sweep spec expanded into one spec per trial) into
 ``protocol.JobSpec``s, checking each one before anything is sent. ``chunks`` cuts them
 into SUBMIT frames of at most ``MAX_SPECS_PER_SUBMIT`` specs and at most
 ``MAX_FRAME_BYTES``, each with an idempotency key derived from the caller's, so a
-retried submit of the same specs maps to the same keys and never duplicates a job.
+retried submit of the same specs maps to the same keys and never duplicates a job. The
+first chunks are smaller (``FIRST_CHUNK``, doubling): the coordinator stores and
+dispatches the first jobs of a big submit while the rest are on their way.
 
 ``derive_code_version`` is the default code version of a sweep without one: a short
 hash of the entrypoint module's source file, so editing ``train.py`` changes every
@@ -15,12 +17,13 @@ trial's content hash and the result cache trains anew.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any, Final
@@ -28,16 +31,19 @@ from typing import Any, Final
 from ..ml.spec import SweepSpec
 from . import protocol
 from ._client_errors import BadRequest, BadSpec
-from ._limits import MAX_FRAME_BYTES, MAX_SPECS_PER_SUBMIT
+from ._limits import MAX_FRAME_BYTES, MAX_ID_LEN, MAX_SPECS_PER_SUBMIT
 from .store import InvalidSpecError
 from .store import JobSpec as StoreJobSpec
 
 __all__ = (
+    "FIRST_CHUNK",
     "SubmitChunk",
     "chunks",
     "derive_code_version",
     "encoded",
     "is_id",
+    "sized_specs",
+    "spec_size",
     "sweep_id_for",
     "sweep_key",
     "trial_job",
@@ -48,6 +54,11 @@ __all__ = (
 _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}\Z")
 _MAX_KEY_LEN: Final = 256
 
+FIRST_CHUNK: Final = 125
+"""Specs in a big submit's first SUBMIT; each next one carries twice as many, up to
+``MAX_SPECS_PER_SUBMIT``. A 1,000-spec frame takes the coordinator tens of milliseconds
+to check and store before its first job can be dispatched."""
+
 
 # -- specs ----------------------------------------------------------------------------
 
@@ -55,19 +66,31 @@ _MAX_KEY_LEN: Final = 256
 def wire_specs(specs: Any) -> list[protocol.JobSpec]:
     """Every spec in wire form; ``BadSpec`` (naming the spec's index and key) for the
     first one that cannot be sent. A ``SweepSpec`` gives one spec per trial, in order."""
+    return sized_specs(specs)[0]
+
+
+def sized_specs(specs: Any) -> tuple[list[protocol.JobSpec], list[int]]:
+    """``wire_specs`` and each one's ``spec_size`` (both from one encoding per spec)."""
     if isinstance(specs, SweepSpec):
-        return sweep_specs(specs)
-    if isinstance(specs, StoreJobSpec | protocol.JobSpec | Mapping):
-        specs = [specs]
-    if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
-        raise BadSpec(
-            "submit() takes a SweepSpec, a job spec, or a list of job specs (store.JobSpec,"
-            f" protocol.JobSpec or dicts), got {type(specs).__name__}"
-        )
-    out = [_one(spec, f"specs[{index}]") for index, spec in enumerate(specs)]
+        spec = with_code_version(specs)
+        where = ((trial_job(spec, t.params), f"trial {t.index}") for t in spec.iter_trials())
+    else:
+        if isinstance(specs, StoreJobSpec | protocol.JobSpec | Mapping):
+            specs = [specs]
+        if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+            raise BadSpec(
+                "submit() takes a SweepSpec, a job spec, or a list of job specs (store.JobSpec,"
+                f" protocol.JobSpec or dicts), got {type(specs).__name__}"
+            )
+        where = ((_one(spec, f"specs[{i}]"), f"specs[{i}]") for i, spec in enumerate(specs))
+    out: list[protocol.JobSpec] = []
+    sizes: list[int] = []
+    for job, name in where:
+        sizes.append(spec_size(job, name))
+        out.append(job)
     if not out:
         raise BadSpec("submit() needs at least one job spec")
-    return out
+    return out, sizes
 
 
 def with_code_version(spec: SweepSpec) -> SweepSpec:
@@ -96,16 +119,10 @@ def trial_job(spec: SweepSpec, params: dict[str, Any]) -> protocol.JobSpec:
     )
 
 
-def sweep_specs(spec: SweepSpec) -> list[protocol.JobSpec]:
-    """One wire spec per trial of ``spec``, with the derived code version when the spec
-    names none."""
-    spec = with_code_version(spec)
-    return [_checked(trial_job(spec, t.params), f"trial {t.index}") for t in spec.iter_trials()]
-
-
 def _one(spec: Any, where: str) -> protocol.JobSpec:
+    """``spec`` as a wire spec, not yet checked against the protocol."""
     if isinstance(spec, protocol.JobSpec):
-        return _checked(spec, where)
+        return spec
     if isinstance(spec, Mapping):
         try:
             spec = StoreJobSpec.from_dict(spec)
@@ -117,7 +134,7 @@ def _one(spec: Any, where: str) -> protocol.JobSpec:
             f"{type(spec).__name__}"
         )
     res = spec.resources
-    job = protocol.JobSpec(
+    return protocol.JobSpec(
         entrypoint=spec.entrypoint,
         params=spec.params,
         resources=protocol.Resources.of(res.gpus, res.cpus, res.memory_mb),
@@ -129,17 +146,36 @@ def _one(spec: Any, where: str) -> protocol.JobSpec:
         team=spec.team,
         value=spec.value,
     )
-    return _checked(job, where)
 
 
-def _checked(job: protocol.JobSpec, where: str) -> protocol.JobSpec:
-    """``job`` if a SUBMIT can carry it, else ``BadSpec`` with the protocol's reason."""
+def spec_size(job: protocol.JobSpec, where: str = "spec") -> int:
+    """The bytes ``job`` adds to a SUBMIT frame; ``BadSpec`` (with the protocol's reason,
+    under ``where``) if no SUBMIT can carry it."""
     try:
-        protocol.encode(protocol.Submit(request_id="check", idempotency_key="k", specs=(job,)))
+        frame = protocol.Submit(request_id="check", idempotency_key="k", specs=(job,))
+        return len(protocol.encode(frame)) - _overheads()[0]
     except protocol.ProtocolError as exc:
         reason = exc.message.replace("SUBMIT.specs[0].", "").replace("SUBMIT.specs[0]", "spec")
         raise BadSpec(f"{where}: {reason}") from None
-    return job
+
+
+@functools.cache
+def _overheads() -> tuple[int, int]:
+    """(what a one-spec check frame has besides its spec, the most a SUBMIT can have
+    besides its specs): a spec encodes to the same bytes wherever it is in the array."""
+    job = protocol.JobSpec("a.b:c")
+
+    def size(*specs: protocol.JobSpec, long: bool = False) -> int:
+        if long:  # the longest request id, key and sweep id
+            frame = protocol.Submit("r" * MAX_ID_LEN, "k" * _MAX_KEY_LEN, specs, "s" * MAX_ID_LEN)
+        else:
+            frame = protocol.Submit(request_id="check", idempotency_key="k", specs=specs)
+        return len(protocol.encode(frame))
+
+    one = size(job) - (size(job, job) - size(job))
+    # msgpack's array header grows from 1 byte (up to 15 items) to 3, then to 5.
+    most = size(job, long=True) - (size(job, job) - size(job)) - 1 + 5
+    return one, most
 
 
 def encoded(frame: Any) -> bytes:
@@ -167,42 +203,32 @@ def chunks(
     specs: Sequence[protocol.JobSpec],
     key: str,
     *,
+    sizes: Sequence[int] | None = None,
     limit: int = MAX_SPECS_PER_SUBMIT,
+    first: int = FIRST_CHUNK,
     max_bytes: int = MAX_FRAME_BYTES,
 ) -> list[SubmitChunk]:
-    """Cut ``specs`` into chunks of at most ``limit`` specs whose SUBMIT encodes within
-    ``max_bytes``. One chunk keeps ``key``; several get ``key#START`` each (same specs,
-    same keys: a retry is recognised chunk by chunk)."""
-    bounds = list(_split(specs, 0, len(specs), limit, max_bytes))
+    """Cut ``specs`` into chunks of ``first``, then twice as many each, up to ``limit``
+    specs, and never more than a SUBMIT of ``max_bytes`` carries (``sizes``: each spec's
+    ``spec_size``, computed when not given). One chunk keeps ``key``; several get
+    ``key#START`` each (same specs, same keys: a retry is recognised chunk by chunk)."""
+    if sizes is None:
+        sizes = [spec_size(spec, f"specs[{i}]") for i, spec in enumerate(specs)]
+    room = max_bytes - _overheads()[1]
+    bounds: list[tuple[int, int]] = []
+    start, count = 0, max(1, min(first, limit))
+    while start < len(specs):
+        end, used = start, 0
+        while end < len(specs) and end - start < count and used + sizes[end] <= room:
+            used += sizes[end]
+            end += 1
+        if end == start:
+            raise BadSpec(f"specs[{start}]: too large for one SUBMIT frame ({max_bytes} bytes)")
+        bounds.append((start, end))
+        start, count = end, min(count * 2, limit)
     if len(bounds) == 1:
         return [SubmitChunk(0, tuple(specs), key)]
     return [SubmitChunk(lo, tuple(specs[lo:hi]), _derived(key, lo)) for lo, hi in bounds]
-
-
-def _split(
-    specs: Sequence[protocol.JobSpec], lo: int, hi: int, limit: int, max_bytes: int
-) -> Iterator[tuple[int, int]]:
-    for start in range(lo, hi, limit):
-        end = min(start + limit, hi)
-        if _fits(specs[start:end], max_bytes):
-            yield start, end
-        elif end - start == 1:
-            raise BadSpec(f"specs[{start}]: too large for one SUBMIT frame ({max_bytes} bytes)")
-        else:
-            half = (end - start + 1) // 2
-            yield from _split(specs, start, end, half, max_bytes)
-
-
-def _fits(specs: Sequence[protocol.JobSpec], max_bytes: int) -> bool:
-    frame = protocol.Submit(
-        request_id="r" * 64, idempotency_key="k" * _MAX_KEY_LEN, specs=tuple(specs)
-    )
-    try:
-        return len(protocol.encode(frame)) <= max_bytes
-    except protocol.ProtocolError as exc:
-        if exc.code == "too_large":
-            return False
-        raise BadSpec(exc.message) from None
 
 
 def _derived(key: str, start: int) -> str:

@@ -57,7 +57,7 @@ from ._client_errors import (
     UnknownJob,
     UnknownSweep,
 )
-from ._client_specs import chunks, encoded, is_id, sweep_id_for, sweep_key, wire_specs
+from ._client_specs import chunks, encoded, is_id, sized_specs, sweep_id_for, sweep_key
 from ._client_watch import JobEvent, JobWatch
 from ._env import ADDRESS_ENV, COORDINATOR_KEY_ENV, KEY_ENV, or_env
 from ._limits import MAX_IDS
@@ -168,10 +168,11 @@ class Client:
         a job spec (``store.JobSpec``, ``protocol.JobSpec`` or a dict), or a list of
         them. Submitting again with the same ``idempotency_key`` returns the same jobs
         (``duplicate=True``); without a key each call makes a fresh one. Specs are sent
-        ``MAX_SPECS_PER_SUBMIT`` at a time, each chunk with a key derived from this one.
+        up to ``MAX_SPECS_PER_SUBMIT`` at a time (fewer in the first frames, so the first
+        jobs start sooner), each chunk with a key derived from this one.
         Raises ``BadSpec`` before sending anything for a spec that cannot be sent.
         """
-        wire = wire_specs(specs)
+        wire, sizes = sized_specs(specs)
         if idempotency_key is None:
             name = specs.name if isinstance(specs, SweepSpec) else "submit"
             idempotency_key = sweep_key(name)
@@ -186,7 +187,7 @@ class Client:
             )
         job_ids: list[str] = []
         duplicate = True
-        for chunk in chunks(wire, idempotency_key):
+        for chunk in chunks(wire, idempotency_key, sizes=sizes):
             frame = protocol.Submit(
                 request_id=self._request_id(),
                 idempotency_key=chunk.idempotency_key,

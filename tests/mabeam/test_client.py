@@ -470,7 +470,7 @@ async def test_watching_a_sweep_of_another_session_asks_status_for_its_jobs(
 async def test_more_specs_than_one_submit_carries_go_in_chunks_with_derived_keys(
     fake: FakeCoordinator,
 ) -> None:
-    total = protocol.MAX_SPECS_PER_SUBMIT * 2 + 500
+    total = 125 + 250 + 500 + protocol.MAX_SPECS_PER_SUBMIT * 2 + 300
     # Decoding a 1,000-spec SUBMIT takes the fake a while: no re-sends meanwhile.
     async with (
         connect(fake.endpoint, retry_s=5.0, insecure=True) as client,
@@ -484,7 +484,7 @@ async def test_more_specs_than_one_submit_carries_go_in_chunks_with_derived_keys
 
         tg.start_soon(submit)
         keys, sizes = [], []
-        for _ in range(3):
+        for _ in range(6):
             peer, frame = await fake.expect(protocol.Submit)
             keys.append(frame.idempotency_key)
             sizes.append(len(frame.specs))
@@ -492,8 +492,9 @@ async def test_more_specs_than_one_submit_carries_go_in_chunks_with_derived_keys
             first = frame.specs[0].params["n"]
             ids = tuple(f"j-{first + i}" for i in range(len(frame.specs)))
             fake.send(peer, protocol.Submitted(frame.request_id, ids, "s-1", False))
-    assert sizes == [1000, 1000, 500]
-    assert keys == ["big#0", "big#1000", "big#2000"]
+    # Small first frames (the first jobs start sooner), doubling up to the limit.
+    assert sizes == [125, 250, 500, 1000, 1000, 300]
+    assert keys == ["big#0", "big#125", "big#375", "big#875", "big#1875", "big#2875"]
     assert result[0].job_ids == tuple(f"j-{i}" for i in range(total))
 
 
