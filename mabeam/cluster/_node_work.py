@@ -112,6 +112,7 @@ class Work:
         self._runners: dict[MonitorRef, Key] = {}
         self._pool_monitors: dict[MonitorRef, ActorRef] = {}
         self._pool: dict[ActorRef, _Load] = {}
+        self._busy_workers = 0  # pool workers with an attempt in flight
         self._assigned: dict[Key, ActorRef] = {}  # pool attempt -> its worker
         self._pool_started = 0
         self._arrivals = 0
@@ -221,7 +222,7 @@ class Work:
                 self._actor.ref.cast(TaskEnded(key, TaskOutcome.failure("crashed", why)))
 
     def _busy_slots(self) -> int:
-        return len(self._runners) + sum(1 for load in self._pool.values() if load.inflight)
+        return len(self._runners) + self._busy_workers
 
     async def _pool_worker(self, entry: Running) -> ActorRef | None:
         """Where ``entry`` goes: an idle worker or a new one while a slot is free, else
@@ -267,6 +268,8 @@ class Work:
 
     def _give(self, entry: Running, worker: ActorRef) -> None:
         load = self._pool[worker]
+        if not load.inflight:
+            self._busy_workers += 1
         load.inflight += 1
         load.given += 1
         load.code[_module(entry)] = entry.code
@@ -378,6 +381,8 @@ class Work:
             load = self._pool.get(worker)
             if load is not None:
                 load.inflight -= 1
+                if not load.inflight:
+                    self._busy_workers -= 1
                 if not msg.reusable:  # the worker is retiring: nothing more for it
                     load.given = self._setup.task.max_tasks_per_worker
         entry = self.running.get(msg.key)
@@ -428,7 +433,9 @@ class Work:
         worker = self._pool_monitors.pop(msg.ref, None)
         if worker is None:
             return []
-        self._pool.pop(worker, None)
+        load = self._pool.pop(worker, None)
+        if load is not None and load.inflight:
+            self._busy_workers -= 1
         lost: list[tuple[Key, Any]] = []
         for k in [k for k, ref in self._assigned.items() if ref == worker]:
             del self._assigned[k]
