@@ -4,8 +4,8 @@ Every figure is taken in this run, on this machine, with real processes:
 
 1. **Throughput**: trivial ``echo`` tasks (``benchmarks._cluster_tasks``) submitted by
    one client through one ``mabeam coordinator start`` to 8 ``mabeam node start``
-   agents (2 pool slots each and ``--prefetch 128``: trivial tasks, so each agent holds
-   128 more assignments written ahead into its busy pool workers, which covers a
+   agents (2 pool slots each and ``--prefetch 256``: trivial tasks, so each agent holds
+   256 more assignments written ahead into its busy pool workers, which covers a
    dispatch round trip while a big SUBMIT is being committed; ``--nice 10``: the agents
    and their workers share the coordinator's cores, and its users are told to lower
    their priority there (docs/cluster.md), as a node on a host of its own would not
@@ -34,8 +34,8 @@ Checked (``TARGETS``), each a ratio of figures of this run, never an absolute ti
   both move together with the machine's speed and load; a regression of the hot path
   (per-frame costs, store batching, wake-ups, the pipelining into pool workers) moves
   only ours. Measured 0.140-0.377 (full runs) and 0.185-0.599 (``--short``) on the shared
-  2-core machine (docs/benchmarks.md), the upper ends with prefetch 128 and ``--nice
-  10``; the floor is about half the lowest, so a 2 x slowdown of the old code fails
+  2-core machine (docs/benchmarks.md), the upper ends with prefetch 128-256 and
+  ``--nice 10``; the floor is about half the lowest, so a 2 x slowdown of the old code fails
   (twice: ``--check`` measures once more) and noise does not.
 - failure detection <= 3 heartbeat intervals (10 %: the timeout is 3 intervals by
   design, the rest is the store commit of the requeue and timer latency).
@@ -80,7 +80,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 10_000,
         "one_node_n": 3_000,
-        "prefetch": 128,
+        "prefetch": 256,
         "nice": 10,
         "warmup": 400,
         "process_n": 100,
@@ -96,7 +96,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "slots": 2,
         "pool_n": 1_500,
         "one_node_n": 500,
-        "prefetch": 128,
+        "prefetch": 256,
         "nice": 10,
         "warmup": 200,
         "process_n": 0,
