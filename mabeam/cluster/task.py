@@ -16,6 +16,7 @@ import fnmatch
 import functools
 import importlib
 import inspect
+import os
 import re
 import signal
 import struct
@@ -391,7 +392,7 @@ class TaskContext:
     succeeds.
     """
 
-    __slots__ = ("_lock", "_made", "_output_dir", "_send", "attempt", "device", "gpus", "job_id")
+    __slots__ = ("_lock", "_output_dir", "_path", "_send", "attempt", "device", "gpus", "job_id")
 
     def __init__(
         self,
@@ -399,7 +400,7 @@ class TaskContext:
         job_id: str,
         attempt: int,
         gpus: tuple[str, ...],
-        output_dir: Path,
+        output_dir: str | os.PathLike[str],
         send: Callable[[bytes], None],
     ) -> None:
         self.job_id = job_id
@@ -407,7 +408,7 @@ class TaskContext:
         self.gpus = gpus
         self.device = ",".join(gpus) if gpus else "cpu"
         self._output_dir = output_dir
-        self._made = False
+        self._path: Path | None = None  # made (and created) on first use: most never ask
         self._send = send
         self._lock = threading.Lock()
 
@@ -415,17 +416,19 @@ class TaskContext:
     def output_dir(self) -> Path:
         """The attempt's output directory, created on first use (a task that writes no
         outputs costs no directory)."""
-        if not self._made:
-            self._output_dir.mkdir(parents=True, exist_ok=True)
-            self._made = True
-        return self._output_dir
+        path = self._path
+        if path is None:
+            path = Path(self._output_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            self._path = path
+        return path
 
     @property
     def published_dir(self) -> Path:
         """Where ``output_dir`` will be once the attempt succeeds: the lasting path of
         its outputs, to name in the result (a PBT checkpoint a later trial starts from).
         Nothing is there before the task returns."""
-        return published_dir(self._output_dir)
+        return published_dir(Path(self._output_dir))
 
     def report(self, step: int | None = None, **metrics: Any) -> None:
         """Stream one progress record (``step`` and named metrics) to the node.

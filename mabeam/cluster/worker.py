@@ -28,8 +28,8 @@ stopped like SIGTERM would (the worker exits 143).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # getsignal without the enum (unwatch)
 import argparse
-import contextlib
 import faulthandler
 import fcntl
 import os
@@ -39,8 +39,6 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any, Final, NoReturn
 
@@ -104,6 +102,7 @@ class _JobPipe:
         self.skipped: set[int] = set()  # seqs of queued jobs the parent called off
         self.running: int | None = None  # seq of the job running now
         self._draining = False
+        self._missed = False  # a SIGIO came while draining: look once more
         self._watching = False  # a task runs: SIGIO drains the pipe
         self._handler = self._on_sigio  # one bound method, to compare with getsignal
         self._frames = FrameBuffer(walk=False)  # the node checked the jobs (DISPATCH)
@@ -149,44 +148,48 @@ class _JobPipe:
         return True
 
     def _on_sigio(self, signum: int, frame: FrameType | None) -> None:
-        if self._watching:
+        if self._draining:
+            self._missed = True
+        elif self._watching:
             self._drain()
 
     def _drain(self) -> None:
         # Not reentrant: a SIGIO can interrupt this very loop (or the drain that opens
         # a watch) between bytecodes, and a nested read would tear the frame buffer
-        # apart. The interrupted loop reads on until the pipe is empty; since the
-        # signal it swallowed may announce the end of file, the pipe is polled once
-        # more after the flag drops.
+        # apart. The interrupted loop reads on while the pipe is readable; since the
+        # signal it swallowed may announce the end of file, it goes round once more.
+        # Polled before each read: a read of an empty pipe raises (one per task).
         if self._draining:
             return
+        fd = self.fd
         while True:
-            self._draining = True
+            self._draining, self._missed = True, False
             try:
-                while not self.closed and self._read():
+                while not self.closed and select.select([fd], [], [], 0)[0] and self._read():
                     pass
             finally:
                 self._draining = False
-            if self.closed or not select.select([self.fd], [], [], 0)[0]:
+            if self.closed or not self._missed:
                 break
         if self.closed:
             _die("the job pipe closed while a task was running")
         if self.running is not None and self.running in self.skipped:
             raise TaskTerminated("called off by the parent")  # too late to skip it
 
-    @contextlib.contextmanager
-    def watched(self) -> Iterator[None]:
-        """While a task runs: end of file on the pipe stops the worker at once."""
+    def watch(self) -> None:
+        """From now until ``unwatch`` (a task runs): end of file on the pipe stops the
+        worker at once. Reads what arrived since the last task first."""
         self._watching = True
-        try:
-            self._drain()  # what arrived since the last task
-            yield
-        finally:
-            self._watching = False
-            # A task that replaced the handler (SIG_DFL would kill the idle worker at
-            # the next job, SIG_IGN would hide an end of file) gets it put back.
-            if signal.getsignal(signal.SIGIO) != self._handler:
-                signal.signal(signal.SIGIO, self._handler)
+        self._drain()
+
+    def unwatch(self) -> None:
+        """The task is over. One that replaced the SIGIO handler (SIG_DFL would kill
+        the idle worker at the next job, SIG_IGN would hide an end of file) gets it put
+        back. ``_signal.getsignal``: ``signal.getsignal`` first tries the handler as an
+        enum member, an exception per task for a bound method (~3 us)."""
+        self._watching = False
+        if _signal.getsignal(signal.SIGIO) != self._handler:
+            signal.signal(signal.SIGIO, self._handler)
 
 
 class _Worker:
@@ -227,16 +230,20 @@ class _Worker:
         log = self.log
         if log is not None:
             log.begin(fields["log_path"])
-        with self.jobs.watched():  # its first drain reads a call-off that came already
-            if seq is not None and seq in self.jobs.skipped:
+        jobs = self.jobs
+        jobs.watch()  # its first drain reads a call-off that came already
+        try:
+            if seq is not None and seq in jobs.skipped:
                 frame = _SKIPPED
             else:
-                self.jobs.running = seq  # from here a call-off stops it
+                jobs.running = seq  # from here a call-off stops it
                 try:
                     frame = _execute(fields, self.channel)
                 finally:
-                    self.jobs.running = None
+                    jobs.running = None
                 _flush()
+        finally:
+            jobs.unwatch()
         if log is not None:
             log.end()  # complete on disk before the parent hears of the end
         # Sent after the watch ends: the parent may close our stdin as soon as it reads.
@@ -258,7 +265,7 @@ def _execute(job: dict[str, Any], channel: _Channel) -> bytes:
         job_id=job["job_id"],
         attempt=job["attempt"],
         gpus=tuple(job["gpus"]),
-        output_dir=Path(job["work_dir"]),
+        output_dir=job["work_dir"],
         send=channel.send,
     )
     try:
@@ -290,8 +297,10 @@ def _failure(kind: str, error: str, tb: str) -> bytes:
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:  # not contextlib.suppress: this runs twice per task
             stream.flush()
+        except (OSError, ValueError):
+            continue
 
 
 def _log(text: str) -> None:

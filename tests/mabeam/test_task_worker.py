@@ -564,6 +564,19 @@ def test_report_refuses_a_bad_step_and_unencodable_metrics(tmp_path: Path) -> No
     assert ctx.device == "cpu"
 
 
+def test_a_context_makes_its_output_dir_on_first_use_from_a_str_or_a_path(
+    tmp_path: Path,
+) -> None:
+    for given in (str(tmp_path / "a" / ".output.partial"), tmp_path / "b" / ".output.partial"):
+        ctx = TaskContext(job_id="j", attempt=1, gpus=(), output_dir=given, send=print)
+        assert not Path(given).exists()  # nothing until the task asks
+        assert ctx.published_dir == Path(given).parent / "output"
+        assert not Path(given).exists()
+        made = ctx.output_dir
+        assert made == Path(given) and made.is_dir() and ctx.output_dir is made
+        assert str(given) in repr(ctx)
+
+
 def test_the_allow_list_matches_fnmatch_patterns_and_explains_refusals() -> None:
     patterns = ["examples.*", "mylab.train:main"]
     assert entrypoint_allowed("examples.digits.train:run", patterns)
@@ -571,6 +584,10 @@ def test_the_allow_list_matches_fnmatch_patterns_and_explains_refusals() -> None
     assert not entrypoint_allowed("mylab.train:other", patterns)
     assert not entrypoint_allowed("os:system", [])
     assert entrypoint_allowed("anything:at_all", ["*"])
+    for _ in range(2):  # a tuple (a node's own list) is answered from a cache
+        assert entrypoint_allowed("examples.digits.train:run", tuple(patterns))
+        assert not entrypoint_allowed("mylab.train:other", tuple(patterns))
+        assert not entrypoint_allowed("os:system", ())
     check_entrypoint_allowed("examples.x:y", patterns)
     with pytest.raises(EntrypointNotAllowed) as refused:
         check_entrypoint_allowed("os:system", patterns)
