@@ -24,13 +24,14 @@ it had succeeded first.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from foundation import Actor, ActorRef, Down, FoundationError, MonitorRef
 from supervision import DynamicSupervisor, SupervisionError, child_spec
@@ -91,6 +92,15 @@ class _Load:
         module, or imported it for the same code version."""
         seen = self.code.get(_module(entry))
         return seen is None or seen == entry.code
+
+
+class _Start(enum.Enum):
+    """``Work._pool_worker``'s answer when a new pool worker must be started."""
+
+    START = "start"
+
+
+_START: Final = _Start.START
 
 
 def _module(entry: Running) -> str:
@@ -205,7 +215,9 @@ class Work:
                 continue
             try:
                 if entry.pool:
-                    worker = await self._pool_worker(entry)
+                    worker = self._pool_worker(entry)
+                    if worker is _START:
+                        worker = await self._new_pool_worker()
                     if worker is None:
                         break
                     waiting.popleft()
@@ -224,11 +236,12 @@ class Work:
     def _busy_slots(self) -> int:
         return len(self._runners) + self._busy_workers
 
-    async def _pool_worker(self, entry: Running) -> ActorRef | None:
-        """Where ``entry`` goes: an idle worker or a new one while a slot is free, else
-        the least loaded busy worker with room in its pipe, else None. Only workers
-        that have the entrypoint's code at ``entry``'s version (or not at all) qualify;
-        an idle one with other code retires when a new one is started instead."""
+    def _pool_worker(self, entry: Running) -> ActorRef | _Start | None:
+        """Where ``entry`` goes: an idle worker or a new one (``_START``) while a slot is
+        free, else the least loaded busy worker with room in its pipe, else None. Only
+        workers that have the entrypoint's code at ``entry``'s version (or not at all)
+        qualify; an idle one with other code retires when a new one is started instead.
+        Not a coroutine: it runs for every task, and only a start waits."""
         max_tasks = self._setup.task.max_tasks_per_worker
         pool = self._pool
         if self._busy_slots() < self._setup.slots:
@@ -240,7 +253,7 @@ class Work:
                 if not load.inflight and ref.is_alive:  # idle, other code: it makes room
                     load.given = max_tasks
                     ref.cast(RETIRE)
-            return await self._new_pool_worker()
+            return _START
         best: ActorRef | None = None
         least = self._depth
         for ref, load in pool.items():  # no list: this runs for every task under load
