@@ -142,6 +142,34 @@ def _canonical(value: Any, path: str, depth: int = 0) -> Any:
     )
 
 
+_FLAT_MAX_CHARS: Final = 1 << 20  # far below CODEC's 16 MiB: a flat map of these fits
+
+
+def _flat(params: dict[Any, Any]) -> bool:
+    """Whether ``params`` is the common kind that ``_canonical`` and ``CODEC.encode``
+    certainly take, checked in one pass without building the sorted copy: ASCII str
+    keys, values None, bool, float, 64-bit int or ASCII str, and at most
+    ``_FLAT_MAX_CHARS`` characters in all. False sends them through both (and their
+    wording of what is wrong)."""
+    chars = 0
+    lo, hi = _INT64
+    for key, value in params.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return False
+            chars += len(value)
+        elif kind is int:
+            if not lo <= value < hi:
+                return False
+        elif kind is not float and kind is not bool and value is not None:
+            return False
+        chars += len(key)
+    return chars <= _FLAT_MAX_CHARS
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """What to run: ``entrypoint`` (``package.module:function``) called with ``params``.
@@ -175,7 +203,7 @@ class JobSpec:
             )
         if type(self.params) is not dict:
             raise InvalidSpecError(f"spec.params: expected a dict, got: {self.params!r}")
-        canonical = _canonical(self.params, "spec.params")
+        canonical = None if _flat(self.params) else _canonical(self.params, "spec.params")
         if not isinstance(self.resources, Resources):
             raise InvalidSpecError(f"spec.resources: expected Resources, got: {self.resources!r}")
         if self.timeout_s is not None:
@@ -201,10 +229,11 @@ class JobSpec:
             if value > MAX_VALUE:
                 raise InvalidSpecError(f"spec.value: at most {MAX_VALUE:g}, got: {self.value!r}")
             object.__setattr__(self, "value", value)
-        try:
-            CODEC.encode(canonical)
-        except CodecError as exc:
-            raise InvalidSpecError(f"spec.params: not storable: {exc}") from None
+        if canonical is not None:
+            try:
+                CODEC.encode(canonical)
+            except CodecError as exc:
+                raise InvalidSpecError(f"spec.params: not storable: {exc}") from None
         try:
             # The one cache key of the project: the sweep spec's trials carry the same.
             digest = trial_hash(self.entrypoint, self.params, self.code_version)
