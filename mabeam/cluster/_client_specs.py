@@ -172,10 +172,9 @@ def _overheads() -> tuple[int, int]:
             frame = protocol.Submit(request_id="check", idempotency_key="k", specs=specs)
         return len(protocol.encode(frame))
 
-    one = size(job) - (size(job, job) - size(job))
+    spec = size(job, job) - size(job)
     # msgpack's array header grows from 1 byte (up to 15 items) to 3, then to 5.
-    most = size(job, long=True) - (size(job, job) - size(job)) - 1 + 5
-    return one, most
+    return size(job) - spec, size(job, long=True) - spec - 1 + 5
 
 
 def encoded(frame: Any) -> bytes:

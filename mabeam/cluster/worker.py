@@ -278,8 +278,7 @@ def _execute(job: dict[str, Any], channel: _Channel) -> bytes:
         text = "".join(traceback.format_exception(type(exc), exc, skip))
         line = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return _failure("exception", f"{entrypoint} raised {line}", text)
-    _flush()
-    try:
+    try:  # the task's streams are flushed by the caller, once, before the frame goes
         return pack_frame({"t": "result", "ok": True, "value": value})
     except CodecError as exc:
         return _failure(

@@ -349,6 +349,20 @@ def seq_job(tmp_path: Path, name: str, seq: int, params: dict[str, Any] | None =
     return pack_frame(job_to_wire(task, work_dir=tmp_path / f"w{seq}", gpus=[], seq=seq))
 
 
+def call_off_running(
+    proc: subprocess.Popen[bytes], next_message: Callable[[], Any], frame: bytes, seq: int
+) -> None:
+    """Send a job that reports progress and blocks, then call it off once it runs: the
+    worker must stop it as SIGTERM would (exit 143)."""
+    assert proc.stdin is not None
+    proc.stdin.write(frame)
+    proc.stdin.flush()
+    assert next_message()["t"] == "progress"
+    proc.stdin.write(pack_frame({"skip": seq}))
+    proc.stdin.flush()
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+
+
 def messages_of(proc: subprocess.Popen[bytes]) -> Callable[[], Any]:
     """A function returning the pool worker's next message (20 s at most)."""
     assert proc.stdout is not None
@@ -431,12 +445,7 @@ def test_a_pool_worker_skips_a_queued_job_called_off_and_stops_a_running_one(
         assert next_message() == {"t": "skipped"}  # 2 never ran
         assert next_message()["value"] == proc.pid  # 3 did
         # A call-off that finds its job running stops it, as SIGTERM would.
-        proc.stdin.write(job("block_pid", 4))
-        proc.stdin.flush()
-        assert next_message()["t"] == "progress"
-        proc.stdin.write(pack_frame({"skip": 4}))
-        proc.stdin.flush()
-        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+        call_off_running(proc, next_message, job("block_pid", 4), 4)
 
 
 @pytest.mark.parametrize("to", ["default", "ignore"])
@@ -452,14 +461,9 @@ def test_a_task_that_replaces_the_sigio_handler_breaks_no_later_task(
         proc.stdin.write(job("reset_sigio", 1, {"to": to}))
         proc.stdin.flush()
         assert next_message()["value"] == proc.pid
-        # The worker is idle: the next job's SIGIO must not kill it (SIG_DFL) ...
-        proc.stdin.write(job("block_pid", 2))
-        proc.stdin.flush()
-        assert next_message()["t"] == "progress"
-        # ... and a call-off must still reach the running task (not SIG_IGN).
-        proc.stdin.write(pack_frame({"skip": 2}))
-        proc.stdin.flush()
-        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+        # The worker is idle: the next job's SIGIO must not kill it (SIG_DFL), and a
+        # call-off must still reach the running task (not SIG_IGN).
+        call_off_running(proc, next_message, job("block_pid", 2), 2)
 
 
 def test_a_pool_worker_takes_a_deep_backlog_of_jobs_streaming_in_while_it_runs(
